@@ -1,0 +1,201 @@
+//! The admin listener: liveness (`/health`), readiness (`/ready`) and a
+//! read-only `/api/v1/status`. It binds loopback unless configured
+//! otherwise, and then validation demands a token; `/health` and `/ready`
+//! stay open for orchestrators' probes, everything else needs
+//! `Authorization: Bearer <token>` when a token is set.
+
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::ControlHandle;
+use crate::table::Health;
+
+/// Shared state of the admin endpoints.
+pub struct Admin {
+    pub control: ControlHandle,
+    /// Bearer token; `None` leaves the API open (loopback only, enforced
+    /// by config validation).
+    pub token: Option<String>,
+    pub shutdown: CancellationToken,
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Serves the admin API until shutdown.
+pub async fn serve(listener: StdListener, admin: Arc<Admin>) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register admin listener");
+            return;
+        }
+    };
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = admin.shutdown.cancelled() => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+impl Admin {
+    fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/health") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/ready") => {
+                if self.shutdown.is_cancelled() {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                } else {
+                    text(StatusCode::OK, "ready\n")
+                }
+            }
+            (_, path) if !self.authorized(&req) => {
+                tracing::info!(path, "admin request without a valid token");
+                json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": "unauthorized", "detail": "send Authorization: Bearer <token>"}),
+                )
+            }
+            (&Method::GET, "/api/v1/status") => json_response(StatusCode::OK, &self.status()),
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "not_found", "detail": format!("no admin endpoint {}", req.uri().path())}),
+            ),
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        constant_time_eq(given, token.as_bytes())
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let table = self.control.table().load();
+        let reload = self.control.status();
+        let routes: Vec<_> = table
+            .routes()
+            .iter()
+            .map(|r| {
+                let split: serde_json::Map<_, _> = r
+                    .split()
+                    .map(|(p, w)| (p.name.to_string(), json!(w)))
+                    .collect();
+                json!({"name": &*r.name, "path_prefix": &*r.path_prefix, "split": split})
+            })
+            .collect();
+        let pools: Vec<_> = table
+            .pools()
+            .iter()
+            .map(|p| {
+                let backends: Vec<_> = p
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        json!({
+                            "addr": b.addr.to_string(),
+                            "health": match b.health() {
+                                Health::Unknown => "unknown",
+                                Health::Healthy => "healthy",
+                                Health::Unhealthy => "unhealthy",
+                            },
+                            "draining": b.is_draining(),
+                            "in_flight": b.in_flight(),
+                        })
+                    })
+                    .collect();
+                json!({"name": &*p.name, "backends": backends})
+            })
+            .collect();
+        json!({
+            "generation": table.generation,
+            "routes": routes,
+            "pools": pools,
+            "connections": self.connections.load(std::sync::atomic::Ordering::Relaxed),
+            "last_reload": {
+                "generation": reload.generation,
+                "source": reload.source.map(|s| s.to_string()),
+                "error": reload.error,
+            },
+        })
+    }
+}
+
+/// Compares in time independent of where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for (i, &x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secre", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"secretsecret", b"secret"));
+    }
+}

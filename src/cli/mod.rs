@@ -1,0 +1,306 @@
+//! Command-line parsing and the process lifecycle around the library.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use switchyard::config::{self, Config, ConfigError};
+use switchyard::control::ChangeSource;
+use switchyard::server::{self, listener, Listeners, Source};
+
+/// Exit code for an invalid configuration or usage (BSD EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A traffic-splitting reverse proxy for blue-green, canary and rolling deployments"
+)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy from a configuration file.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How often to check the file for edits ("0s" turns watching off;
+        /// SIGHUP always reloads).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        watch_interval: Duration,
+    },
+    /// Validate a configuration file and print the routing table it gives.
+    Check {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+    /// Start demo backends (pools blue, green, canary) and the proxy in front of them.
+    Demo {
+        /// Proxy listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Admin listen address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin_listen: SocketAddr,
+        /// Where to write the demo configuration.
+        #[arg(long, default_value = "config/demo.toml")]
+        config: PathBuf,
+    },
+    /// Run one demo backend (answers JSON naming its pool; /health is 200).
+    Backend {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value = "blue")]
+        pool: String,
+        #[arg(long, default_value = "v1")]
+        version: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Check { file } => return check(&file),
+        Command::Run {
+            config,
+            watch_interval,
+        } => {
+            let (cfg, text) = match config::load(&config) {
+                Ok(ok) => ok,
+                Err(e) => return config_error(&e),
+            };
+            let watch = (!watch_interval.is_zero()).then_some(watch_interval);
+            run(cfg, Some(config), text, watch)
+        }
+        Command::Demo {
+            listen,
+            admin_listen,
+            config,
+        } => demo::run(listen, admin_listen, &config),
+        Command::Backend {
+            listen,
+            pool,
+            version,
+        } => backend(listen, pool, version),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(ce) = e.downcast_ref::<ConfigError>() {
+                return config_error(ce);
+            }
+            eprintln!("switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("switchyard: invalid configuration\n{e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn check(file: &Path) -> ExitCode {
+    let (cfg, _) = match config::load(file) {
+        Ok(ok) => ok,
+        Err(e) => return config_error(&e),
+    };
+    println!("{}: configuration is valid", file.display());
+    print!("{}", summary(&cfg));
+    ExitCode::SUCCESS
+}
+
+/// A readable routing summary, like `nginx -T` but short.
+pub(crate) fn summary(cfg: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "listen {}  admin {}",
+        cfg.server.listen, cfg.admin.listen
+    );
+    for r in &cfg.routes {
+        let total: u32 = r.split.iter().map(|(_, w)| w).sum();
+        let host = match &r.host {
+            None => "*".to_owned(),
+            Some(config::HostMatch::Exact(h)) => h.clone(),
+            Some(config::HostMatch::Suffix(s)) => format!("*{s}"),
+        };
+        let split: Vec<String> = r
+            .split
+            .iter()
+            .map(|(p, w)| {
+                format!(
+                    "{p} {:.1}%",
+                    100.0 * f64::from(*w) / f64::from(total.max(1))
+                )
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "route {:<12} host {host} prefix {}  ->  {}",
+            r.name,
+            r.path_prefix,
+            split.join(", ")
+        );
+        if let Some(s) = &r.sticky {
+            let by: Vec<String> = s
+                .header
+                .iter()
+                .map(|h| format!("header {h}"))
+                .chain(s.cookie.iter().map(|c| format!("cookie {c}")))
+                .collect();
+            let _ = write!(out, "  (sticky by {})", by.join(" / "));
+        }
+        out.push('\n');
+    }
+    for p in &cfg.pools {
+        let backends: Vec<String> = p
+            .backends
+            .iter()
+            .map(|b| {
+                if b.weight == 1 {
+                    b.addr.to_string()
+                } else {
+                    format!("{} (weight {})", b.addr, b.weight)
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "pool  {:<12} {:?}  {}",
+            p.name,
+            p.balance,
+            backends.join(", ")
+        );
+    }
+    out
+}
+
+/// Binds, starts, and runs until SIGTERM/SIGINT; SIGHUP reloads.
+pub(crate) fn run(
+    cfg: Config,
+    path: Option<PathBuf>,
+    text: String,
+    watch: Option<Duration>,
+) -> anyhow::Result<()> {
+    let proxy = listener::bind(cfg.server.listen)
+        .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
+    let admin = listener::bind_single(cfg.admin.listen)
+        .with_context(|| format!("cannot listen on {} (admin.listen)", cfg.admin.listen))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the control runtime")?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let running = server::start(
+            cfg,
+            Source { path, text, watch },
+            Listeners { proxy, admin },
+            shutdown.clone(),
+        )?;
+        spawn_signal_handlers(&running, shutdown)?;
+        running.wait().await;
+        tracing::info!("shut down");
+        Ok(())
+    })
+}
+
+#[cfg(unix)]
+fn spawn_signal_handlers(
+    running: &server::Running,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!(
+            "shutdown signal received; finishing in-flight requests (signal again to stop at once)"
+        );
+        shutdown.cancel();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: stopping now");
+        std::process::exit(1);
+    });
+    let control = running.control.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // The controller logs and records the outcome itself.
+            let _ = control.reload(ChangeSource::Signal).await;
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn spawn_signal_handlers(_: &server::Running, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+fn backend(listen: SocketAddr, pool: String, version: String) -> anyhow::Result<()> {
+    let l = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start runtime")?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            s.cancel();
+        });
+        tracing::info!(%listen, %pool, "demo backend listening");
+        switchyard::demo::serve_backend(l, pool, version, shutdown).await?;
+        Ok(())
+    })
+}

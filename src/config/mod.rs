@@ -1,0 +1,146 @@
+//! Configuration: the TOML file (`raw`), its validation (`validate`) and the
+//! typed model everything else reads (`model`). Loading never has side
+//! effects: a file is read, parsed and validated into a `Config`, or every
+//! problem found is returned as a `ConfigError`.
+
+mod error;
+mod model;
+mod raw;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, Diagnostic};
+pub use model::*;
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<(Config, String), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let config = parse(&text, path)?;
+    Ok((config, text))
+}
+
+/// Validates configuration text; `path` is used only in error messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let invalid = |diagnostics| ConfigError::Invalid {
+        path: path.to_owned(),
+        diagnostics,
+    };
+    let raw: raw::RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => return Err(invalid(vec![serde_diagnostic(text, &e)])),
+    };
+    let mut v = validate::Validator::new(text);
+    match v.config(raw) {
+        Some(config) => Ok(config),
+        None => Err(invalid(v.diags)),
+    }
+}
+
+/// Turns a TOML or serde error into a diagnostic with a key and a hint.
+fn serde_diagnostic(text: &str, e: &toml::de::Error) -> Diagnostic {
+    let span = e.span().unwrap_or(0..0);
+    let (line, column) = error::position(text, span.start);
+    let snippet = text.get(span.clone()).unwrap_or("").trim();
+    let table = enclosing_table(text, span.start);
+    let message = e.message().trim().to_owned();
+    let mut hint = None;
+    let mut key = table.clone();
+    if let Some(field) = between(&message, "unknown field `", "`") {
+        key = join_key(&table, field);
+        let expected: Vec<&str> = message
+            .split("expected ")
+            .nth(1)
+            .map(|rest| rest.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        hint = Some(match error::closest(field, expected.iter().copied()) {
+            Some(c) => format!("did you mean `{c}`?"),
+            None if !expected.is_empty() => format!("known keys: {}", expected.join(", ")),
+            None => "remove this key".to_owned(),
+        });
+    } else if !snippet.is_empty() && !snippet.contains('\n') && snippet.len() < 60 {
+        let line_start = text
+            .get(..span.start)
+            .and_then(|t| t.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let prefix = text.get(line_start..span.start).unwrap_or("").trim();
+        if let Some((k, _)) = snippet.split_once('=') {
+            key = join_key(&table, k.trim());
+        } else if let Some(k) = prefix
+            .strip_suffix('=')
+            .map(str::trim)
+            .filter(|k| is_bare_key(k))
+        {
+            key = join_key(&table, k);
+        } else if is_bare_key(snippet) {
+            key = join_key(&table, snippet);
+        }
+    }
+    if message.contains("untagged enum RawBackend") {
+        hint = Some("a backend is \"IP:port\" or { addr = \"IP:port\", weight = N }".to_owned());
+    } else if message.contains("invalid type") && hint.is_none() {
+        hint = Some("check the value's type: durations and addresses are strings".into());
+    }
+    Diagnostic {
+        line,
+        column,
+        key: if key.is_empty() {
+            "(top level)".into()
+        } else {
+            key
+        },
+        message,
+        hint,
+    }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &s[s.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+fn join_key(table: &str, key: &str) -> String {
+    if table.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{table}.{key}")
+    }
+}
+
+fn is_bare_key(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// The `[table]` or `[[array]]` header in force at `offset`, as a dotted key.
+fn enclosing_table(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let mut arrays: std::collections::HashMap<String, usize> = Default::default();
+    let mut current = String::new();
+    for line in before.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let n = arrays.entry(name.clone()).or_insert(0);
+            current = format!("{name}[{n}]");
+            *n += 1;
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            let name = name.trim();
+            // A sub-table of the latest array element, like [routes.rollout].
+            current = match arrays
+                .iter()
+                .find(|(a, _)| name.starts_with(&format!("{a}.")))
+            {
+                Some((a, n)) => format!("{a}[{}]{}", n.saturating_sub(1), &name[a.len()..]),
+                None => name.to_owned(),
+            };
+        }
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+use std::path::Path;
+
+use super::*;
+
+fn ok(text: &str) -> Config {
+    match parse(text, Path::new("t.toml")) {
+        Ok(c) => c,
+        Err(e) => panic!("expected valid config, got:\n{e}"),
+    }
+}
+
+const MINIMAL: &str = r#"
+[pools.blue]
+backends = ["127.0.0.1:8001"]
+
+[[routes]]
+name = "api"
+split = { blue = 100 }
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = ok(MINIMAL);
+    assert_eq!(c.server, ServerConfig::default());
+    assert_eq!(c.pools[0].balance, Balance::LeastRequest);
+    assert_eq!(c.routes[0].path_prefix, "/");
+    assert_eq!(c.routes[0].split, vec![("blue".to_owned(), 100)]);
+}
+
+#[test]
+fn full_design_config_parses() {
+    let c = ok(r#"
+[server]
+listen = "0.0.0.0:8080"
+shutdown_grace = "30s"
+connect_timeout = "250ms"
+upstream_timeout = "1m"
+
+[admin]
+listen = "127.0.0.1:9901"
+token_env = "SWITCHYARD_ADMIN_TOKEN"
+
+[health]
+enabled = true
+path = "/health"
+interval = "5s"
+timeout = "2s"
+healthy_threshold = 2
+unhealthy_threshold = 3
+expect_status = "200,204"
+
+[pools.blue]
+backends = ["127.0.0.1:8001", { addr = "127.0.0.1:8002", weight = 3 }]
+balance = "round_robin"
+
+[pools.canary]
+backends = ["[::1]:8021"]
+health = { path = "/ready" }
+
+[[routes]]
+name = "api"
+host = "*.Example.com"
+path_prefix = "/api"
+split = { canary = 10, blue = 90 }
+sticky = { header = "X-User-ID", cookie = "switchyard_id" }
+force_header = "X-Switchyard-Pool"
+"#);
+    assert_eq!(c.server.connect_timeout.as_millis(), 250);
+    assert_eq!(c.pools[0].backends[1].weight, 3);
+    assert_eq!(c.pools[0].balance, Balance::RoundRobin);
+    assert_eq!(c.pools[1].health.path, "/ready");
+    assert_eq!(c.pools[1].health.unhealthy_threshold, 3);
+    assert!(c.health.expect_status.contains(204));
+    assert!(!c.health.expect_status.contains(201));
+    let r = &c.routes[0];
+    assert_eq!(r.host, Some(HostMatch::Suffix(".example.com".into())));
+    // split keeps the order it was written in
+    assert_eq!(r.split[0].0, "canary");
+    assert_eq!(
+        r.sticky.as_ref().and_then(|s| s.cookie.clone()).as_deref(),
+        Some("switchyard_id")
+    );
+}
+
+/// Each invalid config, with the line:column and key its first error must
+/// name, and a fragment of the message.
+const INVALID: &[(&str, &str, &str, &str)] = &[
+    (
+        "unknown top-level key",
+        "[server]\nlisten = \"127.0.0.1:80\"\nlisne = 1\n",
+        "3:1: server.lisne",
+        "unknown field",
+    ),
+    (
+        "unknown key in a route",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\nsplitt = 3\n",
+        "6:1: routes[0].splitt",
+        "unknown field",
+    ),
+    (
+        "split names an unknown pool",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 90, gren = 10 }\n",
+        "5:22: routes[0].split.gren",
+        "unknown pool \"gren\"",
+    ),
+    (
+        "all weights zero",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 0 }\n",
+        "5:9: routes[0].split",
+        "all weights are zero",
+    ),
+    (
+        "negative weight",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = -5 }\n",
+        "5:18: routes[0].split.blue",
+        "weight -5 is out of range",
+    ),
+    (
+        "duplicate backend",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "2:28: pools.blue.backends[1]",
+        "listed twice",
+    ),
+    (
+        "unparsable backend address",
+        "[pools.blue]\nbackends = [\"127.0.0.1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "2:13: pools.blue.backends[0]",
+        "cannot parse backend address",
+    ),
+    (
+        "unparsable duration",
+        "[server]\nconnect_timeout = \"2 parsecs\"\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "2:19: server.connect_timeout",
+        "cannot parse duration",
+    ),
+    (
+        "duration given as a number",
+        "[server]\nupstream_timeout = 60\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "2:20: server.upstream_timeout",
+        "invalid type",
+    ),
+    (
+        "duplicate route names",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "7:8: routes[1].name",
+        "duplicate route name",
+    ),
+    (
+        "pool with no backends carrying weight",
+        "[pools.blue]\nbackends = []\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "5:18: routes[0].split.blue",
+        "has no backends but carries weight",
+    ),
+    (
+        "unparsable listen address",
+        "[server]\nlisten = \"localhost\"\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "2:10: server.listen",
+        "cannot parse address",
+    ),
+    (
+        "public admin without token",
+        "[admin]\nlisten = \"0.0.0.0:9901\"\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "2:10: admin.listen",
+        "no token is configured",
+    ),
+    (
+        "unknown balance",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\nbalance = \"random\"\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "3:11: pools.blue.balance",
+        "unknown balance",
+    ),
+    (
+        "bad expect_status",
+        "[health]\nexpect_status = \"2xx\"\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "2:17: health.expect_status",
+        "cannot parse status set",
+    ),
+    (
+        "path prefix without slash",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\npath_prefix = \"api\"\nsplit = { blue = 1 }\n",
+        "5:15: routes[0].path_prefix",
+        "must start with '/'",
+    ),
+    (
+        "sticky with neither header nor cookie",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\nsticky = {}\n",
+        "6:10: routes[0].sticky",
+        "needs a header, a cookie",
+    ),
+    (
+        "no routes",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n",
+        "1:1: routes",
+        "no routes",
+    ),
+    (
+        "TOML syntax error",
+        "[pools.blue\nbackends = []\n",
+        "1:12: pools.blue",
+        "",
+    ),
+];
+
+#[test]
+fn invalid_configs_name_line_column_and_key() {
+    for (what, text, at, fragment) in INVALID {
+        let err = match parse(text, Path::new("bad.toml")) {
+            Ok(_) => panic!("{what}: expected an error"),
+            Err(e) => e,
+        };
+        let first = &err.diagnostics()[0];
+        let got = format!("{}:{}: {}", first.line, first.column, first.key);
+        assert_eq!(&got, at, "{what}: wrong position/key; full error:\n{err}");
+        assert!(
+            first.message.contains(fragment),
+            "{what}: message {:?} lacks {:?}",
+            first.message,
+            fragment
+        );
+        let rendered = err.to_string();
+        assert!(
+            rendered.starts_with(&format!("bad.toml:{at}")),
+            "{what}: {rendered}"
+        );
+    }
+}
+
+#[test]
+fn typo_gets_a_did_you_mean_hint() {
+    let err = parse("[server]\nlisen = \"127.0.0.1:1\"\n", Path::new("x.toml")).unwrap_err();
+    assert_eq!(
+        err.diagnostics()[0].hint.as_deref(),
+        Some("did you mean `listen`?")
+    );
+}
+
+#[test]
+fn every_semantic_error_is_reported_at_once() {
+    let text = "[server]\nconnect_timeout = \"soon\"\n[pools.blue]\nbackends = [\"nope\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1, red = 1 }\n";
+    let err = parse(text, Path::new("x.toml")).unwrap_err();
+    let keys: Vec<&str> = err.diagnostics().iter().map(|d| d.key.as_str()).collect();
+    assert!(keys.contains(&"server.connect_timeout"), "{keys:?}");
+    assert!(keys.contains(&"pools.blue.backends[0]"), "{keys:?}");
+    assert!(keys.contains(&"routes[0].split.red"), "{keys:?}");
+}

@@ -1,0 +1,663 @@
+//! Raw TOML → validated `Config`. Collects every problem it can find (not
+//! just the first), each pointing at the line, column and key concerned.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderName;
+use toml::Spanned;
+
+use super::error::{closest, position, Diagnostic};
+use super::model::*;
+use super::raw::*;
+
+/// Largest weight in a split; keeps sums far from overflow.
+const MAX_SPLIT_WEIGHT: i64 = 1_000_000;
+/// Largest per-backend weight; the pool expands weights into a slot array.
+const MAX_BACKEND_WEIGHT: i64 = 100;
+
+pub(crate) struct Validator<'a> {
+    text: &'a str,
+    pub(crate) diags: Vec<Diagnostic>,
+}
+
+impl<'a> Validator<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            diags: Vec::new(),
+        }
+    }
+
+    pub(crate) fn error(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let (line, column) = position(self.text, span.start);
+        self.diags.push(Diagnostic {
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+            hint,
+        });
+    }
+
+    pub(crate) fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let server = self.server(&raw.server);
+        let admin = self.admin(&raw.admin);
+        let health = self.health("health", &raw.health, &HealthConfig::default());
+        let pools = self.pools(&raw.pools, &health);
+        let routes = self.routes(&raw.routes, &pools);
+        if raw.routes.is_empty() {
+            self.error(
+                0..0,
+                "routes",
+                "no routes are defined, so every request would get 404",
+                Some("add a [[routes]] table with a name and a split".into()),
+            );
+        }
+        if !self.diags.is_empty() {
+            return None;
+        }
+        Some(Config {
+            server,
+            admin,
+            health,
+            pools,
+            routes,
+        })
+    }
+
+    fn server(&mut self, raw: &RawServer) -> ServerConfig {
+        let d = ServerConfig::default();
+        ServerConfig {
+            listen: self.socket_addr("server.listen", raw.listen.as_ref(), d.listen),
+            workers: self.int("server.workers", raw.workers.as_ref(), 0, 256, 0) as usize,
+            shutdown_grace: self.duration(
+                "server.shutdown_grace",
+                raw.shutdown_grace.as_ref(),
+                d.shutdown_grace,
+                true,
+            ),
+            connect_timeout: self.duration(
+                "server.connect_timeout",
+                raw.connect_timeout.as_ref(),
+                d.connect_timeout,
+                false,
+            ),
+            upstream_timeout: self.duration(
+                "server.upstream_timeout",
+                raw.upstream_timeout.as_ref(),
+                d.upstream_timeout,
+                false,
+            ),
+            upstream_idle_timeout: self.duration(
+                "server.upstream_idle_timeout",
+                raw.upstream_idle_timeout.as_ref(),
+                d.upstream_idle_timeout,
+                true,
+            ),
+            upstream_max_idle: self.int(
+                "server.upstream_max_idle",
+                raw.upstream_max_idle.as_ref(),
+                0,
+                100_000,
+                d.upstream_max_idle as i64,
+            ) as usize,
+            client_header_timeout: self.duration(
+                "server.client_header_timeout",
+                raw.client_header_timeout.as_ref(),
+                d.client_header_timeout,
+                false,
+            ),
+            max_header_bytes: self.int(
+                "server.max_header_bytes",
+                raw.max_header_bytes.as_ref(),
+                8192,
+                1 << 20,
+                d.max_header_bytes as i64,
+            ) as usize,
+            max_headers: self.int(
+                "server.max_headers",
+                raw.max_headers.as_ref(),
+                1,
+                10_000,
+                d.max_headers as i64,
+            ) as usize,
+        }
+    }
+
+    fn admin(&mut self, raw: &RawAdmin) -> AdminConfig {
+        let d = AdminConfig::default();
+        let listen = self.socket_addr("admin.listen", raw.listen.as_ref(), d.listen);
+        let token_env = raw.token_env.as_ref().map(|s| s.get_ref().clone());
+        let token_file = raw.token_file.as_ref().map(|s| PathBuf::from(s.get_ref()));
+        if let Some(env) = &raw.token_env {
+            if env.get_ref().is_empty() {
+                self.error(env.span(), "admin.token_env", "empty variable name", None);
+            }
+        }
+        if !listen.ip().is_loopback() && token_env.is_none() && token_file.is_none() {
+            let span = raw.listen.as_ref().map_or(0..0, |s| s.span());
+            self.error(
+                span,
+                "admin.listen",
+                format!("admin listener {listen} is not loopback and no token is configured"),
+                Some(
+                    "set admin.token_env (e.g. \"SWITCHYARD_ADMIN_TOKEN\") or admin.token_file, \
+                     or listen on 127.0.0.1"
+                        .into(),
+                ),
+            );
+        }
+        AdminConfig {
+            listen,
+            token_env,
+            token_file,
+        }
+    }
+
+    pub(crate) fn health(
+        &mut self,
+        key: &str,
+        raw: &RawHealth,
+        base: &HealthConfig,
+    ) -> HealthConfig {
+        let path = match &raw.path {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                self.error(
+                    p.span(),
+                    format!("{key}.path"),
+                    "probe path must start with '/'",
+                    None,
+                );
+                base.path.clone()
+            }
+            Some(p) => p.get_ref().clone(),
+            None => base.path.clone(),
+        };
+        let interval = self.duration(
+            &format!("{key}.interval"),
+            raw.interval.as_ref(),
+            base.interval,
+            false,
+        );
+        let timeout = self.duration(
+            &format!("{key}.timeout"),
+            raw.timeout.as_ref(),
+            base.timeout,
+            false,
+        );
+        let expect_status = match &raw.expect_status {
+            Some(s) => match parse_status_set(s.get_ref()) {
+                Some(set) => set,
+                None => {
+                    self.error(
+                        s.span(),
+                        format!("{key}.expect_status"),
+                        format!("cannot parse status set {:?}", s.get_ref()),
+                        Some("use \"200\", \"200-299\" or \"200,204\"".into()),
+                    );
+                    base.expect_status.clone()
+                }
+            },
+            None => base.expect_status.clone(),
+        };
+        HealthConfig {
+            enabled: raw.enabled.unwrap_or(base.enabled),
+            path,
+            host: raw
+                .host
+                .as_ref()
+                .map(|h| h.get_ref().clone())
+                .or(base.host.clone()),
+            interval,
+            timeout,
+            healthy_threshold: self.int(
+                &format!("{key}.healthy_threshold"),
+                raw.healthy_threshold.as_ref(),
+                1,
+                100,
+                base.healthy_threshold as i64,
+            ) as u32,
+            unhealthy_threshold: self.int(
+                &format!("{key}.unhealthy_threshold"),
+                raw.unhealthy_threshold.as_ref(),
+                1,
+                100,
+                base.unhealthy_threshold as i64,
+            ) as u32,
+            expect_status,
+        }
+    }
+
+    fn pools(&mut self, raw: &Ordered<Spanned<RawPool>>, health: &HealthConfig) -> Vec<PoolConfig> {
+        let mut out = Vec::new();
+        for (name, pool) in &raw.0 {
+            let key = format!("pools.{}", name.get_ref());
+            if !valid_name(name.get_ref()) {
+                self.error(
+                    name.span(),
+                    &key,
+                    format!("invalid pool name {:?}", name.get_ref()),
+                    Some("use letters, digits, '-' and '_' (it is sent in a header)".into()),
+                );
+            }
+            let pool_ref = pool.get_ref();
+            let mut backends = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, b) in pool_ref.backends.iter().enumerate() {
+                let bkey = format!("{key}.backends[{i}]");
+                let (addr, weight) = match b.get_ref() {
+                    RawBackend::Addr(a) => (a.as_str(), 1),
+                    RawBackend::Weighted(w) => (w.addr.as_str(), w.weight),
+                };
+                let Some(addr) = self.backend_addr(&bkey, addr, b.span()) else {
+                    continue;
+                };
+                if !(1..=MAX_BACKEND_WEIGHT).contains(&weight) {
+                    self.error(
+                        b.span(),
+                        format!("{bkey}.weight"),
+                        format!("backend weight {weight} is out of range"),
+                        Some(format!("use 1 to {MAX_BACKEND_WEIGHT}")),
+                    );
+                    continue;
+                }
+                if !seen.insert(addr) {
+                    self.error(
+                        b.span(),
+                        &bkey,
+                        format!("backend {addr} is listed twice in pool {}", name.get_ref()),
+                        Some("remove the duplicate, or give it a weight instead".into()),
+                    );
+                    continue;
+                }
+                backends.push(BackendConfig {
+                    addr,
+                    weight: weight as u32,
+                });
+            }
+            let balance = match pool_ref.balance.as_ref() {
+                None => Balance::default(),
+                Some(b) => match b.get_ref().as_str() {
+                    "least_request" => Balance::LeastRequest,
+                    "round_robin" => Balance::RoundRobin,
+                    other => {
+                        self.error(
+                            b.span(),
+                            format!("{key}.balance"),
+                            format!("unknown balance {other:?}"),
+                            Some("use \"least_request\" (default) or \"round_robin\"".into()),
+                        );
+                        Balance::default()
+                    }
+                },
+            };
+            let health = match &pool_ref.health {
+                Some(h) => self.health(&format!("{key}.health"), h, health),
+                None => health.clone(),
+            };
+            out.push(PoolConfig {
+                name: name.get_ref().clone(),
+                backends,
+                balance,
+                health,
+            });
+        }
+        out
+    }
+
+    fn routes(&mut self, raw: &[Spanned<RawRoute>], pools: &[PoolConfig]) -> Vec<RouteConfig> {
+        let mut out = Vec::new();
+        let mut names = HashSet::new();
+        let pool_names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        for (i, r) in raw.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let route = r.get_ref();
+            let name = match &route.name {
+                None => {
+                    self.error(r.span(), format!("{key}.name"), "route has no name", None);
+                    format!("route-{i}")
+                }
+                Some(n) => {
+                    if !valid_name(n.get_ref()) {
+                        self.error(
+                            n.span(),
+                            format!("{key}.name"),
+                            format!("invalid route name {:?}", n.get_ref()),
+                            Some("use letters, digits, '-' and '_'".into()),
+                        );
+                    }
+                    if !names.insert(n.get_ref().clone()) {
+                        self.error(
+                            n.span(),
+                            format!("{key}.name"),
+                            format!("duplicate route name {:?}", n.get_ref()),
+                            Some("route names must be unique".into()),
+                        );
+                    }
+                    n.get_ref().clone()
+                }
+            };
+            let host = route.host.as_ref().and_then(|h| self.host(&key, h));
+            let path_prefix = match &route.path_prefix {
+                None => "/".to_owned(),
+                Some(p) if p.get_ref().starts_with('/') => p.get_ref().clone(),
+                Some(p) => {
+                    self.error(
+                        p.span(),
+                        format!("{key}.path_prefix"),
+                        format!("path prefix {:?} must start with '/'", p.get_ref()),
+                        None,
+                    );
+                    "/".to_owned()
+                }
+            };
+            let split = self.split(&key, r.span(), route.split.as_ref(), pools, &pool_names);
+            let sticky = route.sticky.as_ref().and_then(|s| self.sticky(&key, s));
+            let force_header = route
+                .force_header
+                .as_ref()
+                .and_then(|h| self.header_name(&format!("{key}.force_header"), h));
+            out.push(RouteConfig {
+                name,
+                host,
+                path_prefix,
+                split,
+                sticky,
+                force_header,
+            });
+        }
+        out
+    }
+
+    fn split(
+        &mut self,
+        key: &str,
+        route_span: Range<usize>,
+        raw: Option<&Spanned<Ordered<Spanned<i64>>>>,
+        pools: &[PoolConfig],
+        pool_names: &[&str],
+    ) -> Vec<(String, u32)> {
+        let key = format!("{key}.split");
+        let Some(raw) = raw else {
+            self.error(
+                route_span,
+                &key,
+                "route has no split",
+                Some("e.g. split = { blue = 100 }".into()),
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<(String, u32)> = Vec::new();
+        let mut total: i64 = 0;
+        for (pool, weight) in &raw.get_ref().0 {
+            let pkey = format!("{key}.{}", pool.get_ref());
+            let w = *weight.get_ref();
+            let Some(cfg) = pools.iter().find(|p| p.name == *pool.get_ref()) else {
+                let hint = match closest(pool.get_ref(), pool_names.iter().copied()) {
+                    Some(c) => format!(
+                        "did you mean {c:?}? defined pools: {}",
+                        pool_names.join(", ")
+                    ),
+                    None if pool_names.is_empty() => "no [pools.NAME] tables are defined".into(),
+                    None => format!("defined pools: {}", pool_names.join(", ")),
+                };
+                self.error(
+                    pool.span(),
+                    pkey,
+                    format!("split names unknown pool {:?}", pool.get_ref()),
+                    Some(hint),
+                );
+                continue;
+            };
+            if !(0..=MAX_SPLIT_WEIGHT).contains(&w) {
+                self.error(
+                    weight.span(),
+                    &pkey,
+                    format!("weight {w} is out of range"),
+                    Some(format!(
+                        "weights are whole numbers from 0 to {MAX_SPLIT_WEIGHT}"
+                    )),
+                );
+                continue;
+            }
+            if w > 0 && cfg.backends.is_empty() {
+                self.error(
+                    weight.span(),
+                    &pkey,
+                    format!("pool {:?} has no backends but carries weight {w}", cfg.name),
+                    Some("add backends to the pool or set its weight to 0".into()),
+                );
+            }
+            total += w;
+            out.push((pool.get_ref().clone(), w as u32));
+        }
+        if total == 0 && !raw.get_ref().0.is_empty() && out.len() == raw.get_ref().0.len() {
+            self.error(
+                raw.span(),
+                &key,
+                "all weights are zero, so the route could serve nothing",
+                Some("give at least one pool a positive weight".into()),
+            );
+        } else if raw.get_ref().0.is_empty() {
+            self.error(
+                raw.span(),
+                &key,
+                "split is empty",
+                Some("e.g. split = { blue = 100 }".into()),
+            );
+        }
+        out
+    }
+
+    fn sticky(&mut self, key: &str, raw: &Spanned<RawSticky>) -> Option<StickyConfig> {
+        let s = raw.get_ref();
+        if s.header.is_none() && s.cookie.is_none() {
+            self.error(
+                raw.span(),
+                format!("{key}.sticky"),
+                "sticky needs a header, a cookie, or both",
+                Some("e.g. sticky = { header = \"X-User-ID\", cookie = \"switchyard_id\" }".into()),
+            );
+            return None;
+        }
+        let header = match &s.header {
+            Some(h) => Some(self.header_name(&format!("{key}.sticky.header"), h)?),
+            None => None,
+        };
+        let cookie = match &s.cookie {
+            Some(c) if valid_cookie_name(c.get_ref()) => Some(c.get_ref().clone()),
+            Some(c) => {
+                self.error(
+                    c.span(),
+                    format!("{key}.sticky.cookie"),
+                    format!("invalid cookie name {:?}", c.get_ref()),
+                    None,
+                );
+                return None;
+            }
+            None => None,
+        };
+        Some(StickyConfig { header, cookie })
+    }
+
+    fn host(&mut self, key: &str, raw: &Spanned<String>) -> Option<HostMatch> {
+        let h = raw.get_ref().to_ascii_lowercase();
+        let (suffix, name) = match h.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, h.as_str()),
+        };
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !ok {
+            self.error(
+                raw.span(),
+                format!("{key}.host"),
+                format!("invalid host pattern {:?}", raw.get_ref()),
+                Some(
+                    "use a name like \"api.example.com\" or \"*.example.com\", without a port"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        Some(if suffix {
+            HostMatch::Suffix(format!(".{name}"))
+        } else {
+            HostMatch::Exact(name.to_owned())
+        })
+    }
+
+    fn header_name(&mut self, key: &str, raw: &Spanned<String>) -> Option<HeaderName> {
+        match HeaderName::from_bytes(raw.get_ref().as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.error(
+                    raw.span(),
+                    key,
+                    format!("invalid header name {:?}", raw.get_ref()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn backend_addr(&mut self, key: &str, addr: &str, span: Range<usize>) -> Option<SocketAddr> {
+        match addr.parse::<SocketAddr>() {
+            Ok(a) if a.port() != 0 => Some(a),
+            Ok(_) => {
+                self.error(span, key, format!("backend {addr:?} has port 0"), None);
+                None
+            }
+            Err(_) => {
+                let hint = if addr.contains(':') && !addr.contains("://") {
+                    "backends are IP:port (\"127.0.0.1:8001\", \"[::1]:8001\"); \
+                     DNS names are not resolved yet"
+                } else {
+                    "write the backend as IP:port, e.g. \"127.0.0.1:8001\""
+                };
+                self.error(
+                    span,
+                    key,
+                    format!("cannot parse backend address {addr:?}"),
+                    Some(hint.into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn socket_addr(
+        &mut self,
+        key: &str,
+        raw: Option<&Spanned<String>>,
+        default: SocketAddr,
+    ) -> SocketAddr {
+        let Some(raw) = raw else { return default };
+        match raw.get_ref().parse() {
+            Ok(a) => a,
+            Err(_) => {
+                self.error(
+                    raw.span(),
+                    key,
+                    format!("cannot parse address {:?}", raw.get_ref()),
+                    Some("use IP:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\"".into()),
+                );
+                default
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        raw: Option<&Spanned<String>>,
+        default: Duration,
+        zero_ok: bool,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if d.is_zero() && !zero_ok => {
+                self.error(raw.span(), key, "duration must be greater than zero", None);
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.error(
+                    raw.span(),
+                    key,
+                    format!("cannot parse duration {:?}: {e}", raw.get_ref()),
+                    Some("write durations as strings like \"250ms\", \"5s\", \"1m\"".into()),
+                );
+                default
+            }
+        }
+    }
+
+    fn int(
+        &mut self,
+        key: &str,
+        raw: Option<&Spanned<i64>>,
+        min: i64,
+        max: i64,
+        default: i64,
+    ) -> i64 {
+        let Some(raw) = raw else { return default };
+        let v = *raw.get_ref();
+        if v < min || v > max {
+            self.error(
+                raw.span(),
+                key,
+                format!("{v} is out of range"),
+                Some(format!("use {min} to {max}")),
+            );
+            return default;
+        }
+        v
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn valid_cookie_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// "200", "200-299", "200,204", "200-299,304".
+pub(crate) fn parse_status_set(s: &str) -> Option<StatusSet> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?),
+            None => {
+                let v = part.parse::<u16>().ok()?;
+                (v, v)
+            }
+        };
+        if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+            return None;
+        }
+        out.push((lo, hi));
+    }
+    Some(StatusSet(out))
+}

@@ -1,0 +1,16 @@
+//! switchyard: a traffic-splitting reverse proxy for blue-green, canary and
+//! rolling deployments.
+//!
+//! Layers (see `docs/architecture.md`): `config` (TOML → validated model),
+//! `table` (immutable routing snapshot and long-lived backend state),
+//! `proxy` (the data plane), `server` (listeners, workers, lifecycle),
+//! `control` (the single writer of the table), `admin` (the admin listener)
+//! and `demo` (built-in demo backends).
+
+pub mod admin;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod proxy;
+pub mod server;
+pub mod table;

@@ -1,0 +1,93 @@
+//! Proxy errors and the one place that turns them into HTTP answers.
+
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::ProxyBody;
+use super::headers::{X_REQUEST_ID, X_SWITCHYARD_ERROR};
+use super::upstream::UpstreamError;
+
+/// Where a failure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches this request")]
+    NoRoute,
+    #[error("method not supported by a reverse proxy")]
+    MethodNotAllowed,
+    #[error("no available backend in pool {pool}")]
+    NoBackend { pool: Arc<str> },
+    #[error("the route has no pool with weight")]
+    NoPool,
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("backend did not send response headers within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl ProxyError {
+    pub fn source_side(&self) -> Source {
+        match self {
+            ProxyError::NoRoute | ProxyError::MethodNotAllowed => Source::Downstream,
+            ProxyError::Upstream(UpstreamError::ClientBody { .. }) => Source::Downstream,
+            ProxyError::Upstream(_) | ProxyError::Timeout(_) => Source::Upstream,
+            ProxyError::NoBackend { .. } | ProxyError::NoPool => Source::Internal,
+        }
+    }
+
+    /// May the request be sent to another backend?
+    pub fn retryable(&self) -> bool {
+        matches!(self, ProxyError::Upstream(e) if e.nothing_sent())
+    }
+
+    /// Status code and the `X-Switchyard-Error` reason.
+    pub fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
+            ProxyError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ProxyError::NoBackend { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no-healthy-backend"),
+            ProxyError::NoPool => (StatusCode::SERVICE_UNAVAILABLE, "no-pool"),
+            ProxyError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+            ProxyError::Upstream(e) => match e {
+                UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => {
+                    (StatusCode::BAD_GATEWAY, "upstream-connect")
+                }
+                UpstreamError::ConnectTimeout { .. } => {
+                    (StatusCode::BAD_GATEWAY, "upstream-connect-timeout")
+                }
+                UpstreamError::Reset { .. } => (StatusCode::BAD_GATEWAY, "upstream-reset"),
+                UpstreamError::ClientBody { .. } => (StatusCode::BAD_REQUEST, "client-body"),
+            },
+        }
+    }
+}
+
+/// The answer for a failed request: status, a one-line plain-text body and
+/// `X-Switchyard-Error`.
+pub fn error_response(err: &ProxyError, request_id: Option<&HeaderValue>) -> Response<ProxyBody> {
+    let (status, reason) = err.status();
+    let body = format!(
+        "{} {}: {err}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut resp = Response::new(ProxyBody::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(&X_SWITCHYARD_ERROR, HeaderValue::from_static(reason));
+    if let Some(id) = request_id {
+        h.insert(&X_REQUEST_ID, id.clone());
+    }
+    resp
+}

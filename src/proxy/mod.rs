@@ -1,0 +1,257 @@
+//! The data plane: for each request, one load of the routing table, a route,
+//! a pool and a backend; then the request is forwarded and the response
+//! streamed back. Owns no state of its own beyond counters: tables come from
+//! the controller, backend state from the registry.
+
+mod body;
+mod error;
+pub mod headers;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_util::task::TaskTracker;
+
+pub use body::{ProxyBody, UpBody};
+pub use error::{error_response, ProxyError, Source};
+
+use crate::table::RoutingTable;
+use headers::*;
+
+/// Requests whose force header named no known pool (they were routed by
+/// the split instead).
+pub static FORCE_UNKNOWN: AtomicU64 = AtomicU64::new(0);
+
+/// One client connection, as the data plane needs to know it.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The peer's IP, ready for `X-Forwarded-For`.
+    pub peer_ip: HeaderValue,
+    /// "http" or "https", for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, proto: &'static str) -> Self {
+        let ip = peer.ip().to_canonical().to_string();
+        Self {
+            peer,
+            peer_ip: HeaderValue::from_str(&ip)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            proto,
+        }
+    }
+}
+
+/// The request handler of one worker.
+#[derive(Clone)]
+pub struct Proxy {
+    table: Arc<ArcSwap<RoutingTable>>,
+    /// Upgraded connections (WebSocket tunnels) run as their own tasks; the
+    /// worker waits for them on shutdown.
+    tunnels: TaskTracker,
+}
+
+impl Proxy {
+    pub fn new(table: Arc<ArcSwap<RoutingTable>>, tunnels: TaskTracker) -> Self {
+        Self { table, tunnels }
+    }
+
+    pub async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                req.headers_mut().insert(&X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        match self.forward(req, conn).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let (status, _) = e.status();
+                if status.is_server_error() {
+                    tracing::warn!(request_id = ?request_id, client = %conn.peer, error = %e, "request failed");
+                } else {
+                    tracing::debug!(request_id = ?request_id, client = %conn.peer, error = %e, "request rejected");
+                }
+                error_response(&e, Some(&request_id))
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        if req.method() == Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed);
+        }
+        let client_upgrade =
+            is_upgrade_request(req.version(), req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+
+        // Routing decisions, made against one snapshot without awaiting.
+        let mut set_cookie = None;
+        let (backend, inflight, pool_header, bucket, settings) = {
+            let table = self.table.load();
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+            let route = table
+                .route(host, parts.uri.path())
+                .ok_or(ProxyError::NoRoute)?;
+            let forced = route
+                .force_header
+                .as_ref()
+                .and_then(|h| parts.headers.get(h))
+                .and_then(|v| {
+                    let pool = table.pool(v.as_bytes());
+                    if pool.is_none() {
+                        FORCE_UNKNOWN.fetch_add(1, Ordering::Relaxed);
+                    }
+                    pool
+                });
+            let (pool, bucket) = match forced {
+                Some(pool) => (pool, None),
+                None => {
+                    let key = route.sticky.as_ref().and_then(|s| {
+                        s.header
+                            .as_ref()
+                            .and_then(|h| parts.headers.get(h))
+                            .map(HeaderValue::as_bytes)
+                            .filter(|v| !v.is_empty())
+                            .or_else(|| s.cookie.as_deref().and_then(|c| cookie(&parts.headers, c)))
+                    });
+                    let new_id;
+                    let key = match (key, route.sticky.as_ref().and_then(|s| s.cookie.as_deref())) {
+                        (None, Some(name)) => {
+                            // No key yet: mint one and hand it out as a cookie,
+                            // so this client sticks from its next request on.
+                            new_id = new_request_id();
+                            set_cookie = Some(sticky_cookie(name, &new_id));
+                            Some(new_id.as_bytes())
+                        }
+                        (key, _) => key,
+                    };
+                    let pick = route.pick_pool(key).ok_or(ProxyError::NoPool)?;
+                    (pick.pool, pick.bucket)
+                }
+            };
+            let backend = pool.pick().ok_or_else(|| ProxyError::NoBackend {
+                pool: pool.name.clone(),
+            })?;
+            let inflight = backend.start_request();
+            (
+                backend.clone(),
+                inflight,
+                pool.header.clone(),
+                bucket,
+                table.settings,
+            )
+        };
+
+        let upgrading = client_upgrade.is_some();
+        prepare_request(&mut parts, conn, upgrading);
+        parts.headers.insert(&X_SWITCHYARD_POOL, pool_header);
+        match bucket {
+            Some(b) => parts
+                .headers
+                .insert(&X_SWITCHYARD_BUCKET, HeaderValue::from(b)),
+            None => parts.headers.remove(&X_SWITCHYARD_BUCKET),
+        };
+        let req = Request::from_parts(parts, UpBody::Client(body));
+
+        let sent = tokio::time::timeout(
+            settings.upstream_timeout,
+            upstream::send(backend.id, backend.addr, req, &settings),
+        )
+        .await;
+        let (resp, pooled) = match sent {
+            Err(_) => return Err(ProxyError::Timeout(settings.upstream_timeout)),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(r)) => r,
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client) = client_upgrade {
+                return Ok(self.tunnel(client, resp, inflight));
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        remove_hop_by_hop(&mut parts.headers, false);
+        if let Some(c) = set_cookie {
+            parts.headers.append(header::SET_COOKIE, c);
+        }
+        Ok(Response::from_parts(
+            parts,
+            ProxyBody::upstream(body, pooled, inflight),
+        ))
+    }
+
+    /// Joins the client's and the backend's upgraded connections.
+    fn tunnel(
+        &self,
+        client: hyper::upgrade::OnUpgrade,
+        mut resp: Response<Incoming>,
+        inflight: crate::table::InFlight,
+    ) -> Response<ProxyBody> {
+        let upstream = hyper::upgrade::on(&mut resp);
+        let (mut parts, _) = resp.into_parts();
+        remove_hop_by_hop(&mut parts.headers, true);
+        self.tunnels.spawn(async move {
+            let _inflight = inflight;
+            match tokio::try_join!(client, upstream) {
+                Ok((c, u)) => {
+                    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                        tracing::debug!(error = %e, "upgraded connection ended with an error");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        Response::from_parts(parts, ProxyBody::empty())
+    }
+}
+
+/// Rewrites the request head for the backend.
+fn prepare_request(parts: &mut http::request::Parts, conn: &ConnInfo, upgrade: bool) {
+    remove_hop_by_hop(&mut parts.headers, upgrade);
+    // HTTP/2 clients send :authority instead of Host; backends speak HTTP/1.1.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    set_forwarded(&mut parts.headers, &conn.peer_ip, conn.proto);
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .map_or_else(|| Uri::from_static("/"), Uri::from);
+    }
+    parts.version = Version::HTTP_11;
+}
+
+fn sticky_cookie(name: &str, id: &HeaderValue) -> HeaderValue {
+    let v = format!(
+        "{name}={}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
+        String::from_utf8_lossy(id.as_bytes())
+    );
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

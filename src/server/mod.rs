@@ -1,0 +1,178 @@
+//! Process assembly: given a validated config and already-bound listeners,
+//! start the controller, the workers and the admin listener, and stop them
+//! in order when the shutdown token fires. The library binds no port of its
+//! own choosing and handles no signal: `main` (or a test) does both.
+//!
+//! Shutdown sequence: `/ready` turns false, workers close their listening
+//! sockets (new connections are refused), in-flight requests finish and idle
+//! keep-alive connections are closed gracefully (HTTP/1 `Connection: close`,
+//! HTTP/2 GOAWAY) within `shutdown_grace`; whatever is left is then closed.
+
+pub mod listener;
+mod worker;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Admin};
+use crate::config::Config;
+use crate::control::{self, ControlHandle};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot prepare listener for worker {worker}: {source}")]
+    Listener {
+        worker: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start worker thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("admin token: {0}")]
+    Token(String),
+}
+
+/// Sockets bound by the caller.
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Where the configuration came from, for reloads.
+pub struct Source {
+    pub path: Option<PathBuf>,
+    pub text: String,
+    /// Poll the file for changes this often (`None`: reload on demand only).
+    pub watch: Option<Duration>,
+}
+
+/// A running switchyard.
+pub struct Running {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub control: ControlHandle,
+    shutdown: CancellationToken,
+    workers: Vec<oneshot::Receiver<()>>,
+}
+
+impl Running {
+    /// Begins the graceful shutdown sequence.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Resolves once every worker has finished its shutdown.
+    pub async fn wait(self) {
+        for w in self.workers {
+            // A worker that panicked dropped its sender: it is done too.
+            let _ = w.await;
+        }
+    }
+}
+
+/// Starts switchyard on the current tokio runtime (controller, admin) and
+/// on worker threads of its own (the data plane).
+pub fn start(
+    config: Config,
+    source: Source,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let token = resolve_token(&config)?;
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let proxy_addr = listeners
+        .proxy
+        .local_addr()
+        .map_err(|source| StartError::Listener { worker: 0, source })?;
+    let admin_addr = listeners
+        .admin
+        .local_addr()
+        .map_err(|source| StartError::Listener { worker: 0, source })?;
+    let mut sockets = Vec::with_capacity(workers);
+    for i in 1..workers {
+        sockets.push(
+            listener::sibling(&listeners.proxy)
+                .map_err(|source| StartError::Listener { worker: i, source })?,
+        );
+    }
+    sockets.insert(0, listeners.proxy);
+
+    let server_cfg = config.server.clone();
+    let control = control::spawn(config, source.path.clone(), source.text);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let ctx = worker::WorkerCtx {
+        table: control.table().clone(),
+        server: server_cfg,
+        shutdown: shutdown.clone(),
+        connections: connections.clone(),
+    };
+    let mut done = Vec::with_capacity(workers);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (tx, rx) = oneshot::channel::<()>();
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name(format!("switchyard-w{i}"))
+            .spawn(move || {
+                worker::run(i, socket, ctx);
+                drop(tx);
+            })
+            .map_err(StartError::Thread)?;
+        done.push(rx);
+    }
+
+    let admin = Arc::new(Admin {
+        control: control.clone(),
+        token,
+        shutdown: shutdown.clone(),
+        connections,
+    });
+    tokio::spawn(admin::serve(listeners.admin, admin));
+    if let (Some(path), Some(every)) = (source.path, source.watch) {
+        tokio::spawn(control::watch_file(
+            path,
+            control.clone(),
+            every,
+            shutdown.clone(),
+        ));
+    }
+    tracing::info!(proxy.addr = %proxy_addr, admin.addr = %admin_addr, workers, "switchyard listening");
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        control,
+        shutdown,
+        workers: done,
+    })
+}
+
+fn resolve_token(config: &Config) -> Result<Option<String>, StartError> {
+    if let Some(var) = &config.admin.token_env {
+        return match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
+            _ => Err(StartError::Token(format!(
+                "environment variable {var} is unset or empty"
+            ))),
+        };
+    }
+    if let Some(path) = &config.admin.token_file {
+        return match std::fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
+            Ok(_) => Err(StartError::Token(format!("{} is empty", path.display()))),
+            Err(e) => Err(StartError::Token(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        };
+    }
+    Ok(None)
+}

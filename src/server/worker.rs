@@ -1,0 +1,139 @@
+//! A worker: one OS thread running one current-thread tokio runtime that
+//! accepts on its own socket and serves its connections to completion. Like
+//! nginx workers, nothing per-request crosses threads; shared state is the
+//! routing table (`ArcSwap`) and backend atomics.
+
+use std::net::TcpListener as StdListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConfig;
+use crate::proxy::{upstream, ConnInfo, Proxy};
+
+/// What a worker needs; cloned once per worker.
+#[derive(Clone)]
+pub(crate) struct WorkerCtx {
+    pub table: Arc<arc_swap::ArcSwap<crate::table::RoutingTable>>,
+    pub server: ServerConfig,
+    pub shutdown: CancellationToken,
+    /// Open client connections across all workers.
+    pub connections: Arc<AtomicUsize>,
+}
+
+/// Runs a worker on the current thread until shutdown has completed.
+pub(crate) fn run(id: usize, listener: StdListener, ctx: WorkerCtx) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = id, error = %e, "cannot start worker runtime");
+            ctx.shutdown.cancel();
+            return;
+        }
+    };
+    rt.block_on(serve(id, listener, ctx));
+}
+
+async fn serve(id: usize, listener: StdListener, ctx: WorkerCtx) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(worker = id, error = %e, "cannot register listener");
+            ctx.shutdown.cancel();
+            return;
+        }
+    };
+    let graceful = GracefulShutdown::new();
+    let tunnels = TaskTracker::new();
+    let proxy = Proxy::new(ctx.table.clone(), tunnels.clone());
+    let builder = http_builder(&ctx.server);
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(worker = id, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY failed");
+                }
+                let info = Arc::new(ConnInfo::new(peer, "http"));
+                let proxy = proxy.clone();
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    let info = info.clone();
+                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                let connections = ctx.connections.clone();
+                connections.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+                    }
+                    connections.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            _ = sweep.tick() => upstream::sweep_idle(),
+        }
+    }
+
+    // Stop accepting: closing the socket refuses new connections at once.
+    drop(listener);
+    let grace = ctx.server.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::debug!(worker = id, "draining connections");
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(worker = id, grace = ?grace, "shutdown grace expired; closing remaining connections");
+    }
+    tunnels.close();
+    if tokio::time::timeout_at(deadline, tunnels.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            worker = id,
+            "closing upgraded connections still open at the deadline"
+        );
+    }
+    // Dropping the runtime closes whatever is left.
+}
+
+fn http_builder(s: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.client_header_timeout)
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .max_headers(s.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(s.max_header_bytes as u32)
+        .max_concurrent_streams(256);
+    b
+}

@@ -1,0 +1,267 @@
+//! The routing table: an immutable snapshot of routes, pools and backends,
+//! built by the controller from a validated `Config` and swapped in whole
+//! (`ArcSwap`). The data plane loads it once per request and makes every
+//! routing decision from it without locks or allocation.
+
+mod backend;
+mod pool;
+pub mod sticky;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+pub use backend::{Backend, Health, InFlight, Registry};
+pub use pool::Pool;
+
+use crate::config::{Config, HostMatch, StickyConfig};
+
+/// Per-request settings that may change on reload.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub upstream_max_idle: usize,
+}
+
+/// One generation of the routing state.
+#[derive(Debug)]
+pub struct RoutingTable {
+    pub generation: u64,
+    pub settings: Settings,
+    routes: Box<[Route]>,
+    pools: Box<[Arc<Pool>]>,
+    /// Exact host → candidate routes, best first.
+    exact: HashMap<Box<str>, Box<[u16]>>,
+    /// `*.suffix` patterns, longest suffix first, with their candidates.
+    suffix: Box<[(Box<str>, Box<[u16]>)]>,
+    /// Routes without a host matcher, best first.
+    any_host: Box<[u16]>,
+}
+
+/// A route: matchers, the weighted split and the sticky settings.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub path_prefix: Box<str>,
+    /// Pools with weight > 0 and their cumulative weights.
+    split: Box<[(Arc<Pool>, u32)]>,
+    total: u32,
+    /// Bucket → index into `split`, when the route is sticky.
+    buckets: Option<Box<[u8]>>,
+    pub sticky: Option<StickyConfig>,
+    pub force_header: Option<HeaderName>,
+}
+
+/// The pool a request goes to, and why.
+#[derive(Debug)]
+pub struct PoolPick<'t> {
+    pub pool: &'t Arc<Pool>,
+    /// The sticky bucket, when a sticky key decided.
+    pub bucket: Option<u16>,
+}
+
+impl RoutingTable {
+    /// Builds a table from `config`, taking backend state from `registry`
+    /// (which must already be reconciled with `config`).
+    pub fn build(config: &Config, registry: &Registry, generation: u64) -> Self {
+        let pools: Box<[Arc<Pool>]> = config
+            .pools
+            .iter()
+            .map(|p| Arc::new(Pool::new(p, registry)))
+            .collect();
+        let find = |name: &str| pools.iter().find(|p| &*p.name == name).cloned();
+        let routes: Box<[Route]> = config
+            .routes
+            .iter()
+            .map(|r| {
+                let mut acc = 0u32;
+                let split: Box<[(Arc<Pool>, u32)]> = r
+                    .split
+                    .iter()
+                    .filter(|(_, w)| *w > 0)
+                    .filter_map(|(name, w)| {
+                        acc += *w;
+                        find(name).map(|p| (p, acc))
+                    })
+                    .collect();
+                let buckets = r.sticky.as_ref().and_then(|_| {
+                    let weights: Vec<(&str, u32)> = r
+                        .split
+                        .iter()
+                        .filter(|(_, w)| *w > 0)
+                        .map(|(n, w)| (n.as_str(), *w))
+                        .collect();
+                    sticky::assign(&weights)
+                });
+                Route {
+                    name: r.name.as_str().into(),
+                    path_prefix: r.path_prefix.as_str().into(),
+                    split,
+                    total: acc,
+                    buckets,
+                    sticky: r.sticky.clone(),
+                    force_header: r.force_header.clone(),
+                }
+            })
+            .collect();
+
+        // Candidates in each host group: longest prefix first; the sort is
+        // stable, so the route declared first wins a tie.
+        let ordered = |mut idx: Vec<u16>| -> Box<[u16]> {
+            idx.sort_by_key(|&i| std::cmp::Reverse(routes[usize::from(i)].path_prefix.len()));
+            idx.into()
+        };
+        let mut exact: HashMap<Box<str>, Vec<u16>> = HashMap::new();
+        let mut suffix: Vec<(Box<str>, Vec<u16>)> = Vec::new();
+        let mut any = Vec::new();
+        for (i, r) in config.routes.iter().enumerate() {
+            let i = i as u16;
+            match &r.host {
+                None => any.push(i),
+                Some(HostMatch::Exact(h)) => exact.entry(h.as_str().into()).or_default().push(i),
+                Some(HostMatch::Suffix(s)) => match suffix.iter_mut().find(|(k, _)| **k == **s) {
+                    Some((_, v)) => v.push(i),
+                    None => suffix.push((s.as_str().into(), vec![i])),
+                },
+            }
+        }
+        suffix.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        let s = &config.server;
+        RoutingTable {
+            generation,
+            settings: Settings {
+                connect_timeout: s.connect_timeout,
+                upstream_timeout: s.upstream_timeout,
+                upstream_idle_timeout: s.upstream_idle_timeout,
+                upstream_max_idle: s.upstream_max_idle,
+            },
+            exact: exact.into_iter().map(|(k, v)| (k, ordered(v))).collect(),
+            suffix: suffix.into_iter().map(|(k, v)| (k, ordered(v))).collect(),
+            any_host: ordered(any),
+            routes,
+            pools,
+        }
+    }
+
+    /// The route for a request: routes for its exact host first, then
+    /// wildcard hosts (longest suffix first), then routes without a host;
+    /// within each group the longest matching path prefix wins.
+    /// `host` is the Host header or authority, possibly with a port.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        if let Some(host) = host.and_then(normalize_host) {
+            let mut buf = [0u8; 255];
+            let host = lowercase(host, &mut buf);
+            if let Some(c) = self.exact.get(host) {
+                if let Some(r) = self.first_match(c, path) {
+                    return Some(r);
+                }
+            }
+            for (suffix, c) in self.suffix.iter() {
+                if host.len() > suffix.len() && host.ends_with(&**suffix) {
+                    if let Some(r) = self.first_match(c, path) {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        self.first_match(&self.any_host, path)
+    }
+
+    fn first_match(&self, candidates: &[u16], path: &str) -> Option<&Route> {
+        candidates
+            .iter()
+            .map(|&i| &self.routes[usize::from(i)])
+            .find(|r| path.starts_with(&*r.path_prefix))
+    }
+
+    /// Any pool by name (used by `force_header`, which may name a pool
+    /// that has weight 0 in the split, e.g. to test green before a flip).
+    pub fn pool(&self, name: &[u8]) -> Option<&Arc<Pool>> {
+        self.pools.iter().find(|p| p.name.as_bytes() == name)
+    }
+
+    pub fn pools(&self) -> &[Arc<Pool>] {
+        &self.pools
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+impl Route {
+    /// The pool for a request: the sticky key's bucket when there is a key,
+    /// else a weighted random choice.
+    #[inline]
+    pub fn pick_pool(&self, sticky_key: Option<&[u8]>) -> Option<PoolPick<'_>> {
+        if let (Some(key), Some(buckets)) = (sticky_key, &self.buckets) {
+            let bucket = sticky::bucket(key);
+            let idx = usize::from(buckets[usize::from(bucket)]);
+            return self.split.get(idx).map(|(pool, _)| PoolPick {
+                pool,
+                bucket: Some(bucket),
+            });
+        }
+        match self.split.len() {
+            0 => None,
+            1 => Some(PoolPick {
+                pool: &self.split[0].0,
+                bucket: None,
+            }),
+            _ => {
+                let x = fastrand::u32(0..self.total);
+                self.split
+                    .iter()
+                    .find(|(_, cum)| x < *cum)
+                    .map(|(pool, _)| PoolPick { pool, bucket: None })
+            }
+        }
+    }
+
+    /// The pools with weight and their weights, in the order written.
+    pub fn split(&self) -> impl Iterator<Item = (&Arc<Pool>, u32)> {
+        let mut prev = 0;
+        self.split.iter().map(move |(p, cum)| {
+            let w = cum - prev;
+            prev = *cum;
+            (p, w)
+        })
+    }
+}
+
+/// Host without port; `None` for an empty or over-long name.
+fn normalize_host(host: &str) -> Option<&str> {
+    let name = if host.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop the port.
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    (!name.is_empty() && name.len() <= 255).then_some(name)
+}
+
+/// ASCII-lowercases into `buf` only when needed, so the common case copies nothing.
+fn lowercase<'a>(s: &'a str, buf: &'a mut [u8; 255]) -> &'a str {
+    if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return s;
+    }
+    let out = &mut buf[..s.len()];
+    out.copy_from_slice(s.as_bytes());
+    out.make_ascii_lowercase();
+    // Lowercasing ASCII bytes keeps valid UTF-8 valid.
+    std::str::from_utf8(out).unwrap_or(s)
+}
+
+/// `HeaderValue` for a name that validation already restricted to a
+/// header-safe alphabet.
+pub(crate) fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests;

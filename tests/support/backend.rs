@@ -1,0 +1,269 @@
+//! A loopback backend for tests. It answers by path:
+//! - `/slow?ms=N`: waits N ms, then answers;
+//! - `/never`: never answers (for timeouts);
+//! - `/stream?chunks=N&ms=M`: N chunks, M ms apart;
+//! - `/upload`: reads the body and answers with its length;
+//! - `/ws`: HTTP/1.1 upgrade, then echoes bytes;
+//! - `/status/N`: answers status N;
+//! - anything else: JSON with the backend's name and the request headers.
+//! It counts requests and keeps the last request's headers.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+#[derive(Default)]
+pub struct Stats {
+    pub requests: AtomicUsize,
+    pub last_headers: Mutex<Option<http::HeaderMap>>,
+    /// Notified when a request arrives (for ordering without sleeps).
+    pub arrived: Notify,
+    /// Released to let `/stream` send its last chunk.
+    pub release: Notify,
+}
+
+pub struct TestBackend {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub stats: Arc<Stats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestBackend {
+    pub async fn start(name: &str) -> TestBackend {
+        Self::start_with(name, None).await
+    }
+
+    /// `idle_close`: close keep-alive connections after this much idleness,
+    /// without warning the client (as uvicorn does after its 5 s timeout).
+    pub async fn start_with(name: &str, idle_close: Option<Duration>) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("addr");
+        let stats = Arc::new(Stats::default());
+        let (n, s) = (name.to_owned(), stats.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (n, s) = (n.clone(), s.clone());
+                tokio::spawn(async move {
+                    let s2 = s.clone();
+                    let svc = service_fn(move |req| handle(req, n.clone(), s2.clone()));
+                    let mut b = hyper::server::conn::http1::Builder::new();
+                    if idle_close.is_some() {
+                        b.timer(hyper_util::rt::TokioTimer::new());
+                    }
+                    let conn = b
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades();
+                    match idle_close {
+                        None => {
+                            let _ = conn.await;
+                        }
+                        Some(idle) => {
+                            // hyper has no idle timeout of its own for HTTP/1:
+                            // emulate one by dropping the connection after
+                            // `idle` without a request in progress.
+                            tokio::pin!(conn);
+                            let mut last = tokio::time::Instant::now();
+                            let mut seen = 0;
+                            loop {
+                                tokio::select! {
+                                    _ = &mut conn => return,
+                                    _ = tokio::time::sleep_until(last + idle) => {
+                                        let now_seen = s.requests.load(Ordering::SeqCst);
+                                        if now_seen == seen { return; } // drop: closes the socket
+                                        seen = now_seen;
+                                        last = tokio::time::Instant::now();
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        TestBackend {
+            addr,
+            name: name.to_owned(),
+            stats,
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> usize {
+        self.stats.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn last_headers(&self) -> http::HeaderMap {
+        self.stats
+            .last_headers
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a request arrived")
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into())
+        .map_err(|e| match e {})
+        .boxed()
+}
+
+fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.parse().ok()).flatten()
+    })
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    name: String,
+    stats: Arc<Stats>,
+) -> Result<Response<Body>, Infallible> {
+    stats.requests.fetch_add(1, Ordering::SeqCst);
+    *stats.last_headers.lock().unwrap() = Some(req.headers().clone());
+    stats.arrived.notify_waiters();
+    let path = req.uri().path().to_owned();
+    let resp = match path.as_str() {
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(query(&req, "ms").unwrap_or(500))).await;
+            Response::new(full(format!("slow done from {name}")))
+        }
+        "/never" => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        "/stream" => {
+            let chunks = query(&req, "chunks").unwrap_or(3);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                for i in 0..chunks {
+                    if i == chunks - 1 {
+                        // the last chunk waits for the test's go-ahead
+                        stats.release.notified().await;
+                    }
+                    if tx.send(Bytes::from(format!("chunk{i};"))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Response::new(ChannelBody(rx).boxed())
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut n: u64 = 0;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                    Err(_) => break,
+                }
+            }
+            Response::new(full(n.to_string()))
+        }
+        "/ws" => {
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(up) = upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        match io.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if io.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            let mut r = Response::new(full(Bytes::new()));
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut().insert("upgrade", "echo".parse().unwrap());
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
+            r
+        }
+        p if p.starts_with("/status/") => {
+            let code = p["/status/".len()..].parse().unwrap_or(500);
+            let mut r = Response::new(full(format!("status {code} from {name}")));
+            *r.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            r
+        }
+        _ => {
+            let headers: serde_json::Map<String, serde_json::Value> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        serde_json::json!(v.to_str().unwrap_or("")),
+                    )
+                })
+                .collect();
+            let body = serde_json::json!({
+                "backend": name,
+                "path": req.uri().to_string(),
+                "version": format!("{:?}", req.version()),
+                "headers": headers,
+            });
+            let mut r = Response::new(full(body.to_string()));
+            // hop-by-hop headers that the proxy must strip on the way back
+            r.headers_mut()
+                .insert("connection", "x-backend-private".parse().unwrap());
+            r.headers_mut()
+                .insert("x-backend-private", "secret".parse().unwrap());
+            r.headers_mut()
+                .insert("keep-alive", "timeout=5".parse().unwrap());
+            r.headers_mut().insert("x-backend", name.parse().unwrap());
+            r
+        }
+    };
+    Ok(resp)
+}
+
+/// A response body fed by a channel, one data frame per message.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}

@@ -1,0 +1,200 @@
+//! Shared test harness: loopback backends on port 0 that count what they
+//! receive, a proxy started from a config string, and small HTTP helpers.
+//! Everything talks over real sockets; nothing is mocked.
+#![allow(dead_code)]
+
+pub mod backend;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
+
+use switchyard::server::{self, listener, Listeners, Running, Source};
+
+pub use backend::TestBackend;
+
+/// A proxy running in this process on loopback ports, with its config in a
+/// temp file (so reload tests can edit it).
+pub struct TestProxy {
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    shutdown: CancellationToken,
+}
+
+impl TestProxy {
+    /// Starts a proxy from `config` (its [server]/[admin] listen keys are
+    /// ignored: the harness binds port 0).
+    pub async fn start(config: &str) -> TestProxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(&path, config).expect("write config");
+        let cfg = switchyard::config::parse(config, &path)
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let proxy = listener::bind("127.0.0.1:0".parse().unwrap()).expect("bind proxy");
+        let admin = listener::bind_single("127.0.0.1:0".parse().unwrap()).expect("bind admin");
+        let shutdown = CancellationToken::new();
+        let running = server::start(
+            cfg,
+            Source {
+                path: Some(path.clone()),
+                text: config.to_owned(),
+                watch: None,
+            },
+            Listeners { proxy, admin },
+            shutdown.clone(),
+        )
+        .expect("start proxy");
+        TestProxy {
+            addr: running.proxy_addr,
+            admin: running.admin_addr,
+            running: Some(running),
+            dir,
+            path,
+            shutdown,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Rewrites the config file and reloads it through the controller.
+    pub async fn reload(&self, config: &str) -> u64 {
+        std::fs::write(&self.path, config).expect("write config");
+        self.running
+            .as_ref()
+            .expect("running")
+            .control
+            .reload(switchyard::control::ChangeSource::File)
+            .await
+            .unwrap_or_else(|e| panic!("reload failed: {e}"))
+    }
+
+    pub fn table(&self) -> std::sync::Arc<switchyard::table::RoutingTable> {
+        self.running
+            .as_ref()
+            .expect("running")
+            .control
+            .table()
+            .load_full()
+    }
+
+    /// Graceful shutdown; waits for the workers.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(r) = self.running.take() {
+            r.wait().await;
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// An HTTP/1.1 keep-alive client.
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 prior-knowledge (h2c) client.
+pub fn h2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A whole response: status, headers and body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn collect(resp: Response<hyper::body::Incoming>) -> Answer {
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("response body").to_bytes();
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// GET with extra headers.
+pub async fn get(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} failed: {e:?}"));
+    collect(resp).await
+}
+
+/// Polls `cond` until it holds or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if cond().await {
+            return;
+        }
+        if tokio::time::Instant::now() > end {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A config with one pool per (name, backends) and one route `r`.
+pub fn config_for(pools: &[(&str, &[&TestBackend])], route_extra: &str) -> String {
+    let mut s = String::new();
+    for (name, backends) in pools {
+        let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
+        s.push_str(&format!(
+            "[pools.{name}]\nbackends = [{}]\n\n",
+            list.join(", ")
+        ));
+    }
+    s.push_str(&format!("[[routes]]\nname = \"r\"\n{route_extra}\n"));
+    s
+}
+
+pub fn empty_body() -> Empty<Bytes> {
+    Empty::new()
+}
