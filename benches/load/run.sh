@@ -18,6 +18,7 @@
 #   IDLE=1       memory per idle keep-alive connection, $IDLE_CONNS [5000] connections
 #   OUT_DIR      results [target/bench-load]   NO_INSTALL=1  never run apt-get
 #   KEEP_TMP=1   keep the temp dir (configs, logs) for inspection
+#   SWITCHYARD_LOG  RUST_LOG for switchyard (proxy and backends) [warn]
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,6 +39,8 @@ IDLE=${IDLE:-0}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 OUT_DIR=${OUT_DIR:-$ROOT/target/bench-load}
 READY_TIMEOUT=${READY_TIMEOUT:-15}
+# nginx and haproxy log nothing per request here; keep switchyard to warnings too.
+SWITCHYARD_LOG=${SWITCHYARD_LOG:-warn}
 
 case $BACKEND_REQ in
   auto | switchyard | nginx) ;;
@@ -145,6 +148,13 @@ machine_jiffies() {
   read -ra f </proc/stat
   # cpu user nice system idle iowait irq softirq steal
   echo "$((f[1] + f[2] + f[3] + f[6] + f[7] + f[8])) $((f[4] + f[5]))"
+}
+
+# TCP connections opened on the whole machine so far (ActiveOpens). Over a run,
+# wrk opens CONNECTIONS; anything beyond is the proxy (re)connecting upstream.
+tcp_active_opens() {
+  awk '$1 == "Tcp:" { if (!hdr) { for (i = 2; i <= NF; i++) if ($i == "ActiveOpens") col = i; hdr = 1 }
+    else { print $col; exit } }' /proc/net/snmp
 }
 
 # ------------------------------------------------------------------ setup helpers
@@ -276,7 +286,7 @@ start_backend() {
   local kind=$1 i=$2 dir
   if [[ $kind == switchyard ]]; then
     [[ -x $SWITCHYARD ]] || { WAIT_WHY="$SWITCHYARD not found"; return 1; }
-    start_bg "backend$i" "$SWITCHYARD" backend --listen "127.0.0.1:${BACKEND_PORTS[i]}" --pool blue
+    start_bg "backend$i" env RUST_LOG="$SWITCHYARD_LOG" "$SWITCHYARD" backend --listen "127.0.0.1:${BACKEND_PORTS[i]}" --pool blue
   else
     dir=$TMP/nginx-backend$i
     mkdir -p "$dir"
@@ -479,7 +489,7 @@ balance = "round_robin"
 name = "all"
 split = { blue = 100 }
 EOF
-  start_bg switchyard "$SWITCHYARD" run --config "$dir/switchyard.toml"
+  start_bg switchyard env RUST_LOG="$SWITCHYARD_LOG" "$SWITCHYARD" run --config "$dir/switchyard.toml"
   PID_OF[switchyard]=$LAST_PID
   if ! wait_http "$LAST_PID" "http://127.0.0.1:$port/"; then
     local why
@@ -495,15 +505,17 @@ EOF
 run_wrk() { # contender round
   local c=$1 round=$2 pid=${PID_OF[$1]} port=${PORT_OF[$1]}
   local raw=$OUT_DIR/raw/$RUN_ID/wrk-$c-r$round.txt
-  local t0 t1 b0 b1 m0 m1 rc=0
+  local t0 t1 b0 b1 m0 m1 o0 o1 rc=0
   t0=$(cpu_ticks "$pid")
   b0=$(backends_ticks)
   m0=$(machine_jiffies)
+  o0=$(tcp_active_opens)
   run_tool "$raw" $((DUR_S + 30)) \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/" || rc=$?
   t1=$(cpu_ticks "$pid")
   b1=$(backends_ticks)
   m1=$(machine_jiffies)
+  o1=$(tcp_active_opens)
   if ! kill -0 "$pid" 2>/dev/null; then
     note "$c r$round not recorded: the process died during the run (wrk status $rc)"
     return
@@ -513,7 +525,7 @@ run_wrk() { # contender round
     db = y[1] - x[1]; di = y[2] - x[2]; if (db + di > 0) printf "%.1f", 100 * db / (db + di); else print 0 }')
   record type=http1 contender="$c" round="$round" wrk="$raw" wrk_rc="$rc" \
     cpu_ticks=$((t1 - t0)) clk_tck="$CLK_TCK" backends_cpu_ticks=$((b1 - b0)) \
-    machine_busy_pct="$busy" rss_peak_kb="$(mem_kb VmHWM "$pid")" \
+    machine_busy_pct="$busy" tcp_opens=$((o1 - o0)) rss_peak_kb="$(mem_kb VmHWM "$pid")" \
     duration="$DURATION" connections="$CONNECTIONS" threads="$THREADS" backend="$BACKEND_KIND"
   log "$(printf '%-10s r%s  %s' "$c" "$round" "$(tail -n 1 "$RESULTS" | python3 -c '
 import json, sys

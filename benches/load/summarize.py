@@ -245,30 +245,44 @@ def report(path):
                 )
             )
         w("")
-        w(
-            "¹ direct = wrk straight at one backend (the ceiling); its CPU and RSS columns are "
-            "that backend's own, not a proxy's."
-        )
-        w("")
+        if "direct" in by:
+            w(
+                "¹ direct = wrk straight at one backend (the ceiling); its CPU and RSS columns "
+                "are that backend's own, not a proxy's."
+            )
+            w("")
         w(
             "Per-round CPU µs/request (the number to decide on; noise between rounds is "
             "typically 5–15%):"
         )
         w("")
         rounds = sorted({r.get("round") for r in http1})
-        w("| contender | " + " | ".join("r%s" % x for x in rounds) + " | machine busy % (median) |")
-        w("| --- | " + " | ".join("---:" for _ in rounds) + " | ---: |")
+        w(
+            "| contender | "
+            + " | ".join("r%s" % x for x in rounds)
+            + " | machine busy % | new TCP connections per run |"
+        )
+        w("| --- | " + " | ".join("---:" for _ in rounds) + " | ---: | ---: |")
         for c in _ordered(contenders, by):
             per = {r.get("round"): r.get("cpu_us_per_req") for r in by[c]}
             busy = _med([r.get("machine_busy_pct") for r in by[c]])
+            opens = _med([r.get("tcp_opens") for r in by[c]])
             w(
-                "| %s | %s | %s |"
+                "| %s | %s | %s | %s |"
                 % (
                     c,
                     " | ".join(_fmt(per.get(x), "{:.1f}") for x in rounds),
                     _fmt(busy, "{:.0f}"),
+                    _fmt(opens, "{:.0f}"),
                 )
             )
+        w("")
+        w(
+            "Machine busy %% and new connections are medians over the rounds. wrk itself "
+            "opens %s connections per run; more means the proxy opened upstream connections "
+            "during the run (a pool that is too small reconnects constantly)."
+            % meta.get("connections", "CONNECTIONS")
+        )
         w("")
 
     h2 = [r for r in recs if r.get("type") == "h2"]

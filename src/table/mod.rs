@@ -27,6 +27,9 @@ pub struct Settings {
     pub upstream_max_idle: usize,
 }
 
+/// Indices of the routes to try for a host group, best first.
+type Candidates = Box<[u16]>;
+
 /// One generation of the routing state.
 #[derive(Debug)]
 pub struct RoutingTable {
@@ -35,11 +38,11 @@ pub struct RoutingTable {
     routes: Box<[Route]>,
     pools: Box<[Arc<Pool>]>,
     /// Exact host → candidate routes, best first.
-    exact: HashMap<Box<str>, Box<[u16]>>,
+    exact: HashMap<Box<str>, Candidates>,
     /// `*.suffix` patterns, longest suffix first, with their candidates.
-    suffix: Box<[(Box<str>, Box<[u16]>)]>,
+    suffix: Box<[(Box<str>, Candidates)]>,
     /// Routes without a host matcher, best first.
-    any_host: Box<[u16]>,
+    any_host: Candidates,
 }
 
 /// A route: matchers, the weighted split and the sticky settings.

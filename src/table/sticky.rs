@@ -95,6 +95,48 @@ mod tests {
         assert_eq!(bucket(b"user-1"), bucket(b"user-1"));
     }
 
+    /// The same golden values as examples/fastapi/test_bucket.py: the
+    /// Python implementation and this one must agree on every bucket.
+    #[test]
+    fn golden_values_shared_with_python() {
+        let golden = [
+            ("", 4342, 1, 1),
+            ("a", 8315, 0, 1),
+            ("user-0", 7650, 0, 1),
+            ("user-1", 5477, 0, 0),
+            ("user-42", 1453, 0, 1),
+            ("alice", 7236, 0, 0),
+            ("ünïcødé", 5629, 1, 1),
+        ];
+        let t90 = assign(&[("blue", 90), ("canary", 10)]).unwrap();
+        let t50 = assign(&[("blue", 50), ("canary", 50)]).unwrap();
+        for (key, b, p90, p50) in golden {
+            assert_eq!(bucket(key.as_bytes()), b, "{key}");
+            assert_eq!(t90[usize::from(b)], p90, "{key} at 90/10");
+            assert_eq!(t50[usize::from(b)], p50, "{key} at 50/50");
+        }
+        let fingerprints: [(&[(&str, u32)], u64); 4] = [
+            (&[("blue", 90), ("canary", 10)], 16965395068021857982),
+            (&[("blue", 75), ("canary", 25)], 4993550912736506719),
+            (
+                &[("blue", 50), ("green", 30), ("canary", 20)],
+                4974010166671884806,
+            ),
+            (
+                &[("blue", 1), ("green", 1), ("canary", 1)],
+                3910447782248640259,
+            ),
+        ];
+        for (split, fp) in fingerprints {
+            let t = assign(split).unwrap();
+            let initials: Vec<u8> = t
+                .iter()
+                .map(|&i| split[usize::from(i)].0.as_bytes()[0])
+                .collect();
+            assert_eq!(fnv1a64(&initials), fp, "{split:?}");
+        }
+    }
+
     #[test]
     fn shares_follow_weights() {
         let t = assign(&[("blue", 90), ("canary", 10)]).unwrap();

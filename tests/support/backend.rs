@@ -6,6 +6,7 @@
 //! - `/ws`: HTTP/1.1 upgrade, then echoes bytes;
 //! - `/status/N`: answers status N;
 //! - anything else: JSON with the backend's name and the request headers.
+//!
 //! It counts requests and keeps the last request's headers.
 
 use std::convert::Infallible;
