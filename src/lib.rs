@@ -4,13 +4,15 @@
 //! Layers (see `docs/architecture.md`): `config` (TOML → validated model),
 //! `table` (immutable routing snapshot and long-lived backend state),
 //! `proxy` (the data plane), `server` (listeners, workers, lifecycle),
-//! `control` (the single writer of the table), `admin` (the admin listener)
-//! and `demo` (built-in demo backends).
+//! `control` (the single writer of the table), `health` (active probes,
+//! readiness), `admin` (the admin listener) and `demo` (built-in demo
+//! backends).
 
 pub mod admin;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod health;
 pub mod proxy;
 pub mod server;
 pub mod table;

@@ -207,6 +207,8 @@ async fn websocket_style_upgrade_is_tunnelled() {
             .unwrap();
         assert_eq!(back, msg);
     }
+    // Shutdown waits for open tunnels (up to shutdown_grace): close ours.
+    drop(s);
     proxy.stop().await;
 }
 
@@ -230,8 +232,10 @@ async fn refused_connection_is_502() {
         .unwrap()
         .local_addr()
         .unwrap();
+    // Health checks off: a probe would take the dead backend out of
+    // rotation (then 503 no-healthy-backend) before the request arrives.
     let proxy = TestProxy::start(&format!(
-        "[pools.p]\nbackends = [\"{dead}\"]\n[[routes]]\nname = \"r\"\nsplit = {{ p = 1 }}\n"
+        "[health]\nenabled = false\n[pools.p]\nbackends = [\"{dead}\"]\n[[routes]]\nname = \"r\"\nsplit = {{ p = 1 }}\n"
     ))
     .await;
     let a = get(&client(), &proxy.url("/"), &[]).await;

@@ -18,6 +18,7 @@
 #   IDLE=1       memory per idle keep-alive connection, $IDLE_CONNS [5000] connections
 #   OUT_DIR      results [target/bench-load]   NO_INSTALL=1  never run apt-get
 #   KEEP_TMP=1   keep the temp dir (configs, logs) for inspection
+#   WAIT_IDLE=N  first wait up to N seconds for the machine to be under 15% busy [0]
 #   SWITCHYARD_LOG  RUST_LOG for switchyard (proxy and backends) [warn]
 set -Eeuo pipefail
 
@@ -118,8 +119,9 @@ tree_pids() {
 
 # utime+stime (+ cutime+cstime of reaped children) over a process tree, in
 # clock ticks. /proc/PID/stat of a process already sums all of its threads.
-cpu_ticks() {
-  local total=0 p line rest
+# cpu_user_sys prints "USER SYS"; cpu_ticks prints their sum.
+cpu_user_sys() {
+  local user=0 sys=0 p line rest
   local -a f
   for p in $(tree_pids "$1"); do
     line=$(cat "/proc/$p/stat" 2>/dev/null) || continue
@@ -127,9 +129,15 @@ cpu_ticks() {
     read -ra f <<<"$rest"
     # After the name: f[0]=state(field 3) ... f[11]=utime(14) f[12]=stime(15)
     # f[13]=cutime(16) f[14]=cstime(17).
-    total=$((total + f[11] + f[12] + f[13] + f[14]))
+    user=$((user + f[11] + f[13]))
+    sys=$((sys + f[12] + f[14]))
   done
-  echo "$total"
+  echo "$user $sys"
+}
+cpu_ticks() {
+  local u s
+  read -r u s <<<"$(cpu_user_sys "$1")"
+  echo $((u + s))
 }
 
 # Sum of a /proc/PID/status field (kB) over a process tree: VmHWM or VmRSS.
@@ -505,14 +513,14 @@ EOF
 run_wrk() { # contender round
   local c=$1 round=$2 pid=${PID_OF[$1]} port=${PORT_OF[$1]}
   local raw=$OUT_DIR/raw/$RUN_ID/wrk-$c-r$round.txt
-  local t0 t1 b0 b1 m0 m1 o0 o1 rc=0
-  t0=$(cpu_ticks "$pid")
+  local u0 s0 u1 s1 b0 b1 m0 m1 o0 o1 rc=0
+  read -r u0 s0 <<<"$(cpu_user_sys "$pid")"
   b0=$(backends_ticks)
   m0=$(machine_jiffies)
   o0=$(tcp_active_opens)
   run_tool "$raw" $((DUR_S + 30)) \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/" || rc=$?
-  t1=$(cpu_ticks "$pid")
+  read -r u1 s1 <<<"$(cpu_user_sys "$pid")"
   b1=$(backends_ticks)
   m1=$(machine_jiffies)
   o1=$(tcp_active_opens)
@@ -524,7 +532,8 @@ run_wrk() { # contender round
   busy=$(awk -v a="$m0" -v b="$m1" 'BEGIN { split(a, x, " "); split(b, y, " ");
     db = y[1] - x[1]; di = y[2] - x[2]; if (db + di > 0) printf "%.1f", 100 * db / (db + di); else print 0 }')
   record type=http1 contender="$c" round="$round" wrk="$raw" wrk_rc="$rc" \
-    cpu_ticks=$((t1 - t0)) clk_tck="$CLK_TCK" backends_cpu_ticks=$((b1 - b0)) \
+    cpu_ticks=$((u1 + s1 - u0 - s0)) cpu_user_ticks=$((u1 - u0)) cpu_sys_ticks=$((s1 - s0)) \
+    clk_tck="$CLK_TCK" backends_cpu_ticks=$((b1 - b0)) \
     machine_busy_pct="$busy" tcp_opens=$((o1 - o0)) rss_peak_kb="$(mem_kb VmHWM "$pid")" \
     duration="$DURATION" connections="$CONNECTIONS" threads="$THREADS" backend="$BACKEND_KIND"
   log "$(printf '%-10s r%s  %s' "$c" "$round" "$(tail -n 1 "$RESULTS" | python3 -c '
@@ -649,10 +658,20 @@ esac
 
 # Is anything else using the CPU? (A compile running beside the bench makes every
 # number noisy; the per-run machine busy % then reads high for all contenders.)
-read -r J0B J0I <<<"$(machine_jiffies)"
-sleep 1
-read -r J1B J1I <<<"$(machine_jiffies)"
-BUSY_BEFORE=$(awk -v b=$((J1B - J0B)) -v i=$((J1I - J0I)) 'BEGIN { printf "%.0f", (b + i) ? 100 * b / (b + i) : 0 }')
+# WAIT_IDLE=N waits up to N seconds for the machine to fall under 15% busy.
+busy_1s() {
+  local j0b j0i j1b j1i
+  read -r j0b j0i <<<"$(machine_jiffies)"
+  sleep 1
+  read -r j1b j1i <<<"$(machine_jiffies)"
+  awk -v b=$((j1b - j0b)) -v i=$((j1i - j0i)) 'BEGIN { printf "%.0f", (b + i) ? 100 * b / (b + i) : 0 }'
+}
+BUSY_BEFORE=$(busy_1s)
+if ((${WAIT_IDLE:-0} > 0 && BUSY_BEFORE > 15)); then
+  log "machine ${BUSY_BEFORE}% busy; waiting up to ${WAIT_IDLE}s for it to go idle"
+  idle_deadline=$((SECONDS + WAIT_IDLE))
+  while ((BUSY_BEFORE > 15 && SECONDS < idle_deadline)); do BUSY_BEFORE=$(busy_1s); done
+fi
 
 record type=meta date="$(date -u '+%Y-%m-%d %H:%M:%S UTC')" nproc="$(nproc)" \
   cpu_model="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" \

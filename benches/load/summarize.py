@@ -143,6 +143,10 @@ def record(path, pairs):
     done = rec.get("succeeded") if rec.get("type") == "h2" else rec.get("requests")
     if isinstance(ticks, int) and isinstance(hz, int) and hz > 0 and done:
         rec["cpu_us_per_req"] = round(ticks / hz * 1e6 / done, 2)
+        for part in ("user", "sys"):
+            t = rec.get("cpu_%s_ticks" % part)
+            if isinstance(t, int):
+                rec["cpu_%s_us_per_req" % part] = round(t / hz * 1e6 / done, 2)
     elif rec.get("type") in ("http1", "h2"):
         rec.setdefault("cpu_us_per_req", None)
     with open(path, "a") as f:
@@ -260,27 +264,33 @@ def report(path):
         w(
             "| contender | "
             + " | ".join("r%s" % x for x in rounds)
-            + " | machine busy % | new TCP connections per run |"
+            + " | user / sys µs (median) | machine busy % | new TCP connections (machine-wide) |"
         )
-        w("| --- | " + " | ".join("---:" for _ in rounds) + " | ---: | ---: |")
+        w("| --- | " + " | ".join("---:" for _ in rounds) + " | ---: | ---: | ---: |")
         for c in _ordered(contenders, by):
             per = {r.get("round"): r.get("cpu_us_per_req") for r in by[c]}
             busy = _med([r.get("machine_busy_pct") for r in by[c]])
             opens = _med([r.get("tcp_opens") for r in by[c]])
+            user = _med([r.get("cpu_user_us_per_req") for r in by[c]])
+            sys_ = _med([r.get("cpu_sys_us_per_req") for r in by[c]])
             w(
-                "| %s | %s | %s | %s |"
+                "| %s | %s | %s / %s | %s | %s |"
                 % (
                     c,
                     " | ".join(_fmt(per.get(x), "{:.1f}") for x in rounds),
+                    _fmt(user, "{:.1f}"),
+                    _fmt(sys_, "{:.1f}"),
                     _fmt(busy, "{:.0f}"),
                     _fmt(opens, "{:.0f}"),
                 )
             )
         w("")
         w(
-            "Machine busy %% and new connections are medians over the rounds. wrk itself "
-            "opens %s connections per run; more means the proxy opened upstream connections "
-            "during the run (a pool that is too small reconnects constantly)."
+            "Machine busy %% and new connections are medians over the rounds, counted for "
+            "the whole machine (/proc/stat, ActiveOpens in /proc/net/snmp). On an otherwise "
+            "idle machine wrk opens %s connections per run and anything beyond that is the "
+            "proxy connecting upstream (a pool that is too small reconnects constantly); "
+            "other work on the machine (a test suite) inflates both."
             % meta.get("connections", "CONNECTIONS")
         )
         w("")

@@ -18,7 +18,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::ControlHandle;
-use crate::table::Health;
+
+mod api;
+mod status;
+
+use api::json_response;
 
 /// Shared state of the admin endpoints.
 pub struct Admin {
@@ -28,6 +32,8 @@ pub struct Admin {
     pub token: Option<String>,
     pub shutdown: CancellationToken,
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// First probe round, for `/ready`.
+    pub health: crate::health::HealthHandle,
 }
 
 /// Serves the admin API until shutdown.
@@ -55,7 +61,7 @@ pub async fn serve(listener: StdListener, admin: Arc<Admin>) {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin.handle(req)) }
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -69,14 +75,18 @@ pub async fn serve(listener: StdListener, admin: Arc<Admin>) {
 }
 
 impl Admin {
-    fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/health") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/ready") => {
-                if self.shutdown.is_cancelled() {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-                } else {
-                    text(StatusCode::OK, "ready\n")
+                let table = self.control.table().load();
+                match crate::health::readiness(&table, &self.health, self.shutdown.is_cancelled()) {
+                    Ok(()) => text(StatusCode::OK, "ready\n"),
+                    Err(why) => {
+                        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "");
+                        *r.body_mut() = Full::new(Bytes::from(format!("not ready: {why}\n")));
+                        r
+                    }
                 }
             }
             (_, path) if !self.authorized(&req) => {
@@ -86,7 +96,18 @@ impl Admin {
                     &json!({"error": "unauthorized", "detail": "send Authorization: Bearer <token>"}),
                 )
             }
-            (&Method::GET, "/api/v1/status") => json_response(StatusCode::OK, &self.status()),
+            (_, path) if path.starts_with("/api/v1/") => {
+                let (parts, body) = req.into_parts();
+                api::handle(
+                    self,
+                    &parts.method,
+                    parts.uri.path(),
+                    parts.uri.query(),
+                    &parts.headers,
+                    body,
+                )
+                .await
+            }
             _ => json_response(
                 StatusCode::NOT_FOUND,
                 &json!({"error": "not_found", "detail": format!("no admin endpoint {}", req.uri().path())}),
@@ -105,56 +126,6 @@ impl Admin {
             .unwrap_or(b"");
         constant_time_eq(given, token.as_bytes())
     }
-
-    fn status(&self) -> serde_json::Value {
-        let table = self.control.table().load();
-        let reload = self.control.status();
-        let routes: Vec<_> = table
-            .routes()
-            .iter()
-            .map(|r| {
-                let split: serde_json::Map<_, _> = r
-                    .split()
-                    .map(|(p, w)| (p.name.to_string(), json!(w)))
-                    .collect();
-                json!({"name": &*r.name, "path_prefix": &*r.path_prefix, "split": split})
-            })
-            .collect();
-        let pools: Vec<_> = table
-            .pools()
-            .iter()
-            .map(|p| {
-                let backends: Vec<_> = p
-                    .backends
-                    .iter()
-                    .map(|b| {
-                        json!({
-                            "addr": b.addr.to_string(),
-                            "health": match b.health() {
-                                Health::Unknown => "unknown",
-                                Health::Healthy => "healthy",
-                                Health::Unhealthy => "unhealthy",
-                            },
-                            "draining": b.is_draining(),
-                            "in_flight": b.in_flight(),
-                        })
-                    })
-                    .collect();
-                json!({"name": &*p.name, "backends": backends})
-            })
-            .collect();
-        json!({
-            "generation": table.generation,
-            "routes": routes,
-            "pools": pools,
-            "connections": self.connections.load(std::sync::atomic::Ordering::Relaxed),
-            "last_reload": {
-                "generation": reload.generation,
-                "source": reload.source.map(|s| s.to_string()),
-                "error": reload.error,
-            },
-        })
-    }
 }
 
 /// Compares in time independent of where the inputs differ.
@@ -172,16 +143,6 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain"),
-    );
-    r
-}
-
-fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
     );
     r
 }

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -92,12 +91,7 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, path: &Path) -> anyhow::Result
             .join(", "),
         path.display()
     );
-    super::run(
-        cfg,
-        Some(path.to_owned()),
-        text,
-        Some(Duration::from_millis(500)),
-    )
+    super::run(cfg, Some(path.to_owned()), text)
 }
 
 fn demo_config(listen: SocketAddr, admin: SocketAddr, pools: &[(&str, Vec<SocketAddr>)]) -> String {

@@ -1,11 +1,11 @@
 //! Command-line parsing and the process lifecycle around the library.
 
+mod ctl;
 mod demo;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,10 +45,6 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
-        /// How often to check the file for edits ("0s" turns watching off;
-        /// SIGHUP always reloads).
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-        watch_interval: Duration,
     },
     /// Validate a configuration file and print the routing table it gives.
     Check {
@@ -67,6 +63,8 @@ enum Command {
         #[arg(long, default_value = "config/demo.toml")]
         config: PathBuf,
     },
+    /// Drive a running switchyard through its admin API.
+    Ctl(ctl::Ctl),
     /// Run one demo backend (answers JSON naming its pool; /health is 200).
     Backend {
         #[arg(long)]
@@ -83,16 +81,13 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Check { file } => return check(&file),
-        Command::Run {
-            config,
-            watch_interval,
-        } => {
+        Command::Ctl(c) => return ctl::main(c),
+        Command::Run { config } => {
             let (cfg, text) = match config::load(&config) {
                 Ok(ok) => ok,
                 Err(e) => return config_error(&e),
             };
-            let watch = (!watch_interval.is_zero()).then_some(watch_interval);
-            run(cfg, Some(config), text, watch)
+            run(cfg, Some(config), text)
         }
         Command::Demo {
             listen,
@@ -212,12 +207,7 @@ pub(crate) fn summary(cfg: &Config) -> String {
 }
 
 /// Binds, starts, and runs until SIGTERM/SIGINT; SIGHUP reloads.
-pub(crate) fn run(
-    cfg: Config,
-    path: Option<PathBuf>,
-    text: String,
-    watch: Option<Duration>,
-) -> anyhow::Result<()> {
+pub(crate) fn run(cfg: Config, path: Option<PathBuf>, text: String) -> anyhow::Result<()> {
     let proxy = listener::bind(cfg.server.listen)
         .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
     let admin = listener::bind_single(cfg.admin.listen)
@@ -230,7 +220,7 @@ pub(crate) fn run(
         let shutdown = CancellationToken::new();
         let running = server::start(
             cfg,
-            Source { path, text, watch },
+            Source { path, text },
             Listeners { proxy, admin },
             shutdown.clone(),
         )?;

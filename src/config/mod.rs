@@ -6,12 +6,14 @@
 mod error;
 mod model;
 mod raw;
+mod resilience;
 mod validate;
 
 use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::*;
+pub use resilience::MAX_RETRIES;
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<(Config, String), ConfigError> {

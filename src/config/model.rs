@@ -15,6 +15,10 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Health-check defaults; each pool carries its merged copy.
     pub health: HealthConfig,
+    /// Passive-ejection defaults; each pool carries its merged copy.
+    pub outlier: OutlierConfig,
+    /// Retry defaults; each pool carries its merged copy.
+    pub retry: RetryConfig,
     /// Pools in the order they were declared.
     pub pools: Vec<PoolConfig>,
     /// Routes in the order they were declared (that order breaks ties).
@@ -51,6 +55,26 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Upper bound on the number of request headers.
     pub max_headers: usize,
+    /// How the configuration file is watched for edits.
+    pub watch: WatchMode,
+    /// Polling period (for `poll`, and the safety-net poll of `auto`).
+    pub watch_interval: Duration,
+}
+
+/// How edits of the configuration file are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchMode {
+    /// File-system events on the file's directory, plus a slow metadata
+    /// poll that catches what events miss (single-file bind mounts, some
+    /// network file systems).
+    #[default]
+    Auto,
+    /// File-system events only.
+    Notify,
+    /// Metadata polling only.
+    Poll,
+    /// Reload on SIGHUP and `POST /api/v1/reload` only.
+    Off,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +90,8 @@ impl Default for ServerConfig {
             client_header_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_headers: 100,
+            watch: WatchMode::Auto,
+            watch_interval: Duration::from_secs(1),
         }
     }
 }
@@ -77,6 +103,8 @@ pub struct AdminConfig {
     pub token_env: Option<String>,
     /// File holding the bearer token (trailing whitespace ignored).
     pub token_file: Option<PathBuf>,
+    /// Deployment events are appended here as JSON lines, when set.
+    pub history_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -85,6 +113,7 @@ impl Default for AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
             token_env: None,
             token_file: None,
+            history_file: None,
         }
     }
 }
@@ -128,12 +157,73 @@ impl StatusSet {
     }
 }
 
+/// Passive outlier ejection: a backend that fails `consecutive_failures`
+/// requests in a row (connect failures, resets, timeouts, 5xx answers) is
+/// taken out of rotation for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// 0 turns passive ejection off.
+    pub consecutive_failures: u32,
+    /// The first ejection's length; the n-th ejection in a row lasts n times
+    /// as long, up to `max_ejection_time`.
+    pub ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    /// At most this share of a pool's backends is ejected at once (rounded
+    /// down: at 50 %, a pool of one backend is never ejected).
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejected_percent: 50,
+        }
+    }
+}
+
+/// Retries on another backend of the same pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Extra tries after the first, each on a backend not tried yet.
+    pub retries: u32,
+    /// Limit of one try (until response headers); `None`: only the
+    /// overall `server.upstream_timeout` applies.
+    pub per_try_timeout: Option<Duration>,
+    /// Retries in any 10 s window stay below this percentage of the pool's
+    /// requests in that window (and at least 10 are always allowed).
+    pub budget_percent: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            per_try_timeout: None,
+            budget_percent: 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
     pub name: String,
+    /// Backends given as IP:port.
     pub backends: Vec<BackendConfig>,
+    /// Backends given as DNS names: each name becomes one backend per
+    /// address it resolves to (the controller expands them).
+    pub names: Vec<NamedBackend>,
+    /// How often names are resolved again.
+    pub resolve_interval: Duration,
     pub balance: Balance,
     pub health: HealthConfig,
+    pub outlier: OutlierConfig,
+    pub retry: RetryConfig,
+    /// A backend that becomes healthy (after being unhealthy, ejected, or
+    /// added by a reload) has its share ramped up linearly over this time.
+    pub slow_start: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +231,17 @@ pub struct BackendConfig {
     pub addr: SocketAddr,
     /// Relative share inside the pool, 1..=100.
     pub weight: u32,
+    /// Taken out of rotation by an operator (persisted by the admin API).
+    pub drain: bool,
+}
+
+/// A backend given as `host:port` with a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NamedBackend {
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+    pub drain: bool,
 }
 
 /// How a pool spreads requests over its backends.
@@ -162,6 +263,9 @@ pub struct RouteConfig {
     pub split: Vec<(String, u32)>,
     pub sticky: Option<StickyConfig>,
     pub force_header: Option<HeaderName>,
+    /// When a pool of the split has no available backend, its share goes
+    /// to the route's other pools (default true).
+    pub failover: bool,
 }
 
 /// A route's host matcher; names are stored lower-case, without a port.

@@ -50,6 +50,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub health: RawHealth,
     #[serde(default)]
+    pub outlier: RawOutlier,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
     pub pools: Ordered<Spanned<RawPool>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
@@ -68,6 +72,8 @@ pub struct RawServer {
     pub client_header_timeout: Option<Spanned<String>>,
     pub max_header_bytes: Option<Spanned<i64>>,
     pub max_headers: Option<Spanned<i64>>,
+    pub watch: Option<Spanned<String>>,
+    pub watch_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +82,7 @@ pub struct RawAdmin {
     pub listen: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
+    pub history_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -91,13 +98,37 @@ pub struct RawHealth {
     pub expect_status: Option<Spanned<String>>,
 }
 
+/// `[outlier]` defaults and `[pools.NAME.outlier]` overrides (passive
+/// ejection).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub ejection_time: Option<Spanned<String>>,
+    pub max_ejection_time: Option<Spanned<String>>,
+    pub max_ejected_percent: Option<Spanned<i64>>,
+}
+
+/// `[retry]` defaults and `[pools.NAME.retry]` overrides.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub retries: Option<Spanned<i64>>,
+    pub per_try_timeout: Option<Spanned<String>>,
+    pub budget_percent: Option<Spanned<i64>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     #[serde(default)]
     pub backends: Vec<Spanned<RawBackend>>,
     pub balance: Option<Spanned<String>>,
+    pub resolve_interval: Option<Spanned<String>>,
     pub health: Option<RawHealth>,
+    pub outlier: Option<RawOutlier>,
+    pub retry: Option<RawRetry>,
+    pub slow_start: Option<Spanned<String>>,
 }
 
 /// `"127.0.0.1:8001"` or `{ addr = "127.0.0.1:8001", weight = 3 }`.
@@ -114,6 +145,9 @@ pub struct RawWeightedBackend {
     pub addr: String,
     #[serde(default = "one")]
     pub weight: i64,
+    /// Set by `POST /backends/{pool}/{addr}/drain`: no new requests.
+    #[serde(default)]
+    pub drain: bool,
 }
 
 fn one() -> i64 {
@@ -129,6 +163,7 @@ pub struct RawRoute {
     pub split: Option<Spanned<Ordered<Spanned<i64>>>>,
     pub sticky: Option<Spanned<RawSticky>>,
     pub force_header: Option<Spanned<String>>,
+    pub failover: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,7 +53,9 @@ impl<'a> Validator<'a> {
         let server = self.server(&raw.server);
         let admin = self.admin(&raw.admin);
         let health = self.health("health", &raw.health, &HealthConfig::default());
-        let pools = self.pools(&raw.pools, &health);
+        let outlier = self.outlier("outlier", &raw.outlier, &OutlierConfig::default());
+        let retry = self.retry("retry", &raw.retry, &RetryConfig::default());
+        let pools = self.pools(&raw.pools, &health, &outlier, &retry);
         let routes = self.routes(&raw.routes, &pools);
         if raw.routes.is_empty() {
             self.error(
@@ -70,6 +72,8 @@ impl<'a> Validator<'a> {
             server,
             admin,
             health,
+            outlier,
+            retry,
             pools,
             routes,
         })
@@ -131,6 +135,30 @@ impl<'a> Validator<'a> {
                 10_000,
                 d.max_headers as i64,
             ) as usize,
+            watch: match raw.watch.as_ref() {
+                None => d.watch,
+                Some(w) => match w.get_ref().as_str() {
+                    "auto" => WatchMode::Auto,
+                    "notify" => WatchMode::Notify,
+                    "poll" => WatchMode::Poll,
+                    "off" => WatchMode::Off,
+                    other => {
+                        self.error(
+                            w.span(),
+                            "server.watch",
+                            format!("unknown watch mode {other:?}"),
+                            Some("use \"auto\" (default), \"notify\", \"poll\" or \"off\"".into()),
+                        );
+                        d.watch
+                    }
+                },
+            },
+            watch_interval: self.duration(
+                "server.watch_interval",
+                raw.watch_interval.as_ref(),
+                d.watch_interval,
+                false,
+            ),
         }
     }
 
@@ -161,6 +189,10 @@ impl<'a> Validator<'a> {
             listen,
             token_env,
             token_file,
+            history_file: raw
+                .history_file
+                .as_ref()
+                .map(|s| PathBuf::from(s.get_ref())),
         }
     }
 
@@ -195,6 +227,22 @@ impl<'a> Validator<'a> {
             base.timeout,
             false,
         );
+        let culprit = match (&raw.timeout, &raw.interval) {
+            (Some(t), _) => Some(("timeout", t)),
+            (None, Some(i)) => Some(("interval", i)),
+            (None, None) => None,
+        };
+        if let Some((name, at)) = culprit.filter(|_| timeout >= interval) {
+            self.error(
+                at.span(),
+                format!("{key}.{name}"),
+                format!("probe timeout {timeout:?} is not shorter than the interval {interval:?}"),
+                Some(
+                    "a probe must end before the next one starts: lower timeout or raise interval"
+                        .into(),
+                ),
+            );
+        }
         let expect_status = match &raw.expect_status {
             Some(s) => match parse_status_set(s.get_ref()) {
                 Some(set) => set,
@@ -238,7 +286,13 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn pools(&mut self, raw: &Ordered<Spanned<RawPool>>, health: &HealthConfig) -> Vec<PoolConfig> {
+    fn pools(
+        &mut self,
+        raw: &Ordered<Spanned<RawPool>>,
+        health: &HealthConfig,
+        outlier: &OutlierConfig,
+        retry: &RetryConfig,
+    ) -> Vec<PoolConfig> {
         let mut out = Vec::new();
         for (name, pool) in &raw.0 {
             let key = format!("pools.{}", name.get_ref());
@@ -252,15 +306,51 @@ impl<'a> Validator<'a> {
             }
             let pool_ref = pool.get_ref();
             let mut backends = Vec::new();
+            let mut names: Vec<NamedBackend> = Vec::new();
+            let resolve_interval = self.duration(
+                &format!("{key}.resolve_interval"),
+                pool_ref.resolve_interval.as_ref(),
+                Duration::from_secs(5),
+                false,
+            );
             let mut seen = HashSet::new();
             for (i, b) in pool_ref.backends.iter().enumerate() {
                 let bkey = format!("{key}.backends[{i}]");
-                let (addr, weight) = match b.get_ref() {
-                    RawBackend::Addr(a) => (a.as_str(), 1),
-                    RawBackend::Weighted(w) => (w.addr.as_str(), w.weight),
+                let (addr, weight, drain) = match b.get_ref() {
+                    RawBackend::Addr(a) => (a.as_str(), 1, false),
+                    RawBackend::Weighted(w) => (w.addr.as_str(), w.weight, w.drain),
                 };
-                let Some(addr) = self.backend_addr(&bkey, addr, b.span()) else {
-                    continue;
+                let addr = match self.backend_addr(&bkey, addr, b.span()) {
+                    Some(BackendAddr::Ip(a)) => a,
+                    Some(BackendAddr::Name(host, port)) => {
+                        if !(1..=MAX_BACKEND_WEIGHT).contains(&weight) {
+                            self.error(
+                                b.span(),
+                                format!("{bkey}.weight"),
+                                format!("backend weight {weight} is out of range"),
+                                Some(format!("use 1 to {MAX_BACKEND_WEIGHT}")),
+                            );
+                            continue;
+                        }
+                        let named = NamedBackend {
+                            host,
+                            port,
+                            weight: weight as u32,
+                            drain,
+                        };
+                        if names.contains(&named) {
+                            self.error(
+                                b.span(),
+                                &bkey,
+                                format!("backend {}:{} is listed twice", named.host, named.port),
+                                None,
+                            );
+                            continue;
+                        }
+                        names.push(named);
+                        continue;
+                    }
+                    None => continue,
                 };
                 if !(1..=MAX_BACKEND_WEIGHT).contains(&weight) {
                     self.error(
@@ -283,6 +373,7 @@ impl<'a> Validator<'a> {
                 backends.push(BackendConfig {
                     addr,
                     weight: weight as u32,
+                    drain,
                 });
             }
             let balance = match pool_ref.balance.as_ref() {
@@ -305,11 +396,25 @@ impl<'a> Validator<'a> {
                 Some(h) => self.health(&format!("{key}.health"), h, health),
                 None => health.clone(),
             };
+            let outlier = match &pool_ref.outlier {
+                Some(o) => self.outlier(&format!("{key}.outlier"), o, outlier),
+                None => *outlier,
+            };
+            let retry = match &pool_ref.retry {
+                Some(r) => self.retry(&format!("{key}.retry"), r, retry),
+                None => *retry,
+            };
+            let slow_start = self.slow_start(&key, pool_ref.slow_start.as_ref());
             out.push(PoolConfig {
                 name: name.get_ref().clone(),
                 backends,
+                names,
+                resolve_interval,
                 balance,
                 health,
+                outlier,
+                retry,
+                slow_start,
             });
         }
         out
@@ -374,6 +479,7 @@ impl<'a> Validator<'a> {
                 split,
                 sticky,
                 force_header,
+                failover: route.failover.unwrap_or(true),
             });
         }
         out
@@ -430,7 +536,7 @@ impl<'a> Validator<'a> {
                 );
                 continue;
             }
-            if w > 0 && cfg.backends.is_empty() {
+            if w > 0 && cfg.backends.is_empty() && cfg.names.is_empty() {
                 self.error(
                     weight.span(),
                     &pkey,
@@ -534,19 +640,32 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn backend_addr(&mut self, key: &str, addr: &str, span: Range<usize>) -> Option<SocketAddr> {
-        match addr.parse::<SocketAddr>() {
-            Ok(a) if a.port() != 0 => Some(a),
-            Ok(_) => {
+    fn backend_addr(&mut self, key: &str, addr: &str, span: Range<usize>) -> Option<BackendAddr> {
+        if let Ok(a) = addr.parse::<SocketAddr>() {
+            if a.port() == 0 {
                 self.error(span, key, format!("backend {addr:?} has port 0"), None);
-                None
+                return None;
             }
-            Err(_) => {
-                let hint = if addr.contains(':') && !addr.contains("://") {
-                    "backends are IP:port (\"127.0.0.1:8001\", \"[::1]:8001\"); \
-                     DNS names are not resolved yet"
+            return Some(BackendAddr::Ip(a));
+        }
+        let named = addr.rsplit_once(':').and_then(|(host, port)| {
+            let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+            let ok = !host.is_empty()
+                && host.len() <= 253
+                && !host.starts_with('-')
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && host.bytes().any(|b| b.is_ascii_alphabetic());
+            ok.then(|| (host.to_ascii_lowercase(), port))
+        });
+        match named {
+            Some((host, port)) => Some(BackendAddr::Name(host, port)),
+            None => {
+                let hint = if addr.contains("://") {
+                    "write the backend as host:port without a scheme, e.g. \"127.0.0.1:8001\" or \"blue:8000\""
                 } else {
-                    "write the backend as IP:port, e.g. \"127.0.0.1:8001\""
+                    "write the backend as IP:port or name:port, e.g. \"127.0.0.1:8001\", \"[::1]:8001\" or \"blue:8000\""
                 };
                 self.error(
                     span,
@@ -580,7 +699,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         key: &str,
         raw: Option<&Spanned<String>>,
@@ -606,7 +725,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn int(
+    pub(super) fn int(
         &mut self,
         key: &str,
         raw: Option<&Spanned<i64>>,
@@ -627,6 +746,12 @@ impl<'a> Validator<'a> {
         }
         v
     }
+}
+
+/// A backend address as written.
+enum BackendAddr {
+    Ip(SocketAddr),
+    Name(String, u16),
 }
 
 fn valid_name(s: &str) -> bool {

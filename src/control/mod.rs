@@ -1,25 +1,45 @@
-//! The controller: the single writer of the routing table. It owns the
-//! running configuration and the backend registry; every change (a file
-//! edit, SIGHUP, and later the admin API and the rollout engine) arrives as
-//! a message, is validated and built, then stored with one `ArcSwap::store`.
-//! A change that fails validation leaves the running table untouched.
+//! The control plane's single writer. The controller task owns the running
+//! configuration (as text and as a model) and the backend registry, and is
+//! the only code that stores a routing table. Every change — a file edit,
+//! SIGHUP, an admin API call, later the rollout engine — arrives as a
+//! message, is validated and built, stored with one `ArcSwap::store`,
+//! written back to the file when it came from the API, recorded in the
+//! history, and answered. A change that fails validation changes nothing.
 
+mod controller;
+mod edit;
+mod history;
+mod persist;
+mod resolve;
+mod watch;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot, watch};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
-use crate::config::{self, Config, ConfigError};
-use crate::table::{Registry, RoutingTable};
+pub use edit::{apply as apply_edit, Edit, EditError};
+pub use history::{Event, Split};
+pub use resolve::{Resolve, SystemResolver};
+pub use watch::watch_file;
+
+use crate::config::{Config, ConfigError};
+use crate::table::RoutingTable;
 
 /// What asked for a change; recorded with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ChangeSource {
     File,
     Signal,
     Api,
+    Rollout,
+    /// A DNS answer changed.
+    Resolver,
 }
 
 impl std::fmt::Display for ChangeSource {
@@ -28,8 +48,66 @@ impl std::fmt::Display for ChangeSource {
             ChangeSource::File => "file",
             ChangeSource::Signal => "signal",
             ChangeSource::Api => "api",
+            ChangeSource::Rollout => "rollout",
+            ChangeSource::Resolver => "resolver",
         })
     }
+}
+
+/// A change to ask of the controller.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Re-read the configuration file.
+    Reload,
+    /// Set a route's weights; pools of the current split left out get 0.
+    SetSplit {
+        route: String,
+        split: Vec<(String, u32)>,
+    },
+    /// Send all of a route's traffic to one pool.
+    Flip { route: String, to: String },
+    /// Restore the split in force before the route's last change.
+    Rollback { route: String },
+    /// Take a backend out of rotation (or put it back).
+    Drain {
+        pool: String,
+        addr: SocketAddr,
+        drain: bool,
+    },
+}
+
+/// The answer to an accepted change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// The generation in force now.
+    pub generation: u64,
+    /// False when the change was a no-op (same text as running).
+    pub changed: bool,
+    /// Whether the file now holds the change (`None`: nothing to write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persisted: Option<bool>,
+    /// The route's split after the change, for split/flip/rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+}
+
+/// Why a change was refused. The running table is untouched in every case.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("generation {actual} is in force, not {expected}")]
+    Conflict { expected: u64, actual: u64 },
+    #[error("route {0:?} has no earlier split to roll back to")]
+    NothingToRollBack(String),
+    /// The change is well-formed but would make an invalid configuration.
+    #[error("{0}")]
+    Invalid(String),
+    /// The configuration file is invalid (reload).
+    #[error("{0}")]
+    Config(Arc<ConfigError>),
+    #[error("the controller has stopped")]
+    Stopped,
 }
 
 /// The outcome of the latest reload attempt.
@@ -42,19 +120,27 @@ pub struct ReloadStatus {
     pub at: SystemTime,
 }
 
+type Reply<T> = oneshot::Sender<T>;
+
 enum Command {
-    Reload {
+    Change {
         source: ChangeSource,
-        reply: Option<oneshot::Sender<Result<u64, Arc<ConfigError>>>>,
+        if_match: Option<u64>,
+        change: Change,
+        reply: Reply<Result<Applied, ChangeError>>,
+    },
+    History {
+        limit: usize,
+        reply: Reply<Vec<Event>>,
     },
 }
 
-/// A cheap handle to the controller.
+/// A cheap, cloneable handle to the controller.
 #[derive(Clone)]
 pub struct ControlHandle {
     tx: mpsc::Sender<Command>,
     table: Arc<ArcSwap<RoutingTable>>,
-    status: watch::Receiver<ReloadStatus>,
+    status: tokio_watch::Receiver<ReloadStatus>,
 }
 
 impl ControlHandle {
@@ -63,21 +149,43 @@ impl ControlHandle {
         &self.table
     }
 
-    /// Re-reads the configuration file; answers the generation in force.
-    pub async fn reload(&self, source: ChangeSource) -> Result<u64, Arc<ConfigError>> {
+    /// Asks for a change; `if_match` is the generation the caller saw.
+    pub async fn change(
+        &self,
+        source: ChangeSource,
+        if_match: Option<u64>,
+        change: Change,
+    ) -> Result<Applied, ChangeError> {
         let (reply, rx) = oneshot::channel();
-        let sent = self
+        let cmd = Command::Change {
+            source,
+            if_match,
+            change,
+            reply,
+        };
+        self.tx.send(cmd).await.map_err(|_| ChangeError::Stopped)?;
+        rx.await.map_err(|_| ChangeError::Stopped)?
+    }
+
+    /// Re-reads the configuration file; answers the generation in force.
+    pub async fn reload(&self, source: ChangeSource) -> Result<u64, ChangeError> {
+        self.change(source, None, Change::Reload)
+            .await
+            .map(|a| a.generation)
+    }
+
+    /// The newest `limit` events, newest first.
+    pub async fn history(&self, limit: usize) -> Vec<Event> {
+        let (reply, rx) = oneshot::channel();
+        if self
             .tx
-            .send(Command::Reload {
-                source,
-                reply: Some(reply),
-            })
-            .await;
-        if sent.is_err() {
-            return Ok(self.table.load().generation);
+            .send(Command::History { limit, reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
         }
-        rx.await
-            .unwrap_or_else(|_| Ok(self.table.load().generation))
+        rx.await.unwrap_or_default()
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -85,142 +193,21 @@ impl ControlHandle {
     }
 }
 
-/// The controller's state; lives inside its task.
-struct Controller {
-    path: Option<PathBuf>,
-    text: String,
-    config: Config,
-    registry: Registry,
-    table: Arc<ArcSwap<RoutingTable>>,
-    status: watch::Sender<ReloadStatus>,
-}
-
 /// Builds the first table from `config` and starts the controller task on
 /// the current runtime. `path` and `text` are the file it came from, if any.
 pub fn spawn(config: Config, path: Option<PathBuf>, text: String) -> ControlHandle {
-    let mut registry = Registry::default();
-    registry.reconcile(&config);
-    let table = Arc::new(ArcSwap::from_pointee(RoutingTable::build(
-        &config, &registry, 1,
-    )));
-    let (status_tx, status_rx) = watch::channel(ReloadStatus {
-        generation: 1,
-        source: None,
-        error: None,
-        at: SystemTime::now(),
-    });
+    spawn_with(config, path, text, Arc::new(SystemResolver))
+}
+
+/// `spawn` with a resolver of the caller's choosing for DNS backends.
+pub fn spawn_with(
+    config: Config,
+    path: Option<PathBuf>,
+    text: String,
+    resolver: Arc<dyn Resolve>,
+) -> ControlHandle {
+    let (controller, table, status) = controller::Controller::new(config, path, text, resolver);
     let (tx, rx) = mpsc::channel(64);
-    let controller = Controller {
-        path,
-        text,
-        config,
-        registry,
-        table: table.clone(),
-        status: status_tx,
-    };
     tokio::spawn(controller.run(rx));
-    ControlHandle {
-        tx,
-        table,
-        status: status_rx,
-    }
-}
-
-impl Controller {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(cmd) = rx.recv().await {
-            match cmd {
-                Command::Reload { source, reply } => {
-                    let result = self.reload(source);
-                    if let Some(reply) = reply {
-                        // The caller may have given up waiting; that is fine.
-                        let _ = reply.send(result);
-                    }
-                }
-            }
-        }
-    }
-
-    fn reload(&mut self, source: ChangeSource) -> Result<u64, Arc<ConfigError>> {
-        let current = self.table.load().generation;
-        let Some(path) = self.path.clone() else {
-            return Ok(current);
-        };
-        let loaded = config::load(&path);
-        let (config, text) = match loaded {
-            Ok(ok) => ok,
-            Err(e) => {
-                tracing::error!(source = %source, file = %path.display(),
-                    "configuration rejected; the running routing table stays in force:\n{e}");
-                self.status.send_replace(ReloadStatus {
-                    generation: current,
-                    source: Some(source),
-                    error: Some(e.to_string()),
-                    at: SystemTime::now(),
-                });
-                return Err(Arc::new(e));
-            }
-        };
-        if text == self.text {
-            tracing::debug!(source = %source, "configuration unchanged");
-            return Ok(current);
-        }
-        if config.server.listen != self.config.server.listen || config.admin != self.config.admin {
-            tracing::warn!("listener or admin settings changed; they take effect after a restart");
-        }
-        let generation = self.apply(config, text);
-        tracing::info!(source = %source, generation, file = %path.display(), "configuration applied");
-        self.status.send_replace(ReloadStatus {
-            generation,
-            source: Some(source),
-            error: None,
-            at: SystemTime::now(),
-        });
-        Ok(generation)
-    }
-
-    fn apply(&mut self, config: Config, text: String) -> u64 {
-        let generation = self.table.load().generation + 1;
-        self.registry.reconcile(&config);
-        let table = RoutingTable::build(&config, &self.registry, generation);
-        self.table.store(Arc::new(table));
-        self.config = config;
-        self.text = text;
-        generation
-    }
-}
-
-/// Polls the configuration file's metadata and asks for a reload when it
-/// changes. Catches in-place writes and rename-on-save alike (the path is
-/// re-resolved each time).
-pub async fn watch_file(
-    path: PathBuf,
-    handle: ControlHandle,
-    every: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let stamp = |p: &PathBuf| {
-        std::fs::metadata(p).ok().map(|m| {
-            #[cfg(unix)]
-            let ino = std::os::unix::fs::MetadataExt::ino(&m);
-            #[cfg(not(unix))]
-            let ino = 0u64;
-            (m.modified().ok(), m.len(), ino)
-        })
-    };
-    let mut last = stamp(&path);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let now = stamp(&path);
-        if now != last {
-            last = now;
-            // Errors are logged and recorded by the controller itself.
-            let _ = handle.reload(ChangeSource::File).await;
-        }
-    }
+    ControlHandle { tx, table, status }
 }

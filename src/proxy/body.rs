@@ -16,6 +16,8 @@ use crate::table::InFlight;
 pub enum UpBody {
     /// The client's body, streamed as it arrives.
     Client(Incoming),
+    /// A small body read into memory, so that the request can be replayed.
+    Full(Option<Bytes>),
     Empty,
 }
 
@@ -29,6 +31,7 @@ impl Body for UpBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             UpBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             UpBody::Empty => Poll::Ready(None),
         }
     }
@@ -36,6 +39,7 @@ impl Body for UpBody {
     fn is_end_stream(&self) -> bool {
         match self {
             UpBody::Client(b) => b.is_end_stream(),
+            UpBody::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
             UpBody::Empty => true,
         }
     }
@@ -43,6 +47,7 @@ impl Body for UpBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpBody::Client(b) => b.size_hint(),
+            UpBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             UpBody::Empty => SizeHint::with_exact(0),
         }
     }
@@ -87,8 +92,10 @@ impl ProxyBody {
 
     fn finish(&mut self) {
         if let ProxyBody::Upstream { conn, inflight, .. } = self {
+            // A draining backend's connections close rather than idle.
+            let reuse = inflight.as_ref().is_none_or(|i| !i.backend().is_draining());
             if let Some(c) = conn.take() {
-                c.release();
+                c.release(reuse);
             }
             inflight.take();
         }

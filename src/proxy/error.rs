@@ -26,6 +26,8 @@ pub enum ProxyError {
     NoBackend { pool: Arc<str> },
     #[error("the route has no pool with weight")]
     NoPool,
+    #[error("no available backend in pool {pool}, nor in the other pools of route {route}")]
+    NoServablePool { pool: Arc<str>, route: Arc<str> },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("backend did not send response headers within {0:?}")]
@@ -38,7 +40,9 @@ impl ProxyError {
             ProxyError::NoRoute | ProxyError::MethodNotAllowed => Source::Downstream,
             ProxyError::Upstream(UpstreamError::ClientBody { .. }) => Source::Downstream,
             ProxyError::Upstream(_) | ProxyError::Timeout(_) => Source::Upstream,
-            ProxyError::NoBackend { .. } | ProxyError::NoPool => Source::Internal,
+            ProxyError::NoBackend { .. }
+            | ProxyError::NoPool
+            | ProxyError::NoServablePool { .. } => Source::Internal,
         }
     }
 
@@ -52,7 +56,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
             ProxyError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
-            ProxyError::NoBackend { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no-healthy-backend"),
+            ProxyError::NoBackend { .. } | ProxyError::NoServablePool { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "no-healthy-backend")
+            }
             ProxyError::NoPool => (StatusCode::SERVICE_UNAVAILABLE, "no-pool"),
             ProxyError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
             ProxyError::Upstream(e) => match e {

@@ -1,11 +1,14 @@
 //! The data plane: for each request, one load of the routing table, a route,
-//! a pool and a backend; then the request is forwarded and the response
-//! streamed back. Owns no state of its own beyond counters: tables come from
-//! the controller, backend state from the registry.
+//! a pool (failing over to the route's other pools when it has no available
+//! backend) and a backend; then the request is forwarded — retried on
+//! another backend of the pool when that is safe (`retry`) — and the
+//! response streamed back. Owns no state of its own beyond counters: tables
+//! come from the controller, backend state from the registry.
 
 mod body;
 mod error;
 pub mod headers;
+pub mod retry;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -17,12 +20,13 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 pub use body::{ProxyBody, UpBody};
 pub use error::{error_response, ProxyError, Source};
 
-use crate::table::RoutingTable;
+use crate::table::{clock, Route, RoutingTable, Unservable};
 use headers::*;
 
 /// Requests whose force header named no known pool (they were routed by
@@ -102,7 +106,8 @@ impl Proxy {
 
         // Routing decisions, made against one snapshot without awaiting.
         let mut set_cookie = None;
-        let (backend, inflight, pool_header, bucket, settings) = {
+        let now = Instant::now();
+        let (inflight, pool_header, bucket, settings, plan) = {
             let table = self.table.load();
             let host = parts
                 .headers
@@ -123,8 +128,13 @@ impl Proxy {
                     }
                     pool
                 });
-            let (pool, bucket) = match forced {
-                Some(pool) => (pool, None),
+            let (pool, backend, bucket) = match forced {
+                Some(pool) => {
+                    let backend = pool.pick().ok_or_else(|| ProxyError::NoBackend {
+                        pool: pool.name.clone(),
+                    })?;
+                    (pool, backend, None)
+                }
                 None => {
                     let key = route.sticky.as_ref().and_then(|s| {
                         s.header
@@ -145,20 +155,21 @@ impl Proxy {
                         }
                         (key, _) => key,
                     };
-                    let pick = route.pick_pool(key).ok_or(ProxyError::NoPool)?;
-                    (pick.pool, pick.bucket)
+                    let pick = route.pick(key).map_err(|u| unservable(route, u))?;
+                    (pick.pool, pick.backend, pick.bucket)
                 }
             };
-            let backend = pool.pick().ok_or_else(|| ProxyError::NoBackend {
-                pool: pool.name.clone(),
-            })?;
-            let inflight = backend.start_request();
+            pool.shared.budget.record_request(clock::secs(now));
+            let plan = retry::Plan {
+                retry: pool.retry,
+                outlier: pool.outlier,
+            };
             (
-                backend.clone(),
-                inflight,
+                backend.start_request(),
                 pool.header.clone(),
                 bucket,
                 table.settings,
+                plan,
             )
         };
 
@@ -171,18 +182,11 @@ impl Proxy {
                 .insert(&X_SWITCHYARD_BUCKET, HeaderValue::from(b)),
             None => parts.headers.remove(&X_SWITCHYARD_BUCKET),
         };
-        let req = Request::from_parts(parts, UpBody::Client(body));
-
-        let sent = tokio::time::timeout(
-            settings.upstream_timeout,
-            upstream::send(backend.id, backend.addr, req, &settings),
-        )
-        .await;
-        let (resp, pooled) = match sent {
-            Err(_) => return Err(ProxyError::Timeout(settings.upstream_timeout)),
-            Ok(Err(e)) => return Err(e.into()),
-            Ok(Ok(r)) => r,
-        };
+        let (body, waited) = retry::keep_body(&parts.method, body, plan.retry.retries).await?;
+        let started = if waited { Instant::now() } else { now };
+        let req = Request::from_parts(parts, body);
+        let (resp, pooled, inflight) =
+            retry::send(&self.table, inflight, req, plan, &settings, started).await?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client) = client_upgrade {
@@ -246,6 +250,20 @@ fn prepare_request(parts: &mut http::request::Parts, conn: &ConnInfo, upgrade: b
             .map_or_else(|| Uri::from_static("/"), Uri::from);
     }
     parts.version = Version::HTTP_11;
+}
+
+/// The error for a route that cannot serve a request.
+fn unservable(route: &Route, u: Unservable<'_>) -> ProxyError {
+    match u {
+        Unservable::NoPool => ProxyError::NoPool,
+        Unservable::Pool(pool) => ProxyError::NoBackend {
+            pool: pool.name.clone(),
+        },
+        Unservable::AllPools(pool) => ProxyError::NoServablePool {
+            pool: pool.name.clone(),
+            route: route.name.clone(),
+        },
+    }
 }
 
 fn sticky_cookie(name: &str, id: &HeaderValue) -> HeaderValue {

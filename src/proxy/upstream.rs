@@ -7,6 +7,9 @@
 //! Idle connections expire after `upstream_idle_timeout` (default 4 s, below
 //! uvicorn's 5 s keep-alive), and a request that fails because a backend had
 //! closed a pooled connection is sent again on a fresh one when that is safe.
+//! A connection of a draining backend is closed instead of going back to
+//! the pool. A request that could not be sent at all is handed back to the
+//! caller (`SendError::unsent`), which may try another backend with it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,6 +18,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -23,11 +29,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::UpBody;
-use crate::table::Settings;
+use crate::table::{Backend, Settings};
 
 /// A reused connection idle for at least this long may have been closed by
-/// the backend just as the request went out; such a request (idempotent, no
-/// body) keeps a copy of its head so it can be replayed on a new connection.
+/// the backend just as the request went out; such a request (idempotent,
+/// with no body or one held in memory) is replayed on a new connection to
+/// the same backend.
 const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// Why a request could not be sent or answered by a backend.
@@ -60,6 +67,21 @@ pub enum UpstreamError {
     },
 }
 
+/// A failed send, with the request when none of it reached the backend.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: UpstreamError,
+    /// The request untouched (its body not read): it may go to another
+    /// backend as it is, whatever its method.
+    pub unsent: Option<Request<UpBody>>,
+}
+
+impl SendError {
+    fn new(error: UpstreamError, unsent: Option<Request<UpBody>>) -> Self {
+        Self { error, unsent }
+    }
+}
+
 impl UpstreamError {
     /// Nothing reached the backend: safe to retry elsewhere.
     pub fn nothing_sent(&self) -> bool {
@@ -83,8 +105,10 @@ pub struct PooledConn {
 }
 
 impl PooledConn {
-    pub fn release(self) {
-        if self.tx.is_closed() || self.max_idle == 0 || self.idle_timeout.is_zero() {
+    /// Returns the connection to the idle pool; `reuse = false` (a
+    /// draining backend) closes it instead.
+    pub fn release(self, reuse: bool) {
+        if !reuse || self.tx.is_closed() || self.max_idle == 0 || self.idle_timeout.is_zero() {
             return;
         }
         let now = Instant::now();
@@ -167,26 +191,37 @@ pub fn idle_count() -> usize {
 }
 
 /// Sends `req` to the backend, on a pooled connection when one is idle.
+/// `replay` is the caller's copy of a replayable request (see `Replay`);
+/// without one, a copy is made only when a long-idle connection is reused.
 pub async fn send(
-    backend_id: u64,
-    addr: SocketAddr,
+    backend: &Backend,
     mut req: Request<UpBody>,
+    replay: Option<&Replay>,
     settings: &Settings,
-) -> Result<(Response<Incoming>, PooledConn), UpstreamError> {
+) -> Result<(Response<Incoming>, PooledConn), SendError> {
+    let (backend_id, addr) = (backend.id, backend.addr);
     let mut fresh_only = false;
     loop {
         let (mut tx, reused_after) = match (!fresh_only).then(|| checkout(backend_id)).flatten() {
             Some(idle) => (idle.tx, Some(idle.since.elapsed())),
-            None => (connect(addr, settings.connect_timeout).await?, None),
+            None => match connect(addr, settings.connect_timeout).await {
+                Ok(tx) => (tx, None),
+                Err(e) => return Err(SendError::new(e, Some(req))),
+            },
         };
         if let Err(source) = tx.ready().await {
             if reused_after.is_some() {
                 continue; // closed while idle: try the next one
             }
-            return Err(UpstreamError::Reset { addr, source });
+            let error = UpstreamError::Reset { addr, source };
+            return Err(SendError::new(error, Some(req)));
         }
-        let replay = match reused_after {
-            Some(idle) if idle >= REPLAY_AFTER_IDLE && is_replayable(&req) => Some(Head::of(&req)),
+        // A long-idle connection may have been closed by the backend just
+        // as we reuse it: keep a way to send the request again.
+        let stale_replay: Option<Cow<'_, Replay>> = match reused_after {
+            Some(idle) if idle >= REPLAY_AFTER_IDLE => replay
+                .map(Cow::Borrowed)
+                .or_else(|| Replay::of(&req).map(Cow::Owned)),
             _ => None,
         };
         match tx.try_send_request(req).await {
@@ -200,27 +235,35 @@ pub async fn send(
                 return Ok((resp, conn));
             }
             Err(mut e) => {
-                if let (Some(unsent), Some(_)) = (e.take_message(), reused_after) {
-                    tracing::debug!(backend.addr = %addr, "pooled connection was closed; resending");
-                    req = unsent;
-                    fresh_only = true;
-                    continue;
-                }
+                let unsent = e.take_message();
                 let source = e.into_error();
-                if let Some(head) = replay {
+                if let Some(unsent) = unsent {
+                    if reused_after.is_some() {
+                        tracing::debug!(backend.addr = %addr, "pooled connection was closed; resending");
+                        req = unsent;
+                        fresh_only = true;
+                        continue;
+                    }
+                    return Err(SendError::new(classify(addr, source), Some(unsent)));
+                }
+                if let Some(replay) = stale_replay {
                     tracing::debug!(backend.addr = %addr, error = %source,
                         "idle pooled connection failed; replaying on a new one");
-                    req = head.into_request();
+                    req = replay.request();
                     fresh_only = true;
                     continue;
                 }
-                return Err(if source.is_user() {
-                    UpstreamError::ClientBody { source }
-                } else {
-                    UpstreamError::Reset { addr, source }
-                });
+                return Err(SendError::new(classify(addr, source), None));
             }
         }
+    }
+}
+
+fn classify(addr: SocketAddr, source: hyper::Error) -> UpstreamError {
+    if source.is_user() {
+        UpstreamError::ClientBody { source }
+    } else {
+        UpstreamError::Reset { addr, source }
     }
 }
 
@@ -248,39 +291,58 @@ async fn connect(
     Ok(tx)
 }
 
-fn is_replayable(req: &Request<UpBody>) -> bool {
-    use http_body::Body;
-    req.body().is_end_stream()
-        && matches!(
-            *req.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-        )
+/// Methods that may be sent twice (RFC 9110 idempotent methods).
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
-/// What is needed to send a bodiless request again.
-struct Head {
+/// A copy of a request that may be sent again after it failed mid-way:
+/// idempotent, with no body or a body held in memory.
+#[derive(Debug, Clone)]
+pub struct Replay {
     method: Method,
     uri: Uri,
     version: Version,
     headers: HeaderMap,
+    body: Option<Bytes>,
 }
 
-impl Head {
-    fn of(req: &Request<UpBody>) -> Self {
-        Head {
+impl Replay {
+    /// The copy, or `None` when `req` must not or cannot be replayed (not
+    /// idempotent, or its body streams from the client).
+    pub fn of(req: &Request<UpBody>) -> Option<Self> {
+        use http_body::Body;
+        if !is_idempotent(req.method()) {
+            return None;
+        }
+        let body = match req.body() {
+            UpBody::Full(b) => b.clone(),
+            b if b.is_end_stream() => None,
+            _ => return None,
+        };
+        Some(Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
             headers: req.headers().clone(),
-        }
+            body,
+        })
     }
 
-    fn into_request(self) -> Request<UpBody> {
-        let mut req = Request::new(UpBody::Empty);
-        *req.method_mut() = self.method;
-        *req.uri_mut() = self.uri;
+    /// A new request with the same head and body.
+    pub fn request(&self) -> Request<UpBody> {
+        let body = match &self.body {
+            Some(b) => UpBody::Full(Some(b.clone())),
+            None => UpBody::Empty,
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
         *req.version_mut() = self.version;
-        *req.headers_mut() = self.headers;
+        *req.headers_mut() = self.headers.clone();
         req
     }
 }

@@ -15,7 +15,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, Admin};
 use crate::config::Config;
 use crate::control::{self, ControlHandle};
+use crate::health;
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +49,6 @@ pub struct Listeners {
 pub struct Source {
     pub path: Option<PathBuf>,
     pub text: String,
-    /// Poll the file for changes this often (`None`: reload on demand only).
-    pub watch: Option<Duration>,
 }
 
 /// A running switchyard.
@@ -85,6 +83,23 @@ pub fn start(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
+    start_with_resolver(
+        config,
+        source,
+        listeners,
+        shutdown,
+        Arc::new(control::SystemResolver),
+    )
+}
+
+/// `start` with the resolver used for backends given by DNS name.
+pub fn start_with_resolver(
+    config: Config,
+    source: Source,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    resolver: Arc<dyn control::Resolve>,
+) -> Result<Running, StartError> {
     let token = resolve_token(&config)?;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -108,7 +123,10 @@ pub fn start(
     sockets.insert(0, listeners.proxy);
 
     let server_cfg = config.server.clone();
-    let control = control::spawn(config, source.path.clone(), source.text);
+    let (watch_mode, watch_interval) = (config.server.watch, config.server.watch_interval);
+    let control = control::spawn_with(config, source.path.clone(), source.text, resolver);
+    // Probes start now (the first round gates /ready) and follow reloads.
+    let health = health::spawn(control.table().clone(), shutdown.clone());
     let connections = Arc::new(AtomicUsize::new(0));
     let ctx = worker::WorkerCtx {
         table: control.table().clone(),
@@ -135,15 +153,17 @@ pub fn start(
         token,
         shutdown: shutdown.clone(),
         connections,
+        health,
     });
     tokio::spawn(admin::serve(listeners.admin, admin));
-    if let (Some(path), Some(every)) = (source.path, source.watch) {
-        tokio::spawn(control::watch_file(
+    if let Some(path) = source.path {
+        control::watch_file(
             path,
+            watch_mode,
+            watch_interval,
             control.clone(),
-            every,
             shutdown.clone(),
-        ));
+        );
     }
     tracing::info!(proxy.addr = %proxy_addr, admin.addr = %admin_addr, workers, "switchyard listening");
     Ok(Running {

@@ -1,17 +1,33 @@
 //! Backend state that outlives routing tables. A `Backend` is keyed by pool
 //! name and address (never by weight), so a new table generation gets the
-//! very same `Arc<Backend>` and keeps its health, in-flight count and pooled
-//! connections. The `Registry` is owned by the controller (the single
-//! writer); the data plane only reads backends through a table.
+//! very same `Arc<Backend>` and keeps its health, in-flight count, passive
+//! failure counters and pooled connections. The `Registry` is owned by the
+//! controller (the single writer of tables); health is written by the
+//! backend's probe task (`health`), ejection by the data plane and the
+//! health supervisor; the data plane reads it all through a table.
+//!
+//! Availability is one atomic byte (health, draining, ejected, and whether
+//! an unprobed backend may take traffic), so the per-request check is a
+//! single relaxed load.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::outlier::PoolShared;
 use crate::config::Config;
 
-/// Result of active health checking (filled in by the health checker).
+/// Result of active health checking.
+///
+/// `Unknown` means "not probed yet". A backend present when the process
+/// starts may take traffic while Unknown (the first probe round runs at once
+/// and `/ready` stays false until it is done, so only clients that ignore
+/// readiness see this, and they are better served than refused); a backend
+/// added by a later reload may not: it takes traffic after its first
+/// passing probe. The first probe result decides an Unknown backend's state
+/// directly; after that, the thresholds apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Health {
@@ -20,40 +36,138 @@ pub enum Health {
     Unhealthy = 2,
 }
 
+/// Why the latest active probe failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// The probe got an answer outside `expect_status`.
+    Status(u16),
+    /// No answer within the probe timeout.
+    Timeout,
+    /// The backend refused the connection.
+    Refused,
+    /// Another connect error (unreachable, reset during connect, ...).
+    Connect,
+    /// Connected, but the HTTP exchange failed (closed, malformed).
+    Protocol,
+}
+
+impl ProbeFailure {
+    fn encode(this: Option<Self>) -> u32 {
+        match this {
+            None => 0,
+            Some(ProbeFailure::Timeout) => 1,
+            Some(ProbeFailure::Refused) => 2,
+            Some(ProbeFailure::Connect) => 3,
+            Some(ProbeFailure::Protocol) => 4,
+            Some(ProbeFailure::Status(s)) => 1000 + u32::from(s),
+        }
+    }
+
+    fn decode(v: u32) -> Option<Self> {
+        match v {
+            0 => None,
+            1 => Some(ProbeFailure::Timeout),
+            2 => Some(ProbeFailure::Refused),
+            3 => Some(ProbeFailure::Connect),
+            4 => Some(ProbeFailure::Protocol),
+            v => u16::try_from(v - 1000).ok().map(ProbeFailure::Status),
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeFailure::Status(s) => write!(f, "status {s}"),
+            ProbeFailure::Timeout => f.write_str("timeout"),
+            ProbeFailure::Refused => f.write_str("connection refused"),
+            ProbeFailure::Connect => f.write_str("connect error"),
+            ProbeFailure::Protocol => f.write_str("connection closed or malformed answer"),
+        }
+    }
+}
+
+const HEALTH_MASK: u8 = 0b11;
+const DRAINING: u8 = 1 << 2;
+pub(super) const EJECTED: u8 = 1 << 3;
+/// An Unknown backend may take traffic (it was there at start-up).
+const ADMIT_UNKNOWN: u8 = 1 << 4;
+
+/// `ramp` value of a backend at full share (per mille).
+pub const RAMP_FULL: u16 = 1000;
+
 /// One upstream server of one pool.
 #[derive(Debug)]
 pub struct Backend {
-    /// Process-unique, never reused: keys this backend's idle connections.
+    /// Process-unique, never reused: keys this backend's idle connections
+    /// and its probe task.
     pub id: u64,
     pub pool: Arc<str>,
     pub addr: SocketAddr,
     in_flight: AtomicU32,
-    health: AtomicU8,
-    /// Set when the backend left the configuration (or an operator drained
-    /// it): no new requests, in-flight ones finish.
-    draining: AtomicBool,
+    /// Health bits, DRAINING, EJECTED and ADMIT_UNKNOWN in one byte.
+    pub(super) state: AtomicU8,
+    /// `ProbeFailure::encode` of the latest probe (0: it passed).
+    probe_failure: AtomicU32,
+    /// State shared by every backend of the pool (ejection count, retry
+    /// budget); outlives table generations like the backend itself.
+    pub(super) shared: Arc<PoolShared>,
+    /// Failed requests in a row (passive detection).
+    pub(super) failures: AtomicU32,
+    /// When the current ejection ends, in `clock::ms`.
+    pub(super) ejected_until: AtomicU64,
+    /// Ejections in a row (the n-th lasts n × ejection_time).
+    pub(super) ejections: AtomicU32,
+    /// When the latest ejection ended, in `clock::ms` (0: never ejected).
+    pub(super) returned_at: AtomicU64,
+    /// Slow-start share in per mille (`RAMP_FULL` = full share).
+    pub(super) ramp: AtomicU16,
+    /// When the current slow start began, in `clock::ms`.
+    pub(super) ramp_since: AtomicU64,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Backend {
+    /// A backend of its own (tests, tools); the registry makes the real ones.
     pub fn new(pool: Arc<str>, addr: SocketAddr) -> Self {
+        Self::in_pool(Arc::new(PoolShared::new(pool)), addr, true)
+    }
+
+    pub(super) fn in_pool(shared: Arc<PoolShared>, addr: SocketAddr, admit_unknown: bool) -> Self {
         Self {
             // Relaxed: only uniqueness matters.
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            pool,
+            pool: shared.name.clone(),
             addr,
             in_flight: AtomicU32::new(0),
-            health: AtomicU8::new(Health::Unknown as u8),
-            draining: AtomicBool::new(false),
+            state: AtomicU8::new(if admit_unknown { ADMIT_UNKNOWN } else { 0 }),
+            probe_failure: AtomicU32::new(0),
+            shared,
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            returned_at: AtomicU64::new(0),
+            ramp: AtomicU16::new(RAMP_FULL),
+            ramp_since: AtomicU64::new(0),
         }
     }
 
-    /// May this backend take a new request?
+    /// May this backend take a new request? Not draining, not ejected, and
+    /// healthy (or not probed yet, for a backend present at start-up).
     #[inline]
     pub fn is_available(&self) -> bool {
-        // Relaxed: a stale read only shifts one pick, and the next request sees it.
-        !self.draining.load(Ordering::Relaxed) && self.health() != Health::Unhealthy
+        // Relaxed: a stale read only shifts one pick, and the next request
+        // sees the new state; nothing else is published through this byte.
+        let s = self.state.load(Ordering::Relaxed);
+        if s & (DRAINING | EJECTED) != 0 {
+            return false;
+        }
+        match s & HEALTH_MASK {
+            1 => true,
+            0 => s & ADMIT_UNKNOWN != 0,
+            _ => false,
+        }
     }
 
     #[inline]
@@ -62,23 +176,59 @@ impl Backend {
     }
 
     pub fn health(&self) -> Health {
-        match self.health.load(Ordering::Relaxed) {
+        match self.state.load(Ordering::Relaxed) & HEALTH_MASK {
             1 => Health::Healthy,
             2 => Health::Unhealthy,
             _ => Health::Unknown,
         }
     }
 
-    pub fn set_health(&self, h: Health) {
-        self.health.store(h as u8, Ordering::Relaxed);
+    /// Sets the health state and answers the previous one.
+    pub fn set_health(&self, h: Health) -> Health {
+        // fetch_update keeps the other flags that share the byte.
+        let prev = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some((s & !HEALTH_MASK) | h as u8)
+            })
+            .unwrap_or_else(|s| s);
+        match prev & HEALTH_MASK {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// Whether an Unknown state lets this backend take traffic.
+    pub fn admits_unknown(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & ADMIT_UNKNOWN != 0
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) & DRAINING != 0
     }
 
     pub fn set_draining(&self, draining: bool) {
-        self.draining.store(draining, Ordering::Relaxed);
+        if draining {
+            self.state.fetch_or(DRAINING, Ordering::Relaxed);
+        } else {
+            self.state.fetch_and(!DRAINING, Ordering::Relaxed);
+        }
+    }
+
+    /// Taken out of rotation by passive outlier detection.
+    pub fn is_ejected(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & EJECTED != 0
+    }
+
+    /// Why the latest probe failed; `None` when it passed (or none ran).
+    pub fn probe_failure(&self) -> Option<ProbeFailure> {
+        ProbeFailure::decode(self.probe_failure.load(Ordering::Relaxed))
+    }
+
+    pub fn set_probe_failure(&self, f: Option<ProbeFailure>) {
+        self.probe_failure
+            .store(ProbeFailure::encode(f), Ordering::Relaxed);
     }
 
     /// Counts a request in flight until the guard drops.
@@ -87,6 +237,51 @@ impl Backend {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
     }
+
+    /// The share of traffic a slow-starting backend takes now, in per mille.
+    pub fn ramp(&self) -> u16 {
+        self.ramp.load(Ordering::Relaxed)
+    }
+
+    /// During slow start, admits a pick with probability ramp/1000.
+    #[inline]
+    pub fn slow_start_admits(&self) -> bool {
+        // Relaxed: the ramp is advisory, a stale value shifts one pick.
+        let r = self.ramp.load(Ordering::Relaxed);
+        r >= RAMP_FULL || fastrand::u16(..RAMP_FULL) < r
+    }
+
+    #[inline]
+    pub fn in_slow_start(&self) -> bool {
+        self.ramp.load(Ordering::Relaxed) < RAMP_FULL
+    }
+
+    /// Starts ramping this backend's share up from zero.
+    pub fn begin_slow_start(&self, now_ms: u64) {
+        self.ramp_since.store(now_ms, Ordering::Relaxed);
+        self.ramp.store(0, Ordering::Relaxed);
+    }
+
+    /// Moves the ramp to where `slow_start` says it is at `now_ms`; answers
+    /// true when the ramp has just reached the full share.
+    pub fn advance_slow_start(&self, now_ms: u64, slow_start: Option<Duration>) -> bool {
+        if !self.in_slow_start() {
+            return false;
+        }
+        let since = self.ramp_since.load(Ordering::Relaxed);
+        let r = ramp_at(now_ms.saturating_sub(since), slow_start);
+        self.ramp.store(r, Ordering::Relaxed);
+        r >= RAMP_FULL
+    }
+}
+
+/// Linear slow-start ramp: the share in per mille `elapsed_ms` into it.
+pub fn ramp_at(elapsed_ms: u64, slow_start: Option<Duration>) -> u16 {
+    let total = slow_start.map_or(0, |d| d.as_millis() as u64);
+    if total == 0 || elapsed_ms >= total {
+        return RAMP_FULL;
+    }
+    (elapsed_ms * u64::from(RAMP_FULL) / total) as u16
 }
 
 /// A request in flight on a backend; decrements the count when dropped.
@@ -105,10 +300,15 @@ impl Drop for InFlight {
     }
 }
 
-/// Every live backend by (pool, address). Only the controller mutates it.
+/// Every live backend by (pool, address), and each pool's shared state.
+/// Only the controller mutates it.
 #[derive(Debug, Default)]
 pub struct Registry {
     backends: HashMap<(Arc<str>, SocketAddr), Arc<Backend>>,
+    pools: HashMap<Arc<str>, Arc<PoolShared>>,
+    /// Set by the first reconcile: backends created after it take traffic
+    /// only after their first passing probe.
+    started: bool,
 }
 
 impl Registry {
@@ -116,16 +316,32 @@ impl Registry {
     /// new ones, and marks the ones that left as draining (they disappear
     /// once no table and no request holds them).
     pub fn reconcile(&mut self, config: &Config) {
+        let admit_unknown = !self.started;
+        self.started = true;
         let mut next = HashMap::with_capacity(self.backends.len());
+        let mut pools = HashMap::with_capacity(config.pools.len());
         for pool in &config.pools {
+            let name = Arc::<str>::from(pool.name.as_str());
+            let shared = self
+                .pools
+                .remove(&name)
+                .unwrap_or_else(|| Arc::new(PoolShared::new(name.clone())));
             for b in &pool.backends {
-                let key = (Arc::<str>::from(pool.name.as_str()), b.addr);
-                let backend = self
-                    .backends
-                    .remove(&key)
-                    .unwrap_or_else(|| Arc::new(Backend::new(key.0.clone(), b.addr)));
+                let key = (name.clone(), b.addr);
+                let backend = self.backends.remove(&key).unwrap_or_else(|| {
+                    let backend = Backend::in_pool(shared.clone(), b.addr, admit_unknown);
+                    if !pool.health.enabled {
+                        // Without active checks a backend counts as healthy.
+                        backend.set_health(Health::Healthy);
+                    }
+                    Arc::new(backend)
+                });
+                // An operator's drain lives in the config (written back by
+                // the admin API), so a restart keeps it.
+                backend.set_draining(b.drain);
                 next.insert(key, backend);
             }
+            pools.insert(name, shared);
         }
         for (_, gone) in self.backends.drain() {
             tracing::info!(pool = %gone.pool, backend.addr = %gone.addr,
@@ -133,6 +349,7 @@ impl Registry {
             gone.set_draining(true);
         }
         self.backends = next;
+        self.pools = pools;
     }
 
     pub fn get(&self, pool: &str, addr: SocketAddr) -> Option<&Arc<Backend>> {
@@ -143,7 +360,65 @@ impl Registry {
             .map(|(_, b)| b)
     }
 
+    /// The pool's shared state (a fresh one for a pool `reconcile` has not
+    /// seen, which only a table built without reconciling would ask for).
+    pub fn pool_shared(&self, pool: &str) -> Arc<PoolShared> {
+        self.pools
+            .get(pool)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(PoolShared::new(pool.into())))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Backend>> {
         self.backends.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_failure_round_trips() {
+        for f in [
+            None,
+            Some(ProbeFailure::Timeout),
+            Some(ProbeFailure::Refused),
+            Some(ProbeFailure::Connect),
+            Some(ProbeFailure::Protocol),
+            Some(ProbeFailure::Status(500)),
+            Some(ProbeFailure::Status(404)),
+        ] {
+            assert_eq!(ProbeFailure::decode(ProbeFailure::encode(f)), f);
+        }
+    }
+
+    #[test]
+    fn availability_combines_the_flags() {
+        let b = Backend::new("p".into(), "127.0.0.1:1".parse().unwrap());
+        assert!(b.is_available(), "unknown at start-up is admitted");
+        let late = Backend::in_pool(b.shared.clone(), b.addr, false);
+        assert!(
+            !late.is_available(),
+            "unknown after start-up waits for a probe"
+        );
+        late.set_health(Health::Healthy);
+        assert!(late.is_available());
+        assert_eq!(late.set_health(Health::Unhealthy), Health::Healthy);
+        assert!(!late.is_available());
+        late.set_health(Health::Healthy);
+        late.set_draining(true);
+        assert!(!late.is_available() && late.health() == Health::Healthy);
+        late.set_draining(false);
+        assert!(late.is_available());
+    }
+
+    #[test]
+    fn ramp_is_linear_and_ends_full() {
+        let s = Some(Duration::from_secs(10));
+        assert_eq!(ramp_at(0, s), 0);
+        assert_eq!(ramp_at(2_500, s), 250);
+        assert_eq!(ramp_at(10_000, s), RAMP_FULL);
+        assert_eq!(ramp_at(0, None), RAMP_FULL);
     }
 }

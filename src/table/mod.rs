@@ -4,19 +4,25 @@
 //! routing decision from it without locks or allocation.
 
 mod backend;
+pub mod budget;
+pub mod clock;
+mod outlier;
 mod pool;
+mod route;
 pub mod sticky;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 
-pub use backend::{Backend, Health, InFlight, Registry};
+pub use backend::{Backend, Health, InFlight, ProbeFailure, Registry, RAMP_FULL};
+pub use outlier::{OutlierSettings, PoolShared};
 pub use pool::Pool;
+pub use route::{Pick, PoolPick, Route, Unservable};
 
-use crate::config::{Config, HostMatch, StickyConfig};
+use crate::config::{Config, HostMatch};
 
 /// Per-request settings that may change on reload.
 #[derive(Debug, Clone, Copy)]
@@ -45,28 +51,6 @@ pub struct RoutingTable {
     any_host: Candidates,
 }
 
-/// A route: matchers, the weighted split and the sticky settings.
-#[derive(Debug)]
-pub struct Route {
-    pub name: Arc<str>,
-    pub path_prefix: Box<str>,
-    /// Pools with weight > 0 and their cumulative weights.
-    split: Box<[(Arc<Pool>, u32)]>,
-    total: u32,
-    /// Bucket → index into `split`, when the route is sticky.
-    buckets: Option<Box<[u8]>>,
-    pub sticky: Option<StickyConfig>,
-    pub force_header: Option<HeaderName>,
-}
-
-/// The pool a request goes to, and why.
-#[derive(Debug)]
-pub struct PoolPick<'t> {
-    pub pool: &'t Arc<Pool>,
-    /// The sticky bucket, when a sticky key decided.
-    pub bucket: Option<u16>,
-}
-
 impl RoutingTable {
     /// Builds a table from `config`, taking backend state from `registry`
     /// (which must already be reconciled with `config`).
@@ -77,40 +61,7 @@ impl RoutingTable {
             .map(|p| Arc::new(Pool::new(p, registry)))
             .collect();
         let find = |name: &str| pools.iter().find(|p| &*p.name == name).cloned();
-        let routes: Box<[Route]> = config
-            .routes
-            .iter()
-            .map(|r| {
-                let mut acc = 0u32;
-                let split: Box<[(Arc<Pool>, u32)]> = r
-                    .split
-                    .iter()
-                    .filter(|(_, w)| *w > 0)
-                    .filter_map(|(name, w)| {
-                        acc += *w;
-                        find(name).map(|p| (p, acc))
-                    })
-                    .collect();
-                let buckets = r.sticky.as_ref().and_then(|_| {
-                    let weights: Vec<(&str, u32)> = r
-                        .split
-                        .iter()
-                        .filter(|(_, w)| *w > 0)
-                        .map(|(n, w)| (n.as_str(), *w))
-                        .collect();
-                    sticky::assign(&weights)
-                });
-                Route {
-                    name: r.name.as_str().into(),
-                    path_prefix: r.path_prefix.as_str().into(),
-                    split,
-                    total: acc,
-                    buckets,
-                    sticky: r.sticky.clone(),
-                    force_header: r.force_header.clone(),
-                }
-            })
-            .collect();
+        let routes: Box<[Route]> = config.routes.iter().map(|r| Route::new(r, &find)).collect();
 
         // Candidates in each host group: longest prefix first; the sort is
         // stable, so the route declared first wins a tie.
@@ -194,45 +145,13 @@ impl RoutingTable {
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
-}
 
-impl Route {
-    /// The pool for a request: the sticky key's bucket when there is a key,
-    /// else a weighted random choice.
-    #[inline]
-    pub fn pick_pool(&self, sticky_key: Option<&[u8]>) -> Option<PoolPick<'_>> {
-        if let (Some(key), Some(buckets)) = (sticky_key, &self.buckets) {
-            let bucket = sticky::bucket(key);
-            let idx = usize::from(buckets[usize::from(bucket)]);
-            return self.split.get(idx).map(|(pool, _)| PoolPick {
-                pool,
-                bucket: Some(bucket),
-            });
-        }
-        match self.split.len() {
-            0 => None,
-            1 => Some(PoolPick {
-                pool: &self.split[0].0,
-                bucket: None,
-            }),
-            _ => {
-                let x = fastrand::u32(0..self.total);
-                self.split
-                    .iter()
-                    .find(|(_, cum)| x < *cum)
-                    .map(|(pool, _)| PoolPick { pool, bucket: None })
-            }
-        }
-    }
-
-    /// The pools with weight and their weights, in the order written.
-    pub fn split(&self) -> impl Iterator<Item = (&Arc<Pool>, u32)> {
-        let mut prev = 0;
-        self.split.iter().map(move |(p, cum)| {
-            let w = cum - prev;
-            prev = *cum;
-            (p, w)
-        })
+    /// The first route with weight that no pool can serve, if any (for
+    /// readiness).
+    pub fn unservable_route(&self) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.split().next().is_some() && !r.is_servable())
     }
 }
 

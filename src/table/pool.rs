@@ -1,13 +1,17 @@
 //! A pool inside one table generation: its backends (shared state from the
-//! registry) and the precomputed slot order used to pick one of them.
+//! registry), the precomputed slot order used to pick one of them, and the
+//! pool's resilience settings (health checks, outlier ejection, retries,
+//! slow start) as the data plane and the health supervisor read them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderValue;
 
 use super::backend::{Backend, Registry};
-use crate::config::{Balance, PoolConfig};
+use super::outlier::{OutlierSettings, PoolShared};
+use crate::config::{Balance, HealthConfig, PoolConfig, RetryConfig};
 
 #[derive(Debug)]
 pub struct Pool {
@@ -21,6 +25,13 @@ pub struct Pool {
     slots: Box<[u32]>,
     balance: Balance,
     rr: AtomicUsize,
+    /// Active checks of this pool's backends (read by the health supervisor).
+    pub health: HealthConfig,
+    pub outlier: OutlierSettings,
+    pub retry: RetryConfig,
+    pub slow_start: Option<Duration>,
+    /// Ejection count and retry budget, kept across generations.
+    pub shared: Arc<PoolShared>,
 }
 
 impl Pool {
@@ -40,10 +51,16 @@ impl Pool {
             // Start round robin at a random place so that several proxies
             // (or a fresh generation) do not all hit the first backend.
             rr: AtomicUsize::new(fastrand::usize(..)),
+            health: cfg.health.clone(),
+            outlier: OutlierSettings::new(&cfg.outlier, cfg.backends.len()),
+            retry: cfg.retry,
+            slow_start: cfg.slow_start,
+            shared: registry.pool_shared(&cfg.name),
         }
     }
 
-    /// Picks an available backend, or `None` when none is.
+    /// Picks an available backend, or `None` when none is. A backend in
+    /// slow start is admitted with the probability of its ramp.
     #[inline]
     pub fn pick(&self) -> Option<&Arc<Backend>> {
         let n = self.slots.len();
@@ -51,33 +68,48 @@ impl Pool {
             return None;
         }
         let at = |i: usize| &self.backends[self.slots[i % n] as usize];
+        let ok = |b: &Backend| b.is_available() && b.slow_start_admits();
         match self.balance {
             Balance::RoundRobin => {
                 // Relaxed: the counter only spreads load; no ordering needed.
                 let start = self.rr.fetch_add(1, Ordering::Relaxed);
-                (0..n).map(|k| at(start + k)).find(|b| b.is_available())
+                (0..n)
+                    .map(|k| at(start + k))
+                    .find(|b| ok(b))
+                    .or_else(|| self.least_loaded_available(&[]))
             }
             Balance::LeastRequest => {
                 let a = at(fastrand::usize(..n));
                 let b = at(fastrand::usize(..n));
-                match (a.is_available(), b.is_available()) {
+                match (ok(a), ok(b)) {
                     (true, true) if b.in_flight() < a.in_flight() => Some(b),
                     (true, _) => Some(a),
                     (false, true) => Some(b),
-                    (false, false) => self.least_loaded_available(),
+                    (false, false) => self.least_loaded_available(&[]),
                 }
             }
         }
     }
 
-    /// Slow path when both random choices were unavailable.
-    fn least_loaded_available(&self) -> Option<&Arc<Backend>> {
+    /// An available backend whose id is not in `tried` (for a retry), or
+    /// `None` when every available one was tried.
+    pub fn pick_other(&self, tried: &[u64]) -> Option<&Arc<Backend>> {
+        self.least_loaded_available(tried)
+    }
+
+    /// Slow path: the least loaded available backend not in `skip`,
+    /// preferring backends past their slow start; never `None` while an
+    /// available backend is left, so slow start cannot empty a pool.
+    fn least_loaded_available(&self, skip: &[u64]) -> Option<&Arc<Backend>> {
         let n = self.backends.len();
+        if n == 0 {
+            return None;
+        }
         let start = fastrand::usize(..n);
         (0..n)
             .map(|k| &self.backends[(start + k) % n])
-            .filter(|b| b.is_available())
-            .min_by_key(|b| b.in_flight())
+            .filter(|b| b.is_available() && !skip.contains(&b.id))
+            .min_by_key(|b| (b.in_slow_start(), b.in_flight()))
     }
 
     /// Has at least one backend that can take a request.

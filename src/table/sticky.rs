@@ -75,7 +75,7 @@ pub fn assign(weights: &[(&str, u32)]) -> Option<Box<[u8]>> {
     Some(table)
 }
 
-fn score(seed: u64, bucket: u16, weight: u32) -> f64 {
+pub(crate) fn score(seed: u64, bucket: u16, weight: u32) -> f64 {
     let x = fmix64(seed ^ u64::from(bucket).wrapping_mul(PHI64));
     // 53 random bits mapped into the open interval (0, 1).
     let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;

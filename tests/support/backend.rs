@@ -5,13 +5,19 @@
 //! - `/upload`: reads the body and answers with its length;
 //! - `/ws`: HTTP/1.1 upgrade, then echoes bytes;
 //! - `/status/N`: answers status N;
+//! - `/health`: the health probe, answered as `set_probe` says (counted in
+//!   `probes`, not in `requests`, and not kept as the last headers);
 //! - anything else: JSON with the backend's name and the request headers.
+//!
+//! `set_traffic` makes every non-probe request fail (a status, or a reset
+//! before or after reading the body). `stop` kills the backend (listener
+//! and open connections), `restart` serves again on the same port.
 //!
 //! It counts requests and keeps the last request's headers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +30,69 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// How `/health` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Ok,
+    Status(u16),
+    /// Never answers (the probe times out).
+    Hang,
+    /// Passes and fails (500) in turn.
+    Alternate,
+}
+
+/// How requests other than `/health` are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    Normal,
+    /// Every request gets this status.
+    Status(u16),
+    /// The connection is closed without an answer, before reading the body.
+    Reset,
+    /// The body is read, then the connection is closed without an answer.
+    ResetAfterBody,
+}
+
+fn encode_probe(p: Probe) -> u32 {
+    match p {
+        Probe::Ok => 0,
+        Probe::Hang => 1,
+        Probe::Alternate => 2,
+        Probe::Status(s) => 1000 + u32::from(s),
+    }
+}
+
+fn decode_probe(v: u32) -> Probe {
+    match v {
+        0 => Probe::Ok,
+        1 => Probe::Hang,
+        2 => Probe::Alternate,
+        v => Probe::Status((v - 1000) as u16),
+    }
+}
+
+fn encode_traffic(t: Traffic) -> u32 {
+    match t {
+        Traffic::Normal => 0,
+        Traffic::Reset => 1,
+        Traffic::ResetAfterBody => 2,
+        Traffic::Status(s) => 1000 + u32::from(s),
+    }
+}
+
+fn decode_traffic(v: u32) -> Traffic {
+    match v {
+        0 => Traffic::Normal,
+        1 => Traffic::Reset,
+        2 => Traffic::ResetAfterBody,
+        v => Traffic::Status((v - 1000) as u16),
+    }
+}
 
 #[derive(Default)]
 pub struct Stats {
@@ -35,13 +102,22 @@ pub struct Stats {
     pub arrived: Notify,
     /// Released to let `/stream` send its last chunk.
     pub release: Notify,
+    /// Health probes received.
+    pub probes: AtomicUsize,
+    /// `encode_probe` of how `/health` answers.
+    probe: AtomicU32,
+    /// `encode_traffic` of how other requests are answered.
+    traffic: AtomicU32,
 }
 
 pub struct TestBackend {
     pub addr: SocketAddr,
     pub name: String,
     pub stats: Arc<Stats>,
-    task: tokio::task::JoinHandle<()>,
+    idle_close: Option<Duration>,
+    /// The accept loop; it owns the connection tasks, so aborting it kills
+    /// the backend (listener and open connections alike).
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestBackend {
@@ -57,56 +133,57 @@ impl TestBackend {
             .expect("bind backend");
         let addr = listener.local_addr().expect("addr");
         let stats = Arc::new(Stats::default());
-        let (n, s) = (name.to_owned(), stats.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (n, s) = (n.clone(), s.clone());
-                tokio::spawn(async move {
-                    let s2 = s.clone();
-                    let svc = service_fn(move |req| handle(req, n.clone(), s2.clone()));
-                    let mut b = hyper::server::conn::http1::Builder::new();
-                    if idle_close.is_some() {
-                        b.timer(hyper_util::rt::TokioTimer::new());
-                    }
-                    let conn = b
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades();
-                    match idle_close {
-                        None => {
-                            let _ = conn.await;
-                        }
-                        Some(idle) => {
-                            // hyper has no idle timeout of its own for HTTP/1:
-                            // emulate one by dropping the connection after
-                            // `idle` without a request in progress.
-                            tokio::pin!(conn);
-                            let mut last = tokio::time::Instant::now();
-                            let mut seen = 0;
-                            loop {
-                                tokio::select! {
-                                    _ = &mut conn => return,
-                                    _ = tokio::time::sleep_until(last + idle) => {
-                                        let now_seen = s.requests.load(Ordering::SeqCst);
-                                        if now_seen == seen { return; } // drop: closes the socket
-                                        seen = now_seen;
-                                        last = tokio::time::Instant::now();
-                                    }
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        let task = serve(listener, name.to_owned(), stats.clone(), idle_close);
         TestBackend {
             addr,
             name: name.to_owned(),
             stats,
-            task,
+            idle_close,
+            task: Some(task),
         }
+    }
+
+    /// Kills the backend: the port refuses connections and open
+    /// connections are closed (in-flight requests see a reset).
+    pub fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    /// Kills the backend and waits until its port refuses connections.
+    pub async fn kill(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            // The listener is closed when the aborted task is dropped.
+            let _ = t.await;
+        }
+    }
+
+    /// Serves again on the same address (after `stop`); counts carry on.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let listener = TcpListener::bind(self.addr).await.expect("rebind backend");
+        self.task = Some(serve(
+            listener,
+            self.name.clone(),
+            self.stats.clone(),
+            self.idle_close,
+        ));
+    }
+
+    pub fn set_probe(&self, p: Probe) {
+        self.stats.probe.store(encode_probe(p), Ordering::SeqCst);
+    }
+
+    pub fn set_traffic(&self, t: Traffic) {
+        self.stats
+            .traffic
+            .store(encode_traffic(t), Ordering::SeqCst);
+    }
+
+    pub fn probes(&self) -> usize {
+        self.stats.probes.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> usize {
@@ -125,7 +202,70 @@ impl TestBackend {
 
 impl Drop for TestBackend {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
+    }
+}
+
+/// The accept loop; connection tasks live in a `JoinSet` it owns.
+fn serve(
+    listener: TcpListener,
+    name: String,
+    stats: Arc<Stats>,
+    idle_close: Option<Duration>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            let stream = tokio::select! {
+                a = listener.accept() => match a {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+                Some(_) = conns.join_next() => continue,
+            };
+            conns.spawn(connection(stream, name.clone(), stats.clone(), idle_close));
+        }
+    })
+}
+
+async fn connection(
+    stream: tokio::net::TcpStream,
+    n: String,
+    s: Arc<Stats>,
+    idle_close: Option<Duration>,
+) {
+    let s2 = s.clone();
+    let svc = service_fn(move |req| handle(req, n.clone(), s2.clone()));
+    let mut b = hyper::server::conn::http1::Builder::new();
+    if idle_close.is_some() {
+        b.timer(hyper_util::rt::TokioTimer::new());
+    }
+    let conn = b
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    match idle_close {
+        None => {
+            let _ = conn.await;
+        }
+        Some(idle) => {
+            // hyper has no idle timeout of its own for HTTP/1:
+            // emulate one by dropping the connection after
+            // `idle` without a request in progress.
+            tokio::pin!(conn);
+            let mut last = tokio::time::Instant::now();
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    _ = &mut conn => return,
+                    _ = tokio::time::sleep_until(last + idle) => {
+                        let now_seen = s.requests.load(Ordering::SeqCst);
+                        if now_seen == seen { return; } // drop: closes the socket
+                        seen = now_seen;
+                        last = tokio::time::Instant::now();
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -146,10 +286,28 @@ async fn handle(
     mut req: Request<Incoming>,
     name: String,
     stats: Arc<Stats>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, Error> {
+    if req.uri().path() == "/health" {
+        return Ok(probe(&stats).await);
+    }
     stats.requests.fetch_add(1, Ordering::SeqCst);
     *stats.last_headers.lock().unwrap() = Some(req.headers().clone());
     stats.arrived.notify_waiters();
+    match decode_traffic(stats.traffic.load(Ordering::SeqCst)) {
+        Traffic::Normal => {}
+        Traffic::Status(code) => {
+            let mut r = Response::new(full(format!("status {code} from {name}")));
+            *r.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            r.headers_mut().insert("x-backend", name.parse().unwrap());
+            return Ok(r);
+        }
+        Traffic::Reset => return Err("reset".into()),
+        Traffic::ResetAfterBody => {
+            let _ = req.into_body().collect().await;
+            return Err("reset after the body".into());
+        }
+    }
     let path = req.uri().path().to_owned();
     let resp = match path.as_str() {
         "/slow" => {
@@ -250,6 +408,24 @@ async fn handle(
         }
     };
     Ok(resp)
+}
+
+/// The answer to a health probe, as `set_probe` says.
+async fn probe(stats: &Stats) -> Response<Body> {
+    let n = stats.probes.fetch_add(1, Ordering::SeqCst);
+    let status = match decode_probe(stats.probe.load(Ordering::SeqCst)) {
+        Probe::Ok => 200,
+        Probe::Status(s) => s,
+        Probe::Alternate if n % 2 == 0 => 200,
+        Probe::Alternate => 500,
+        Probe::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+    };
+    let mut r = Response::new(full(format!("health {status}")));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
 }
 
 /// A response body fed by a channel, one data frame per message.

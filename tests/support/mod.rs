@@ -38,20 +38,51 @@ impl TestProxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("switchyard.toml");
         std::fs::write(&path, config).expect("write config");
-        let cfg = switchyard::config::parse(config, &path)
+        Self::start_at(dir, path).await
+    }
+
+    /// Starts a proxy whose DNS backends are resolved by `resolver`.
+    pub async fn start_with_resolver(
+        config: &str,
+        resolver: std::sync::Arc<dyn switchyard::control::Resolve>,
+    ) -> TestProxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(&path, config).expect("write config");
+        Self::start_inner(dir, path, resolver).await
+    }
+
+    /// Starts a proxy from the config file at `path` (inside `dir`, which
+    /// the proxy keeps alive).
+    pub async fn start_at(dir: tempfile::TempDir, path: PathBuf) -> TestProxy {
+        Self::start_inner(
+            dir,
+            path,
+            std::sync::Arc::new(switchyard::control::SystemResolver),
+        )
+        .await
+    }
+
+    async fn start_inner(
+        dir: tempfile::TempDir,
+        path: PathBuf,
+        resolver: std::sync::Arc<dyn switchyard::control::Resolve>,
+    ) -> TestProxy {
+        let config = std::fs::read_to_string(&path).expect("read config");
+        let cfg = switchyard::config::parse(&config, &path)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let proxy = listener::bind("127.0.0.1:0".parse().unwrap()).expect("bind proxy");
         let admin = listener::bind_single("127.0.0.1:0".parse().unwrap()).expect("bind admin");
         let shutdown = CancellationToken::new();
-        let running = server::start(
+        let running = server::start_with_resolver(
             cfg,
             Source {
                 path: Some(path.clone()),
-                text: config.to_owned(),
-                watch: None,
+                text: config.clone(),
             },
             Listeners { proxy, admin },
             shutdown.clone(),
+            resolver,
         )
         .expect("start proxy");
         TestProxy {
@@ -62,6 +93,10 @@ impl TestProxy {
             path,
             shutdown,
         }
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -148,6 +183,28 @@ pub async fn collect(resp: Response<hyper::body::Incoming>) -> Answer {
         headers: parts.headers,
         body,
     }
+}
+
+/// Any method with a body and extra headers.
+pub async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(
+            req.body(Full::new(Bytes::from(body.to_owned())))
+                .expect("request"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url} failed: {e:?}"));
+    collect(resp).await
 }
 
 /// GET with extra headers.

@@ -1,0 +1,58 @@
+//! `GET /api/v1/status`: the routing state as JSON.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use super::Admin;
+use crate::table::Health;
+
+pub fn status(admin: &Admin) -> serde_json::Value {
+    let table = admin.control.table().load();
+    let reload = admin.control.status();
+    let routes: Vec<_> = table
+        .routes()
+        .iter()
+        .map(|r| {
+            let split: serde_json::Map<_, _> = r
+                .split()
+                .map(|(p, w)| (p.name.to_string(), json!(w)))
+                .collect();
+            json!({"name": &*r.name, "path_prefix": &*r.path_prefix, "split": split})
+        })
+        .collect();
+    let pools: Vec<_> = table
+        .pools()
+        .iter()
+        .map(|p| {
+            let backends: Vec<_> = p
+                .backends
+                .iter()
+                .map(|b| {
+                    json!({
+                        "addr": b.addr.to_string(),
+                        "health": match b.health() {
+                            Health::Unknown => "unknown",
+                            Health::Healthy => "healthy",
+                            Health::Unhealthy => "unhealthy",
+                        },
+                        "draining": b.is_draining(),
+                        "in_flight": b.in_flight(),
+                    })
+                })
+                .collect();
+            json!({"name": &*p.name, "backends": backends})
+        })
+        .collect();
+    json!({
+        "generation": table.generation,
+        "routes": routes,
+        "pools": pools,
+        "connections": admin.connections.load(Ordering::Relaxed),
+        "last_reload": {
+            "generation": reload.generation,
+            "source": reload.source.map(|s| s.to_string()),
+            "error": reload.error,
+        },
+    })
+}

@@ -1,0 +1,330 @@
+//! `switchyard ctl`: the command-line client of the admin API.
+//!
+//! Exit codes: 0 success; 1 the API refused the request (its error is
+//! printed); 2 usage; 69 the admin listener could not be reached.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_UNREACHABLE: u8 = 69;
+
+#[derive(Args)]
+pub struct Ctl {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN",
+        default_value = "http://127.0.0.1:9901"
+    )]
+    admin: String,
+    /// Bearer token (read from the environment; never pass it on the command line in scripts).
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Only apply if this generation is still in force (optimistic concurrency).
+    #[arg(long, global = true)]
+    if_match: Option<u64>,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Routes, splits, pools and backends with their health.
+    Status,
+    /// Set a route's weights: `split api blue=75 canary=25`.
+    Split {
+        route: String,
+        #[arg(required = true, value_parser = parse_weight)]
+        weights: Vec<(String, u64)>,
+    },
+    /// Send all of a route's traffic to one pool.
+    Flip { route: String, pool: String },
+    /// Restore the route's previous split.
+    Rollback { route: String },
+    /// Take a backend out of rotation; in-flight requests finish.
+    Drain { pool: String, addr: String },
+    /// Put a drained backend back into rotation.
+    Undrain { pool: String, addr: String },
+    /// Deployment events, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Re-read the configuration file now.
+    Reload,
+}
+
+fn parse_weight(s: &str) -> Result<(String, u64), String> {
+    let (pool, w) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected POOL=WEIGHT, got {s:?}"))?;
+    let w = w
+        .parse()
+        .map_err(|_| format!("weight of {pool:?} must be a whole number, got {w:?}"))?;
+    Ok((pool.to_owned(), w))
+}
+
+pub fn main(ctl: Ctl) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard ctl: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(ctl))
+}
+
+async fn run(ctl: Ctl) -> ExitCode {
+    let (method, path, body) = match &ctl.command {
+        CtlCommand::Status => (Method::GET, "/api/v1/status".to_owned(), None),
+        CtlCommand::Split { route, weights } => {
+            let obj: serde_json::Map<String, Value> = weights
+                .iter()
+                .map(|(p, w)| (p.clone(), Value::from(*w)))
+                .collect();
+            (
+                Method::PUT,
+                format!("/api/v1/routes/{route}/split"),
+                Some(Value::Object(obj)),
+            )
+        }
+        CtlCommand::Flip { route, pool } => (
+            Method::POST,
+            format!("/api/v1/routes/{route}/flip"),
+            Some(serde_json::json!({ "to": pool })),
+        ),
+        CtlCommand::Rollback { route } => (
+            Method::POST,
+            format!("/api/v1/routes/{route}/rollback"),
+            None,
+        ),
+        CtlCommand::Drain { pool, addr } => (
+            Method::POST,
+            format!("/api/v1/backends/{pool}/{addr}/drain"),
+            None,
+        ),
+        CtlCommand::Undrain { pool, addr } => (
+            Method::POST,
+            format!("/api/v1/backends/{pool}/{addr}/undrain"),
+            None,
+        ),
+        CtlCommand::History { limit } => {
+            (Method::GET, format!("/api/v1/history?limit={limit}"), None)
+        }
+        CtlCommand::Reload => (Method::POST, "/api/v1/reload".to_owned(), None),
+    };
+    let (status, answer) = match call(&ctl, method, &path, body).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            eprintln!(
+                "switchyard ctl: cannot reach the admin API at {}: {e:#}",
+                ctl.admin
+            );
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
+    };
+    if !status.is_success() {
+        let error = answer["error"].as_str().unwrap_or("error");
+        let detail = answer["detail"]
+            .as_str()
+            .map_or_else(|| answer.to_string(), str::to_owned);
+        eprintln!("switchyard ctl: {} {error}: {detail}", status.as_u16());
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    if ctl.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match &ctl.command {
+        CtlCommand::Status => print_status(&answer),
+        CtlCommand::History { .. } => print_history(&answer),
+        CtlCommand::Drain { pool, addr } | CtlCommand::Undrain { pool, addr } => {
+            let what = if matches!(ctl.command, CtlCommand::Drain { .. }) {
+                "drained"
+            } else {
+                "back in rotation"
+            };
+            println!("backend {pool}/{addr} {what}{}", suffix(&answer));
+        }
+        CtlCommand::Reload => println!(
+            "{} (generation {})",
+            if answer["changed"].as_bool() == Some(true) {
+                "reloaded"
+            } else {
+                "unchanged"
+            },
+            answer["generation"]
+        ),
+        CtlCommand::Split { route, .. }
+        | CtlCommand::Flip { route, .. }
+        | CtlCommand::Rollback { route } => {
+            println!(
+                "route {route}: {}{}",
+                split_text(&answer["split"]),
+                suffix(&answer)
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn call(
+    ctl: &Ctl,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let url = format!("{}{path}", ctl.admin.trim_end_matches('/'));
+    let mut req = Request::builder().method(method).uri(&url);
+    if let Some(t) = &ctl.token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if let Some(g) = ctl.if_match {
+        req = req.header(http::header::IF_MATCH, g.to_string());
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+            Full::new(Bytes::from(v.to_string()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let req = req.body(body).with_context(|| format!("bad URL {url}"))?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+        .await
+        .context("no answer within 30 s")??;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, value))
+}
+
+fn suffix(a: &Value) -> String {
+    let persisted = match a["persisted"].as_bool() {
+        Some(true) => ", written to the file",
+        Some(false) => ", NOT written to the file (in memory only)",
+        None => "",
+    };
+    let changed = if a["changed"].as_bool() == Some(false) {
+        ", no change"
+    } else {
+        ""
+    };
+    format!(" (generation {}{changed}{persisted})", a["generation"])
+}
+
+fn split_text(split: &Value) -> String {
+    let Some(obj) = split.as_object() else {
+        return "-".into();
+    };
+    let total: u64 = obj.values().filter_map(Value::as_u64).sum();
+    obj.iter()
+        .map(|(p, w)| {
+            let w = w.as_u64().unwrap_or(0);
+            format!("{p} {w} ({:.0}%)", 100.0 * w as f64 / total.max(1) as f64)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_status(s: &Value) {
+    println!("generation {}", s["generation"]);
+    if let Some(err) = s["last_reload"]["error"].as_str() {
+        println!("last reload FAILED (the previous table is serving):\n{err}");
+    }
+    let mut routes = Table::new();
+    routes
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["route", "prefix", "split"]);
+    for r in s["routes"].as_array().into_iter().flatten() {
+        routes.add_row([
+            r["name"].as_str().unwrap_or(""),
+            r["path_prefix"].as_str().unwrap_or(""),
+            &split_text(&r["split"]),
+        ]);
+    }
+    println!("{routes}");
+    let mut pools = Table::new();
+    pools.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "pool",
+        "backend",
+        "health",
+        "state",
+        "in-flight",
+    ]);
+    for p in s["pools"].as_array().into_iter().flatten() {
+        for b in p["backends"].as_array().into_iter().flatten() {
+            let state = if b["draining"].as_bool() == Some(true) {
+                "draining"
+            } else {
+                "active"
+            };
+            pools.add_row([
+                p["name"].as_str().unwrap_or(""),
+                b["addr"].as_str().unwrap_or(""),
+                b["health"].as_str().unwrap_or(""),
+                state,
+                &b["in_flight"].to_string(),
+            ]);
+        }
+    }
+    println!("{pools}");
+}
+
+fn print_history(h: &Value) {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "time", "gen", "source", "action", "target", "change", "result",
+    ]);
+    for e in h["events"].as_array().into_iter().flatten() {
+        let target = e["route"].as_str().or(e["backend"].as_str()).unwrap_or("");
+        let change = if e["new_split"].is_object() {
+            format!(
+                "{} -> {}",
+                split_text(&e["old_split"]),
+                split_text(&e["new_split"])
+            )
+        } else {
+            e["detail"]
+                .as_str()
+                .map(|d| d.lines().next().unwrap_or("").to_owned())
+                .unwrap_or_default()
+        };
+        let mut result = e["result"].as_str().unwrap_or("").to_owned();
+        if e["persisted"].as_bool() == Some(false) {
+            result.push_str(" (not persisted)");
+        }
+        t.add_row([
+            e["time"].as_str().unwrap_or(""),
+            &e["generation"].to_string(),
+            e["source"].as_str().unwrap_or(""),
+            e["action"].as_str().unwrap_or(""),
+            target,
+            &change,
+            &result,
+        ]);
+    }
+    println!("{t}");
+}

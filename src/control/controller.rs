@@ -1,0 +1,485 @@
+//! The controller's state and the one path every change takes:
+//! validate → build → store → persist → record → answer.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch};
+
+use super::edit::{self, Edit, EditError};
+use super::history::{Event, History, Split};
+use super::persist;
+use super::resolve::{self, Answers, Resolve};
+use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
+use crate::config::{self, Config};
+use crate::table::{Registry, RoutingTable};
+
+/// A route's split: pool names and weights, in the order written.
+type Weights = Vec<(String, u32)>;
+
+/// Earlier splits kept per route for rollback.
+const KEEP_SPLITS: usize = 32;
+
+pub(super) struct Controller {
+    path: Option<PathBuf>,
+    /// The running configuration's text: what was last loaded or written.
+    text: String,
+    config: Config,
+    registry: Registry,
+    table: Arc<ArcSwap<RoutingTable>>,
+    status: watch::Sender<ReloadStatus>,
+    history: History,
+    /// Per route, the splits in force before each change, newest last.
+    previous: HashMap<String, Vec<Vec<(String, u32)>>>,
+    resolver: Arc<dyn Resolve>,
+    /// Last good answers for the DNS names of the configuration.
+    answers: Answers,
+}
+
+impl Controller {
+    pub(super) fn new(
+        config: Config,
+        path: Option<PathBuf>,
+        text: String,
+        resolver: Arc<dyn Resolve>,
+    ) -> (
+        Self,
+        Arc<ArcSwap<RoutingTable>>,
+        watch::Receiver<ReloadStatus>,
+    ) {
+        let mut registry = Registry::default();
+        registry.reconcile(&config);
+        let table = Arc::new(ArcSwap::from_pointee(RoutingTable::build(
+            &config, &registry, 1,
+        )));
+        let (status, status_rx) = watch::channel(ReloadStatus {
+            generation: 1,
+            source: None,
+            error: None,
+            at: SystemTime::now(),
+        });
+        let history = History::new(config.admin.history_file.clone());
+        let c = Controller {
+            path,
+            text,
+            config,
+            registry,
+            table: table.clone(),
+            status,
+            history,
+            previous: HashMap::new(),
+            resolver,
+            answers: Answers::new(),
+        };
+        (c, table, status_rx)
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // DNS names are resolved at once, then every resolve_interval.
+        let mut next_resolve = tokio::time::Instant::now();
+        loop {
+            let has_names = self.config.pools.iter().any(|p| !p.names.is_empty());
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    self.command(cmd);
+                }
+                _ = tokio::time::sleep_until(next_resolve), if has_names => {
+                    self.refresh_names().await;
+                    let every = self.config.pools.iter().filter(|p| !p.names.is_empty())
+                        .map(|p| p.resolve_interval).min().unwrap_or(std::time::Duration::from_secs(5));
+                    next_resolve = tokio::time::Instant::now() + every;
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Change {
+                source,
+                if_match,
+                change,
+                reply,
+            } => {
+                let result = match change {
+                    Change::Reload => self.reload(source),
+                    other => self.mutate(source, if_match, other),
+                };
+                // The caller may have stopped waiting; nothing to undo.
+                let _ = reply.send(result);
+            }
+            Command::History { limit, reply } => {
+                let _ = reply.send(self.history.newest(limit));
+            }
+        }
+    }
+
+    /// Resolves every name; rebuilds the table when an answer changed.
+    async fn refresh_names(&mut self) {
+        let mut changed = Vec::new();
+        for (host, port) in resolve::names(&self.config) {
+            let answer = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                self.resolver.resolve(&host, port),
+            )
+            .await;
+            let addrs = match answer {
+                Ok(Ok(a)) if !a.is_empty() => resolve::normalize(a),
+                Ok(Ok(_)) => {
+                    tracing::warn!(%host, port, "name resolved to no address; keeping the last good answer");
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%host, port, error = %e, "name resolution failed; keeping the last good answer");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(%host, port, "name resolution timed out; keeping the last good answer");
+                    continue;
+                }
+            };
+            let key = (host.clone(), port);
+            if self.answers.get(&key) != Some(&addrs) {
+                let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                tracing::info!(%host, port, addrs = %list.join(", "), "name resolved to a new set of addresses");
+                changed.push(format!("{host}:{port} -> {}", list.join(", ")));
+                self.answers.insert(key, addrs);
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let generation = self.rebuild();
+        let mut ev = Event::new(generation, ChangeSource::Resolver, "resolve", "applied");
+        ev.detail = Some(changed.join("; "));
+        self.history.record(ev);
+    }
+
+    fn generation(&self) -> u64 {
+        self.table.load().generation
+    }
+
+    fn split_of(&self, route: &str) -> Option<Vec<(String, u32)>> {
+        self.config
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .map(|r| r.split.clone())
+    }
+
+    /// Re-reads the file and applies it when its text changed.
+    fn reload(&mut self, source: ChangeSource) -> Result<Applied, ChangeError> {
+        let current = self.generation();
+        let Some(path) = self.path.clone() else {
+            return Ok(Applied {
+                generation: current,
+                changed: false,
+                persisted: None,
+                split: None,
+            });
+        };
+        let (config, text) = match config::load(&path) {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::error!(source = %source, file = %path.display(),
+                    "configuration rejected; the running routing table stays in force:\n{e}");
+                self.set_status(current, source, Some(e.to_string()));
+                let mut ev = Event::new(current, source, "reload", "rejected");
+                ev.detail = Some(e.to_string());
+                self.history.record(ev);
+                return Err(ChangeError::Config(Arc::new(e)));
+            }
+        };
+        if text == self.text {
+            tracing::debug!(source = %source, "configuration unchanged");
+            return Ok(Applied {
+                generation: current,
+                changed: false,
+                persisted: None,
+                split: None,
+            });
+        }
+        if config.server.listen != self.config.server.listen
+            || config.admin.listen != self.config.admin.listen
+        {
+            tracing::warn!("listen addresses changed; they take effect after a restart");
+        }
+        let changed_splits: Vec<(String, Weights, Weights)> = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let old = self.split_of(&r.name)?;
+                (old != r.split).then(|| (r.name.clone(), old, r.split.clone()))
+            })
+            .collect();
+        let generation = self.apply(config, text);
+        tracing::info!(source = %source, generation, file = %path.display(), "configuration applied");
+        self.set_status(generation, source, None);
+        if changed_splits.is_empty() {
+            self.history
+                .record(Event::new(generation, source, "reload", "applied"));
+        }
+        for (route, old, new) in changed_splits {
+            self.remember(&route, old.clone());
+            let mut ev = Event::new(generation, source, "reload", "applied");
+            ev.route = Some(route);
+            ev.old_split = Some(Split(old));
+            ev.new_split = Some(Split(new));
+            self.history.record(ev);
+        }
+        Ok(Applied {
+            generation,
+            changed: true,
+            persisted: None,
+            split: None,
+        })
+    }
+
+    /// An API (or rollout) change: edit the text, validate it as a whole,
+    /// apply, write back.
+    fn mutate(
+        &mut self,
+        source: ChangeSource,
+        if_match: Option<u64>,
+        change: Change,
+    ) -> Result<Applied, ChangeError> {
+        // Edits saved to the file that the watcher has not delivered yet go
+        // first, so this change builds on them instead of overwriting them.
+        let mut may_persist = true;
+        if let Some(path) = &self.path {
+            if std::fs::read_to_string(path).is_ok_and(|t| t != self.text)
+                && self.reload(ChangeSource::File).is_err()
+            {
+                // The file holds an invalid edit in progress: never clobber it.
+                may_persist = false;
+            }
+        }
+        let current = self.generation();
+        if let Some(expected) = if_match {
+            if expected != current {
+                return Err(ChangeError::Conflict {
+                    expected,
+                    actual: current,
+                });
+            }
+        }
+        let (action, edit, route, backend) = self.plan(&change)?;
+        let old_split = route.as_deref().and_then(|r| self.split_of(r));
+        let text = edit::apply(&self.text, &edit).map_err(|e| match e {
+            EditError::NoRoute(r) => {
+                ChangeError::NotFound(format!("route {r:?} in the configuration file"))
+            }
+            EditError::NoBackend { pool, addr } => {
+                ChangeError::NotFound(format!("backend {addr} of pool {pool:?}"))
+            }
+            EditError::Parse(m) => ChangeError::Invalid(m),
+        })?;
+        let path = self
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("(in memory)"));
+        let config =
+            config::parse(&text, &path).map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        let new_split = route.as_deref().and_then(|r| {
+            config
+                .routes
+                .iter()
+                .find(|x| x.name == r)
+                .map(|x| x.split.clone())
+        });
+        if text == self.text {
+            return Ok(Applied {
+                generation: current,
+                changed: false,
+                persisted: None,
+                split: new_split.map(Split),
+            });
+        }
+        if let (Some(r), Some(old)) = (&route, &old_split) {
+            if action != "rollback" {
+                self.remember(r, old.clone());
+            }
+        }
+        let generation = self.apply(config, text);
+        let persisted = self.persist(may_persist);
+        tracing::info!(source = %source, action, route = route.as_deref().unwrap_or(""),
+            backend = backend.as_deref().unwrap_or(""), generation, persisted = ?persisted, "change applied");
+        let mut ev = Event::new(generation, source, action, "applied");
+        ev.route = route;
+        ev.backend = backend;
+        ev.old_split = old_split.map(Split);
+        ev.new_split = new_split.clone().map(Split);
+        ev.persisted = persisted;
+        self.history.record(ev);
+        Ok(Applied {
+            generation,
+            changed: true,
+            persisted,
+            split: new_split.map(Split),
+        })
+    }
+
+    /// Turns a change into an edit of the document, checking names first.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &mut self,
+        change: &Change,
+    ) -> Result<(&'static str, Edit, Option<String>, Option<String>), ChangeError> {
+        let pool_exists = |c: &Config, p: &str| c.pools.iter().any(|x| x.name == p);
+        let route_split = |c: &Config, r: &str| {
+            c.routes
+                .iter()
+                .find(|x| x.name == r)
+                .map(|x| x.split.clone())
+                .ok_or_else(|| ChangeError::NotFound(format!("route {r:?}")))
+        };
+        Ok(match change {
+            Change::Reload => return Err(ChangeError::Invalid("a reload is not an edit".into())),
+            Change::SetSplit { route, split } => {
+                let current = route_split(&self.config, route)?;
+                if let Some((p, _)) = split.iter().find(|(p, _)| !pool_exists(&self.config, p)) {
+                    return Err(ChangeError::Invalid(format!(
+                        "split names unknown pool {p:?}"
+                    )));
+                }
+                // Keep the order written in the file; pools left out get 0.
+                let mut merged: Vec<(String, u32)> = current
+                    .iter()
+                    .map(|(p, _)| {
+                        (
+                            p.clone(),
+                            split.iter().find(|(q, _)| q == p).map_or(0, |(_, w)| *w),
+                        )
+                    })
+                    .collect();
+                for (p, w) in split {
+                    if !merged.iter().any(|(q, _)| q == p) {
+                        merged.push((p.clone(), *w));
+                    }
+                }
+                (
+                    "split",
+                    Edit::SetSplit {
+                        route: route.clone(),
+                        split: merged,
+                    },
+                    Some(route.clone()),
+                    None,
+                )
+            }
+            Change::Flip { route, to } => {
+                let current = route_split(&self.config, route)?;
+                if !pool_exists(&self.config, to) {
+                    return Err(ChangeError::NotFound(format!("pool {to:?}")));
+                }
+                let mut split: Vec<(String, u32)> = current
+                    .iter()
+                    .map(|(p, _)| (p.clone(), if p == to { 100 } else { 0 }))
+                    .collect();
+                if !split.iter().any(|(p, _)| p == to) {
+                    split.push((to.clone(), 100));
+                }
+                (
+                    "flip",
+                    Edit::SetSplit {
+                        route: route.clone(),
+                        split,
+                    },
+                    Some(route.clone()),
+                    None,
+                )
+            }
+            Change::Rollback { route } => {
+                route_split(&self.config, route)?;
+                let split = self
+                    .previous
+                    .get_mut(route)
+                    .and_then(Vec::pop)
+                    .ok_or_else(|| ChangeError::NothingToRollBack(route.clone()))?;
+                (
+                    "rollback",
+                    Edit::SetSplit {
+                        route: route.clone(),
+                        split,
+                    },
+                    Some(route.clone()),
+                    None,
+                )
+            }
+            Change::Drain { pool, addr, drain } => {
+                let p = self
+                    .config
+                    .pools
+                    .iter()
+                    .find(|x| x.name == *pool)
+                    .ok_or_else(|| ChangeError::NotFound(format!("pool {pool:?}")))?;
+                if !p.backends.iter().any(|b| b.addr == *addr) {
+                    return Err(ChangeError::NotFound(format!(
+                        "backend {addr} in pool {pool:?}"
+                    )));
+                }
+                let action = if *drain { "drain" } else { "undrain" };
+                let edit = Edit::SetDrain {
+                    pool: pool.clone(),
+                    addr: *addr,
+                    drain: *drain,
+                };
+                (action, edit, None, Some(format!("{pool}/{addr}")))
+            }
+        })
+    }
+
+    fn remember(&mut self, route: &str, split: Vec<(String, u32)>) {
+        let stack = self.previous.entry(route.to_owned()).or_default();
+        if stack.len() == KEEP_SPLITS {
+            stack.remove(0);
+        }
+        stack.push(split);
+    }
+
+    fn apply(&mut self, config: Config, text: String) -> u64 {
+        self.config = config;
+        self.text = text;
+        self.rebuild()
+    }
+
+    /// Builds and stores a table from the running config and DNS answers.
+    fn rebuild(&mut self) -> u64 {
+        let generation = self.generation() + 1;
+        let effective = resolve::expand(&self.config, &self.answers);
+        self.registry.reconcile(&effective);
+        let table = RoutingTable::build(&effective, &self.registry, generation);
+        self.table.store(Arc::new(table));
+        generation
+    }
+
+    /// Writes the running text to the file; `None` without a file.
+    fn persist(&self, allowed: bool) -> Option<bool> {
+        let path = self.path.as_ref()?;
+        if !allowed {
+            tracing::warn!(file = %path.display(),
+                "the file holds an invalid edit; the change applies in memory only (persisted: false)");
+            return Some(false);
+        }
+        match persist::write_atomic(path, &self.text) {
+            Ok(()) => Some(true),
+            Err(e) => {
+                tracing::warn!(error = %e, "change not written back (persisted: false)");
+                Some(false)
+            }
+        }
+    }
+
+    fn set_status(&self, generation: u64, source: ChangeSource, error: Option<String>) {
+        self.status.send_replace(ReloadStatus {
+            generation,
+            source: Some(source),
+            error,
+            at: SystemTime::now(),
+        });
+    }
+}

@@ -1,0 +1,238 @@
+//! A route of one table generation: its matchers, its weighted split and
+//! sticky buckets, and the pool-then-backend pick with failover: when the
+//! chosen pool has no available backend, its share goes to the route's
+//! other pools (weighted for anonymous requests; for a sticky key, the pool
+//! that would own its bucket without the dead one, so those users stick
+//! to their new pool and come back when it recovers).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::HeaderName;
+
+use super::backend::Backend;
+use super::pool::Pool;
+use super::sticky;
+use crate::config::{RouteConfig, StickyConfig};
+
+/// A route: matchers, the weighted split and the sticky settings.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub path_prefix: Box<str>,
+    /// Pools with weight > 0, in the order written.
+    split: Box<[SplitEntry]>,
+    total: u32,
+    /// Bucket → index into `split`, when the route is sticky.
+    buckets: Option<Box<[u8]>>,
+    pub sticky: Option<StickyConfig>,
+    pub force_header: Option<HeaderName>,
+    /// Send a dead pool's share to the other pools (else answer 503).
+    pub failover: bool,
+}
+
+#[derive(Debug)]
+struct SplitEntry {
+    pool: Arc<Pool>,
+    weight: u32,
+    /// Cumulative weight up to and including this pool.
+    cum: u32,
+    /// `fnv1a64(pool name)`, for rendezvous scores of sticky failover.
+    seed: u64,
+    /// This pool's share is being sent elsewhere; set and cleared by the
+    /// request that sees the change, so each transition is logged once.
+    failing_over: AtomicBool,
+}
+
+/// The pool a request goes to, and why.
+#[derive(Debug)]
+pub struct PoolPick<'t> {
+    pub pool: &'t Arc<Pool>,
+    /// The sticky bucket, when a sticky key decided.
+    pub bucket: Option<u16>,
+    /// Index of the pool in the split.
+    index: usize,
+}
+
+/// A pool and one of its backends.
+#[derive(Debug)]
+pub struct Pick<'t> {
+    pub pool: &'t Arc<Pool>,
+    pub backend: &'t Arc<Backend>,
+    pub bucket: Option<u16>,
+}
+
+/// Why a route could not serve a request.
+#[derive(Debug)]
+pub enum Unservable<'t> {
+    /// The route has no pool with weight.
+    NoPool,
+    /// The chosen pool has no available backend, and failover is off or
+    /// the route has no other pool.
+    Pool(&'t Arc<Pool>),
+    /// No pool of the route has an available backend (the chosen one given).
+    AllPools(&'t Arc<Pool>),
+}
+
+impl Route {
+    pub(super) fn new(r: &RouteConfig, find: impl Fn(&str) -> Option<Arc<Pool>>) -> Self {
+        let mut acc = 0u32;
+        let split: Box<[SplitEntry]> = r
+            .split
+            .iter()
+            .filter(|(_, w)| *w > 0)
+            .filter_map(|(name, w)| {
+                acc += *w;
+                find(name).map(|pool| SplitEntry {
+                    pool,
+                    weight: *w,
+                    cum: acc,
+                    seed: sticky::fnv1a64(name.as_bytes()),
+                    failing_over: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        let buckets = r.sticky.as_ref().and_then(|_| {
+            let weights: Vec<(&str, u32)> = r
+                .split
+                .iter()
+                .filter(|(_, w)| *w > 0)
+                .map(|(n, w)| (n.as_str(), *w))
+                .collect();
+            sticky::assign(&weights)
+        });
+        Route {
+            name: r.name.as_str().into(),
+            path_prefix: r.path_prefix.as_str().into(),
+            split,
+            total: acc,
+            buckets,
+            sticky: r.sticky.clone(),
+            force_header: r.force_header.clone(),
+            failover: r.failover,
+        }
+    }
+
+    /// The pool for a request by weight alone: the sticky key's bucket when
+    /// there is a key, else a weighted random choice. Health is not looked
+    /// at; `pick` does that.
+    #[inline]
+    pub fn pick_pool(&self, sticky_key: Option<&[u8]>) -> Option<PoolPick<'_>> {
+        if let (Some(key), Some(buckets)) = (sticky_key, &self.buckets) {
+            let bucket = sticky::bucket(key);
+            let index = usize::from(buckets[usize::from(bucket)]);
+            return self.split.get(index).map(|e| PoolPick {
+                pool: &e.pool,
+                bucket: Some(bucket),
+                index,
+            });
+        }
+        let index = match self.split.len() {
+            0 => return None,
+            1 => 0,
+            _ => {
+                let x = fastrand::u32(0..self.total);
+                self.split.iter().position(|e| x < e.cum)?
+            }
+        };
+        Some(PoolPick {
+            pool: &self.split[index].pool,
+            bucket: None,
+            index,
+        })
+    }
+
+    /// The pool and backend for a request, failing over to the route's
+    /// other pools when the chosen pool has no available backend.
+    #[inline]
+    pub fn pick(&self, sticky_key: Option<&[u8]>) -> Result<Pick<'_>, Unservable<'_>> {
+        let first = self.pick_pool(sticky_key).ok_or(Unservable::NoPool)?;
+        let entry = &self.split[first.index];
+        if let Some(backend) = first.pool.pick() {
+            // Relaxed: a flag for logging only.
+            if entry.failing_over.load(Ordering::Relaxed) {
+                self.failover_ended(entry);
+            }
+            return Ok(Pick {
+                pool: first.pool,
+                backend,
+                bucket: first.bucket,
+            });
+        }
+        if !self.failover || self.split.len() == 1 {
+            return Err(Unservable::Pool(first.pool));
+        }
+        let alternative = match first.bucket {
+            Some(bucket) => self.sticky_alternative(bucket, first.index),
+            None => self.weighted_alternative(first.index),
+        };
+        let picked = alternative.and_then(|i| {
+            let pool = &self.split[i].pool;
+            pool.pick().map(|backend| Pick {
+                pool,
+                backend,
+                bucket: first.bucket,
+            })
+        });
+        if !entry.failing_over.swap(true, Ordering::Relaxed) {
+            match &picked {
+                Some(p) => tracing::warn!(route = %self.name, pool = %entry.pool.name,
+                    to = %p.pool.name, "pool has no available backend; its share goes to the route's other pools"),
+                None => tracing::warn!(route = %self.name, pool = %entry.pool.name,
+                    "pool has no available backend and no other pool of the route has one"),
+            }
+        }
+        picked.ok_or(Unservable::AllPools(first.pool))
+    }
+
+    fn failover_ended(&self, entry: &SplitEntry) {
+        if entry.failing_over.swap(false, Ordering::Relaxed) {
+            tracing::info!(route = %self.name, pool = %entry.pool.name,
+                "pool serves again; its share is back");
+        }
+    }
+
+    /// A weighted random choice among the other servable pools, in one
+    /// pass (weighted reservoir sampling), without allocating.
+    fn weighted_alternative(&self, skip: usize) -> Option<usize> {
+        let mut total = 0u32;
+        let mut chosen = None;
+        for (i, e) in self.split.iter().enumerate() {
+            if i == skip || !e.pool.is_servable() {
+                continue;
+            }
+            total += e.weight;
+            if fastrand::u32(0..total) < e.weight {
+                chosen = Some(i);
+            }
+        }
+        chosen
+    }
+
+    /// The servable pool with the best rendezvous score for `bucket` among
+    /// the others: where the bucket would live if the dead pool had weight
+    /// 0, so a sticky user lands on the same pool every time.
+    fn sticky_alternative(&self, bucket: u16, skip: usize) -> Option<usize> {
+        let mut best: Option<(f64, usize)> = None;
+        for (i, e) in self.split.iter().enumerate() {
+            if i == skip || !e.pool.is_servable() {
+                continue;
+            }
+            let s = sticky::score(e.seed, bucket, e.weight);
+            if best.is_none_or(|(b, _)| s > b) {
+                best = Some((s, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Has at least one pool with weight that can take a request.
+    pub fn is_servable(&self) -> bool {
+        self.split.iter().any(|e| e.pool.is_servable())
+    }
+
+    /// The pools with weight and their weights, in the order written.
+    pub fn split(&self) -> impl Iterator<Item = (&Arc<Pool>, u32)> {
+        self.split.iter().map(|e| (&e.pool, e.weight))
+    }
+}
