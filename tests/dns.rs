@@ -76,6 +76,18 @@ async fn a_name_becomes_one_backend_per_address_and_follows_the_answers() {
         || async { addrs_of(&proxy) == both },
     )
     .await;
+    // new addresses take traffic after their first passing probe
+    eventually(
+        Duration::from_secs(10),
+        "both are probed healthy",
+        || async {
+            proxy.table().pools()[0]
+                .backends
+                .iter()
+                .all(|b| b.health() == switchyard::table::Health::Healthy)
+        },
+    )
+    .await;
 
     // steady traffic while the answer changes: no request may fail
     let stop = Arc::new(AtomicBool::new(false));
@@ -108,10 +120,7 @@ async fn a_name_becomes_one_backend_per_address_and_follows_the_answers() {
     let served_by_one = b1.requests();
 
     // a failing lookup keeps the last good answer
-    dns.set(
-        "app.internal",
-        Err(io::Error::new(io::ErrorKind::Other, "SERVFAIL")),
-    );
+    dns.set("app.internal", Err(io::Error::other("SERVFAIL")));
     let lookups = dns.lookups.load(Ordering::SeqCst);
     eventually(Duration::from_secs(10), "two more lookups", || async {
         dns.lookups.load(Ordering::SeqCst) >= lookups + 2

@@ -204,9 +204,9 @@ forget_pid() {
 # at once (a plain foreground command would let bash skip the trap when the tool
 # itself exits 0 on SIGINT, as wrk does). Returns the tool's status.
 run_tool() {
-  local out=$1 bound=$2 pid rc=0
+  local outfile=$1 bound=$2 pid rc=0
   shift 2
-  timeout --kill-after=5 "$bound" "$@" >"$out" 2>&1 </dev/null &
+  timeout --kill-after=5 "$bound" "$@" >"$outfile" 2>&1 </dev/null &
   pid=$!
   PIDS+=("$pid")
   wait "$pid" || rc=$?

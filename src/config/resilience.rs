@@ -125,3 +125,107 @@ impl Validator<'_> {
         (!d.is_zero()).then_some(d)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{parse, OutlierConfig, RetryConfig};
+
+    const POOL: &str = "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n";
+    const ROUTE: &str = "[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n";
+
+    #[test]
+    fn defaults_and_per_pool_overrides_merge() {
+        let text = format!(
+            "[outlier]\nconsecutive_failures = 3\n[retry]\nretries = 1\nper_try_timeout = \"2s\"\n\
+             {POOL}slow_start = \"30s\"\noutlier = {{ ejection_time = \"5s\" }}\nretry = {{ budget_percent = 50 }}\n\
+             [pools.green]\nbackends = [\"127.0.0.1:2\"]\n{ROUTE}failover = false\n"
+        );
+        let c = parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let (blue, green) = (&c.pools[0], &c.pools[1]);
+        assert_eq!(
+            blue.outlier,
+            OutlierConfig {
+                consecutive_failures: 3,
+                ejection_time: Duration::from_secs(5),
+                ..OutlierConfig::default()
+            }
+        );
+        assert_eq!(
+            blue.retry,
+            RetryConfig {
+                retries: 1,
+                per_try_timeout: Some(Duration::from_secs(2)),
+                budget_percent: 50,
+            }
+        );
+        assert_eq!(blue.slow_start, Some(Duration::from_secs(30)));
+        assert_eq!(green.outlier.consecutive_failures, 3);
+        assert_eq!(green.retry.budget_percent, 20);
+        assert_eq!(green.slow_start, None);
+        assert!(!c.routes[0].failover);
+    }
+
+    #[test]
+    fn defaults_without_any_key() {
+        let c = parse(&format!("{POOL}{ROUTE}"), Path::new("t.toml")).unwrap();
+        assert_eq!(c.pools[0].outlier, OutlierConfig::default());
+        assert_eq!(c.pools[0].retry, RetryConfig::default());
+        assert!(c.routes[0].failover);
+    }
+
+    #[test]
+    fn invalid_values_name_line_column_and_key() {
+        let cases = [
+            (
+                "[retry]\nretries = 9\n",
+                "2:11: retry.retries",
+                "out of range",
+            ),
+            (
+                "[outlier]\nmax_ejected_percent = 150\n",
+                "2:23: outlier.max_ejected_percent",
+                "out of range",
+            ),
+            (
+                "[outlier]\nejection_time = \"1m\"\nmax_ejection_time = \"10s\"\n",
+                "3:21: outlier.max_ejection_time",
+                "shorter than ejection_time",
+            ),
+            (
+                "[retry]\nper_try_timeout = \"0s\"\n",
+                "2:19: retry.per_try_timeout",
+                "greater than zero",
+            ),
+            (
+                "[health]\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+                "3:11: health.timeout",
+                "not shorter than the interval",
+            ),
+        ];
+        for (head, at, fragment) in cases {
+            let text = format!("{head}{POOL}{ROUTE}");
+            let err = parse(&text, Path::new("bad.toml")).unwrap_err();
+            let d = &err.diagnostics()[0];
+            assert_eq!(format!("{}:{}: {}", d.line, d.column, d.key), at, "{err}");
+            assert!(d.message.contains(fragment), "{err}");
+        }
+        let text =
+            format!("{POOL}slow_start = \"soon\"\nretry = {{ budget_percent = -1 }}\n{ROUTE}");
+        let err = parse(&text, Path::new("bad.toml")).unwrap_err();
+        let keys: Vec<String> = err
+            .diagnostics()
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.column, d.key))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "4:28: pools.blue.retry.budget_percent",
+                "3:14: pools.blue.slow_start"
+            ]
+        );
+    }
+}

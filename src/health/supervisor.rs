@@ -1,11 +1,13 @@
 //! The health supervisor: one task on the control runtime that keeps one
 //! probe task per backend of the table in force. It polls the table's
-//! generation (a relaxed `ArcSwap` load every `TICK`) and, when it changes,
+//! generation (one `ArcSwap` load every `TICK`, so a backend added by a
+//! reload is probed, and can take traffic, within a few tens of
+//! milliseconds) and, when it changes,
 //! spawns probes for new backends, aborts those of backends that left, and
 //! restarts a probe only when its pool's health settings changed — an
 //! unchanged backend keeps its task, its streak and its state across
-//! reloads. Each tick it also ends expired ejections and advances slow
-//! starts.
+//! reloads. Every `MAINTAIN_EVERY` ticks it also ends expired ejections and
+//! advances slow starts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
@@ -20,8 +22,10 @@ use super::AbortOnDrop;
 use crate::config::HealthConfig;
 use crate::table::{clock, Backend, Health, RoutingTable};
 
-/// How often the supervisor looks at the table, expiries and ramps.
-pub(super) const TICK: Duration = Duration::from_millis(100);
+/// How often the supervisor looks at the table's generation.
+const TICK: Duration = Duration::from_millis(25);
+/// Ejection expiry and slow-start ramps are checked every 4 ticks (100 ms).
+const MAINTAIN_EVERY: u32 = 4;
 
 struct Entry {
     backend: Arc<Backend>,
@@ -38,6 +42,7 @@ pub(super) struct Supervisor {
     generation: u64,
     first_round: Arc<AtomicUsize>,
     first_round_logged: bool,
+    ticks: u32,
 }
 
 impl Supervisor {
@@ -59,6 +64,7 @@ impl Supervisor {
             generation: t.generation,
             first_round,
             first_round_logged: false,
+            ticks: 0,
         };
         this.reconcile(&t, true);
         this
@@ -78,12 +84,15 @@ impl Supervisor {
     }
 
     fn tick(&mut self) {
-        let t = self.table.load_full();
+        let t = self.table.load();
         if t.generation != self.generation {
             self.generation = t.generation;
             self.reconcile(&t, false);
         }
-        self.maintain(&t);
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % MAINTAIN_EVERY == 0 {
+            self.maintain(&t);
+        }
         if !self.first_round_logged
             && self.first_round.load(std::sync::atomic::Ordering::Acquire) == 0
         {
@@ -105,6 +114,9 @@ impl Supervisor {
                     }
                     tracing::debug!(pool = %pool.name, backend.addr = %b.addr,
                         "health settings changed; restarting the probe");
+                    // Abort the old probe before anything else writes the
+                    // backend's health.
+                    self.entries.remove(&b.id);
                 }
                 if health.is_none() && b.health() != Health::Healthy {
                     b.set_health(Health::Healthy);

@@ -113,8 +113,12 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         match this {
             ProxyBody::Upstream { body, .. } => {
-                let polled = Pin::new(body).poll_frame(cx);
+                let polled = Pin::new(&mut *body).poll_frame(cx);
                 match &polled {
+                    // hyper stops polling once `is_end_stream` turns true
+                    // (a Content-Length body's last frame), so the end is
+                    // noticed here, not only at `Ready(None)`.
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => this.finish(),
                     Poll::Ready(None) => this.finish(),
                     Poll::Ready(Some(Err(_))) => {
                         // A broken body means a broken connection: drop it.

@@ -173,6 +173,12 @@ fn checkout(backend_id: u64) -> Option<Idle> {
     })
 }
 
+/// Closes this worker's idle connections to a backend; answers true.
+fn discard_idle(backend_id: u64) -> bool {
+    IDLE.with(|pools| pools.borrow_mut().remove(&backend_id));
+    true
+}
+
 /// Drops expired and closed idle connections of this worker, and the
 /// entries of backends that have none left. Run periodically per worker.
 pub fn sweep_idle() {
@@ -200,7 +206,8 @@ pub async fn send(
     settings: &Settings,
 ) -> Result<(Response<Incoming>, PooledConn), SendError> {
     let (backend_id, addr) = (backend.id, backend.addr);
-    let mut fresh_only = false;
+    // A draining backend's idle connections are not reused but closed.
+    let mut fresh_only = backend.is_draining() && discard_idle(backend_id);
     loop {
         let (mut tx, reused_after) = match (!fresh_only).then(|| checkout(backend_id)).flatten() {
             Some(idle) => (idle.tx, Some(idle.since.elapsed())),

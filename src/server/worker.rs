@@ -83,7 +83,9 @@ async fn serve(id: usize, listener: StdListener, ctx: WorkerCtx) {
                 let service = service_fn(move |req| {
                     let proxy = proxy.clone();
                     let info = info.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await) }
+                    // Boxed: the request future is several KB, and hyper keeps
+                    // room for it inline in every connection's task, idle or not.
+                    Box::pin(async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await) })
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::outlier::PoolShared;
+use super::probe_failure::ProbeFailure;
 use crate::config::Config;
 
 /// Result of active health checking.
@@ -34,57 +35,6 @@ pub enum Health {
     Unknown = 0,
     Healthy = 1,
     Unhealthy = 2,
-}
-
-/// Why the latest active probe failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeFailure {
-    /// The probe got an answer outside `expect_status`.
-    Status(u16),
-    /// No answer within the probe timeout.
-    Timeout,
-    /// The backend refused the connection.
-    Refused,
-    /// Another connect error (unreachable, reset during connect, ...).
-    Connect,
-    /// Connected, but the HTTP exchange failed (closed, malformed).
-    Protocol,
-}
-
-impl ProbeFailure {
-    fn encode(this: Option<Self>) -> u32 {
-        match this {
-            None => 0,
-            Some(ProbeFailure::Timeout) => 1,
-            Some(ProbeFailure::Refused) => 2,
-            Some(ProbeFailure::Connect) => 3,
-            Some(ProbeFailure::Protocol) => 4,
-            Some(ProbeFailure::Status(s)) => 1000 + u32::from(s),
-        }
-    }
-
-    fn decode(v: u32) -> Option<Self> {
-        match v {
-            0 => None,
-            1 => Some(ProbeFailure::Timeout),
-            2 => Some(ProbeFailure::Refused),
-            3 => Some(ProbeFailure::Connect),
-            4 => Some(ProbeFailure::Protocol),
-            v => u16::try_from(v - 1000).ok().map(ProbeFailure::Status),
-        }
-    }
-}
-
-impl std::fmt::Display for ProbeFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProbeFailure::Status(s) => write!(f, "status {s}"),
-            ProbeFailure::Timeout => f.write_str("timeout"),
-            ProbeFailure::Refused => f.write_str("connection refused"),
-            ProbeFailure::Connect => f.write_str("connect error"),
-            ProbeFailure::Protocol => f.write_str("connection closed or malformed answer"),
-        }
-    }
 }
 
 const HEALTH_MASK: u8 = 0b11;
@@ -377,21 +327,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_failure_round_trips() {
-        for f in [
-            None,
-            Some(ProbeFailure::Timeout),
-            Some(ProbeFailure::Refused),
-            Some(ProbeFailure::Connect),
-            Some(ProbeFailure::Protocol),
-            Some(ProbeFailure::Status(500)),
-            Some(ProbeFailure::Status(404)),
-        ] {
-            assert_eq!(ProbeFailure::decode(ProbeFailure::encode(f)), f);
-        }
-    }
 
     #[test]
     fn availability_combines_the_flags() {

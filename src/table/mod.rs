@@ -8,6 +8,7 @@ pub mod budget;
 pub mod clock;
 mod outlier;
 mod pool;
+mod probe_failure;
 mod route;
 pub mod sticky;
 
@@ -17,9 +18,10 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-pub use backend::{Backend, Health, InFlight, ProbeFailure, Registry, RAMP_FULL};
+pub use backend::{Backend, Health, InFlight, Registry, RAMP_FULL};
 pub use outlier::{OutlierSettings, PoolShared};
 pub use pool::Pool;
+pub use probe_failure::ProbeFailure;
 pub use route::{Pick, PoolPick, Route, Unservable};
 
 use crate::config::{Config, HostMatch};
@@ -61,7 +63,7 @@ impl RoutingTable {
             .map(|p| Arc::new(Pool::new(p, registry)))
             .collect();
         let find = |name: &str| pools.iter().find(|p| &*p.name == name).cloned();
-        let routes: Box<[Route]> = config.routes.iter().map(|r| Route::new(r, &find)).collect();
+        let routes: Box<[Route]> = config.routes.iter().map(|r| Route::new(r, find)).collect();
 
         // Candidates in each host group: longest prefix first; the sort is
         // stable, so the route declared first wins a tie.

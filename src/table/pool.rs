@@ -28,6 +28,8 @@ pub struct Pool {
     /// Active checks of this pool's backends (read by the health supervisor).
     pub health: HealthConfig,
     pub outlier: OutlierSettings,
+    /// The pool's retry settings; `retries` is 0 when the pool has a single
+    /// backend (there is nowhere to retry, so no request copy is kept).
     pub retry: RetryConfig,
     pub slow_start: Option<Duration>,
     /// Ejection count and retry budget, kept across generations.
@@ -53,7 +55,14 @@ impl Pool {
             rr: AtomicUsize::new(fastrand::usize(..)),
             health: cfg.health.clone(),
             outlier: OutlierSettings::new(&cfg.outlier, cfg.backends.len()),
-            retry: cfg.retry,
+            retry: RetryConfig {
+                retries: if cfg.backends.len() > 1 {
+                    cfg.retry.retries
+                } else {
+                    0
+                },
+                ..cfg.retry
+            },
             slow_start: cfg.slow_start,
             shared: registry.pool_shared(&cfg.name),
         }
@@ -140,7 +149,43 @@ fn smooth_wrr(weights: &[u32]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::smooth_wrr;
+    use crate::config;
+    use crate::table::{Registry, RoutingTable};
+
+    #[test]
+    fn slow_start_ramps_the_share_without_emptying_the_pool() {
+        for balance in ["least_request", "round_robin"] {
+            let cfg = config::parse(
+                &format!("[pools.a]\nbackends = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nbalance = \"{balance}\"\n\
+                 [[routes]]\nname = \"r\"\nsplit = {{ a = 1 }}\n"),
+                Path::new("t.toml"),
+            )
+            .unwrap();
+            let mut reg = Registry::default();
+            reg.reconcile(&cfg);
+            let t = RoutingTable::build(&cfg, &reg, 1);
+            let pool = &t.pools()[0];
+            let share = |n: usize| {
+                (0..n)
+                    .filter(|_| pool.pick().unwrap().addr.port() == 2)
+                    .count()
+            };
+            pool.backends[1].begin_slow_start(0);
+            assert_eq!(share(1000), 0, "{balance}: ramp 0 takes nothing");
+            pool.backends[1].advance_slow_start(5_000, Some(std::time::Duration::from_secs(10)));
+            let half = share(10_000);
+            assert!(
+                (2_000..=4_500).contains(&half),
+                "{balance}: half ramp got {half}"
+            );
+            // alone in the pool, a ramping backend still serves
+            pool.backends[0].set_draining(true);
+            assert_eq!(share(100), 100);
+        }
+    }
 
     #[test]
     fn smooth_wrr_interleaves_by_weight() {

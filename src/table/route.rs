@@ -236,3 +236,89 @@ impl Route {
         self.split.iter().map(|e| (&e.pool, e.weight))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config;
+    use crate::table::{Health, Registry, RoutingTable, Unservable};
+
+    fn table(text: &str) -> RoutingTable {
+        let cfg = config::parse(text, Path::new("t.toml")).expect("valid config");
+        let mut reg = Registry::default();
+        reg.reconcile(&cfg);
+        RoutingTable::build(&cfg, &reg, 1)
+    }
+
+    const SPLIT: &str = "[pools.a]\nbackends = [\"127.0.0.1:1\"]\n[pools.b]\nbackends = [\"127.0.0.1:2\"]\n\
+        [pools.c]\nbackends = [\"127.0.0.1:3\"]\n[[routes]]\nname = \"r\"\nsplit = { a = 50, b = 30, c = 20 }\n\
+        sticky = { header = \"X-User\" }\n";
+
+    #[test]
+    fn a_dead_pools_share_goes_to_the_others_by_weight() {
+        let t = table(SPLIT);
+        let r = t.route(None, "/").unwrap();
+        t.pools()[0].backends[0].set_health(Health::Unhealthy);
+        let mut counts = [0usize; 3];
+        for _ in 0..20_000 {
+            let p = r.pick(None).expect("b and c serve");
+            counts[p.backend.addr.port() as usize - 1] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        // b:c stays 30:20 (60 % of 20,000 = 12,000 for b)
+        assert!((11_400..=12_600).contains(&counts[1]), "{counts:?}");
+    }
+
+    #[test]
+    fn sticky_users_of_a_dead_pool_stay_on_one_other_pool_and_come_back() {
+        let t = table(SPLIT);
+        let r = t.route(None, "/").unwrap();
+        let users: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
+        let home: Vec<u16> = users
+            .iter()
+            .map(|u| r.pick(Some(u.as_bytes())).unwrap().backend.addr.port())
+            .collect();
+        t.pools()[0].backends[0].set_health(Health::Unhealthy);
+        let mut moved = 0;
+        for (u, &h) in users.iter().zip(&home) {
+            let first = r.pick(Some(u.as_bytes())).unwrap().backend.addr.port();
+            // the same user lands on the same pool every time
+            for _ in 0..3 {
+                assert_eq!(
+                    r.pick(Some(u.as_bytes())).unwrap().backend.addr.port(),
+                    first
+                );
+            }
+            if h == 1 {
+                assert_ne!(first, 1);
+                moved += 1;
+            } else {
+                assert_eq!(first, h, "users of live pools do not move");
+            }
+        }
+        assert!(moved > 0);
+        t.pools()[0].backends[0].set_health(Health::Healthy);
+        for (u, &h) in users.iter().zip(&home) {
+            assert_eq!(r.pick(Some(u.as_bytes())).unwrap().backend.addr.port(), h);
+        }
+    }
+
+    #[test]
+    fn without_failover_or_any_servable_pool_the_pick_fails() {
+        let t = table(&SPLIT.replace("sticky = ", "failover = false\nsticky = "));
+        let r = t.route(None, "/").unwrap();
+        for p in t.pools() {
+            p.backends[0].set_health(Health::Unhealthy);
+        }
+        assert!(matches!(r.pick(None), Err(Unservable::Pool(_))));
+        assert!(!r.is_servable());
+        let t = table(SPLIT);
+        let r = t.route(None, "/").unwrap();
+        for p in t.pools() {
+            p.backends[0].set_health(Health::Unhealthy);
+        }
+        assert!(matches!(r.pick(None), Err(Unservable::AllPools(_))));
+        assert!(t.unservable_route().is_some());
+    }
+}

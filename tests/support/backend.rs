@@ -56,6 +56,8 @@ pub enum Traffic {
     Reset,
     /// The body is read, then the connection is closed without an answer.
     ResetAfterBody,
+    /// Never answers.
+    Hang,
 }
 
 fn encode_probe(p: Probe) -> u32 {
@@ -81,6 +83,7 @@ fn encode_traffic(t: Traffic) -> u32 {
         Traffic::Normal => 0,
         Traffic::Reset => 1,
         Traffic::ResetAfterBody => 2,
+        Traffic::Hang => 3,
         Traffic::Status(s) => 1000 + u32::from(s),
     }
 }
@@ -90,6 +93,7 @@ fn decode_traffic(v: u32) -> Traffic {
         0 => Traffic::Normal,
         1 => Traffic::Reset,
         2 => Traffic::ResetAfterBody,
+        3 => Traffic::Hang,
         v => Traffic::Status((v - 1000) as u16),
     }
 }
@@ -102,8 +106,12 @@ pub struct Stats {
     pub arrived: Notify,
     /// Released to let `/stream` send its last chunk.
     pub release: Notify,
-    /// Health probes received.
+    /// Health probes received, and how many were answered pass / fail.
     pub probes: AtomicUsize,
+    pub probe_passes: AtomicUsize,
+    pub probe_failures: AtomicUsize,
+    /// Connections open right now.
+    pub open: AtomicUsize,
     /// `encode_probe` of how `/health` answers.
     probe: AtomicU32,
     /// `encode_traffic` of how other requests are answered.
@@ -186,6 +194,19 @@ impl TestBackend {
         self.stats.probes.load(Ordering::SeqCst)
     }
 
+    pub fn probe_passes(&self) -> usize {
+        self.stats.probe_passes.load(Ordering::SeqCst)
+    }
+
+    pub fn probe_failures(&self) -> usize {
+        self.stats.probe_failures.load(Ordering::SeqCst)
+    }
+
+    /// Connections open to this backend right now.
+    pub fn open_connections(&self) -> usize {
+        self.stats.open.load(Ordering::SeqCst)
+    }
+
     pub fn requests(&self) -> usize {
         self.stats.requests.load(Ordering::SeqCst)
     }
@@ -234,6 +255,15 @@ async fn connection(
     s: Arc<Stats>,
     idle_close: Option<Duration>,
 ) {
+    /// Counts the connection as open until it ends (or is aborted).
+    struct Open(Arc<Stats>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    s.open.fetch_add(1, Ordering::SeqCst);
+    let _open = Open(s.clone());
     let s2 = s.clone();
     let svc = service_fn(move |req| handle(req, n.clone(), s2.clone()));
     let mut b = hyper::server::conn::http1::Builder::new();
@@ -307,6 +337,7 @@ async fn handle(
             let _ = req.into_body().collect().await;
             return Err("reset after the body".into());
         }
+        Traffic::Hang => std::future::pending::<()>().await,
     }
     let path = req.uri().path().to_owned();
     let resp = match path.as_str() {
@@ -423,6 +454,12 @@ async fn probe(stats: &Stats) -> Response<Body> {
             unreachable!()
         }
     };
+    let counter = if (200..300).contains(&status) {
+        &stats.probe_passes
+    } else {
+        &stats.probe_failures
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
     let mut r = Response::new(full(format!("health {status}")));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r
