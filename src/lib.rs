@@ -4,7 +4,8 @@
 //! Layers (see `docs/architecture.md`): `config` (TOML → validated model),
 //! `table` (immutable routing snapshot and long-lived backend state),
 //! `proxy` (the data plane), `server` (listeners, workers, lifecycle),
-//! `control` (the single writer of the table), `health` (active probes,
+//! `control` (the single writer of the table), `tls` (certificates,
+//! handshakes, TLS to backends), `health` (active probes,
 //! readiness), `admin` (the admin listener) and `demo` (built-in demo
 //! backends).
 
@@ -16,3 +17,5 @@ pub mod health;
 pub mod proxy;
 pub mod server;
 pub mod table;
+pub mod telemetry;
+pub mod tls;

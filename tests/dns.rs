@@ -158,9 +158,10 @@ fn names_validate_and_schemes_are_refused() {
     let cfg = switchyard::config::parse(ok, std::path::Path::new("t.toml")).unwrap();
     assert_eq!(cfg.pools[0].names[0].host, "blue");
     assert_eq!(cfg.pools[0].backends.len(), 1);
-    let bad = ok.replace("blue:8000", "http://blue:8000");
+    // http:// and https:// are understood (issue 7); other schemes are not.
+    let bad = ok.replace("blue:8000", "ftp://blue:8000");
     let e = switchyard::config::parse(&bad, std::path::Path::new("t.toml")).unwrap_err();
-    assert!(e.to_string().contains("without a scheme"), "{e}");
+    assert!(e.to_string().contains("only http:// and https://"), "{e}");
     // the compose config shipped with the repository is valid
     let compose = concat!(env!("CARGO_MANIFEST_DIR"), "/config/compose.toml");
     let text = std::fs::read_to_string(compose).unwrap();

@@ -34,6 +34,12 @@ pub struct Admin {
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
     /// First probe round, for `/ready`.
     pub health: crate::health::HealthHandle,
+    /// The HTTPS listener's certificates, for status.
+    pub tls: Option<Arc<crate::tls::CertStore>>,
+    /// `None` when metrics are off.
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// `/metrics` needs no token from loopback clients.
+    pub metrics_open: bool,
 }
 
 /// Serves the admin API until shutdown.
@@ -46,7 +52,7 @@ pub async fn serve(listener: StdListener, admin: Arc<Admin>) {
         }
     };
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = admin.shutdown.cancelled() => return,
             a = listener.accept() => match a {
                 Ok(a) => a,
@@ -61,7 +67,7 @@ pub async fn serve(listener: StdListener, admin: Arc<Admin>) {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(req, peer).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -75,9 +81,18 @@ pub async fn serve(listener: StdListener, admin: Arc<Admin>) {
 }
 
 impl Admin {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/health") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/metrics")
+                if (self.metrics_open && peer.ip().is_loopback()) || self.authorized(&req) =>
+            {
+                self.metrics()
+            }
             (&Method::GET, "/ready") => {
                 let table = self.control.table().load();
                 match crate::health::readiness(&table, &self.health, self.shutdown.is_cancelled()) {
@@ -113,6 +128,23 @@ impl Admin {
                 &json!({"error": "not_found", "detail": format!("no admin endpoint {}", req.uri().path())}),
             ),
         }
+    }
+
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let Some(t) = &self.telemetry else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "not_found", "detail": "metrics are off ([admin] metrics = false)"}),
+            );
+        };
+        let table = self.control.table().load();
+        let connections = self.connections.load(std::sync::atomic::Ordering::Relaxed);
+        let mut r = Response::new(Full::new(Bytes::from(t.render(&table, connections, &[]))));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
     }
 
     fn authorized(&self, req: &Request<Incoming>) -> bool {

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use switchyard::config::{self, Config, ConfigError};
 use switchyard::control::ChangeSource;
-use switchyard::server::{self, listener, Listeners, Source};
+use switchyard::server::{self, listener, Listeners, Source, TlsListener};
+use switchyard::tls::{pem::CertError, CertStore};
 
 /// Exit code for an invalid configuration or usage (BSD EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -106,6 +107,10 @@ pub fn main() -> ExitCode {
             if let Some(ce) = e.downcast_ref::<ConfigError>() {
                 return config_error(ce);
             }
+            if let Some(ce) = e.downcast_ref::<CertError>() {
+                eprintln!("switchyard: invalid configuration\n[tls]: {ce}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             eprintln!("switchyard: {e:#}");
             ExitCode::FAILURE
         }
@@ -134,6 +139,17 @@ fn check(file: &Path) -> ExitCode {
         Ok(ok) => ok,
         Err(e) => return config_error(&e),
     };
+    // Certificates are read at start, not when the file is validated (a
+    // reload never depends on them), so `check` reads them here.
+    if let Some(tls) = &cfg.tls {
+        if let Err(e) = CertStore::load(tls) {
+            eprintln!(
+                "switchyard: invalid configuration\n{}: [tls]: {e}",
+                file.display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     println!("{}: configuration is valid", file.display());
     print!("{}", summary(&cfg));
     ExitCode::SUCCESS
@@ -148,6 +164,9 @@ pub(crate) fn summary(cfg: &Config) -> String {
         "listen {}  admin {}",
         cfg.server.listen, cfg.admin.listen
     );
+    if let (Some(addr), Some(tls)) = (cfg.server.listen_tls, &cfg.tls) {
+        let _ = writeln!(out, "listen_tls {addr}  certificates {}", tls.certs.len());
+    }
     for r in &cfg.routes {
         let total: u32 = r.split.iter().map(|(_, w)| w).sum();
         let host = match &r.host {
@@ -208,10 +227,23 @@ pub(crate) fn summary(cfg: &Config) -> String {
 
 /// Binds, starts, and runs until SIGTERM/SIGINT; SIGHUP reloads.
 pub(crate) fn run(cfg: Config, path: Option<PathBuf>, text: String) -> anyhow::Result<()> {
+    // Unusable certificates stop us before any port is bound (exit 64).
+    let certs = match &cfg.tls {
+        Some(tls) => Some(std::sync::Arc::new(CertStore::load(tls)?)),
+        None => None,
+    };
     let proxy = listener::bind(cfg.server.listen)
         .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
     let admin = listener::bind_single(cfg.admin.listen)
         .with_context(|| format!("cannot listen on {} (admin.listen)", cfg.admin.listen))?;
+    let tls = match (cfg.server.listen_tls, certs) {
+        (Some(addr), Some(certs)) => Some(TlsListener {
+            socket: listener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (server.listen_tls)"))?,
+            certs,
+        }),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -221,7 +253,7 @@ pub(crate) fn run(cfg: Config, path: Option<PathBuf>, text: String) -> anyhow::R
         let running = server::start(
             cfg,
             Source { path, text },
-            Listeners { proxy, admin },
+            Listeners { proxy, admin, tls },
             shutdown.clone(),
         )?;
         spawn_signal_handlers(&running, shutdown)?;
@@ -240,6 +272,7 @@ fn spawn_signal_handlers(
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
@@ -256,9 +289,23 @@ fn spawn_signal_handlers(
         tracing::warn!("second signal: stopping now");
         std::process::exit(1);
     });
+    let access = running.access_log();
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            match &access {
+                Some(a) => a.reopen(),
+                None => tracing::info!("SIGUSR1: no access log file to reopen"),
+            }
+        }
+    });
     let control = running.control.clone();
+    let certs = running.certificates();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            if let Some(c) = &certs {
+                // Like nginx, SIGHUP re-reads the certificates too.
+                c.reload();
+            }
             // The controller logs and records the outcome itself.
             let _ = control.reload(ChangeSource::Signal).await;
         }

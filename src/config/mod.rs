@@ -3,10 +3,12 @@
 //! effects: a file is read, parsed and validated into a `Config`, or every
 //! problem found is returned as a `ConfigError`.
 
+mod backend;
 mod error;
 mod model;
 mod raw;
 mod resilience;
+mod tls;
 mod validate;
 
 use std::path::Path;
@@ -35,7 +37,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Ok(raw) => raw,
         Err(e) => return Err(invalid(vec![serde_diagnostic(text, &e)])),
     };
-    let mut v = validate::Validator::new(text);
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut v = validate::Validator::new(text).with_base(base);
     match v.config(raw) {
         Some(config) => Ok(config),
         None => Err(invalid(v.diags)),

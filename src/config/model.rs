@@ -23,6 +23,8 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// Routes in the order they were declared (that order breaks ties).
     pub routes: Vec<RouteConfig>,
+    /// Certificates of the HTTPS listener (`server.listen_tls`).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -59,6 +61,33 @@ pub struct ServerConfig {
     pub watch: WatchMode,
     /// Polling period (for `poll`, and the safety-net poll of `auto`).
     pub watch_interval: Duration,
+    /// HTTPS listener (with `[tls]`). Changing it needs a restart.
+    pub listen_tls: Option<SocketAddr>,
+    /// The plain listener answers 308 to the https URL.
+    pub redirect: Option<RedirectConfig>,
+    /// `Strict-Transport-Security` value added to responses over TLS.
+    pub hsts: Option<String>,
+    /// Where the access log goes (`None`: off).
+    pub access_log: Option<AccessLogDest>,
+    pub access_log_format: AccessLogFormat,
+    /// Lines that may wait for the writer before new ones are dropped.
+    pub access_log_buffer: usize,
+}
+
+/// Where access-log lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogDest {
+    Stdout,
+    File(PathBuf),
+}
+
+/// Access-log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    #[default]
+    Json,
+    /// nginx's `combined`, followed by switchyard's fields as key=value.
+    Combined,
 }
 
 /// How edits of the configuration file are noticed.
@@ -92,6 +121,12 @@ impl Default for ServerConfig {
             max_headers: 100,
             watch: WatchMode::Auto,
             watch_interval: Duration::from_secs(1),
+            listen_tls: None,
+            redirect: None,
+            hsts: None,
+            access_log: None,
+            access_log_format: AccessLogFormat::Json,
+            access_log_buffer: 8192,
         }
     }
 }
@@ -105,6 +140,10 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
     /// Deployment events are appended here as JSON lines, when set.
     pub history_file: Option<PathBuf>,
+    /// Record and serve Prometheus metrics (`GET /metrics`).
+    pub metrics: bool,
+    /// Serve `/metrics` without the token to clients on loopback.
+    pub metrics_open: bool,
 }
 
 impl Default for AdminConfig {
@@ -114,6 +153,8 @@ impl Default for AdminConfig {
             token_env: None,
             token_file: None,
             history_file: None,
+            metrics: true,
+            metrics_open: false,
         }
     }
 }
@@ -224,6 +265,8 @@ pub struct PoolConfig {
     /// A backend that becomes healthy (after being unhealthy, ejected, or
     /// added by a reload) has its share ramped up linearly over this time.
     pub slow_start: Option<Duration>,
+    /// TLS to the backends (`https://` backends or `tls = true`).
+    pub tls: Option<PoolTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,4 +323,67 @@ pub enum HostMatch {
 pub struct StickyConfig {
     pub header: Option<HeaderName>,
     pub cookie: Option<String>,
+}
+
+/// `server.redirect_http`: plain requests are answered 308 to https.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectConfig {
+    /// `server.redirect_https_port`: the port in the `Location` when it is
+    /// not the one `listen_tls` is bound to (e.g. 443 published to 8443 by
+    /// a container runtime). 443 is left out of the URL.
+    pub https_port: Option<u16>,
+    /// ACME http-01 challenges (`/.well-known/acme-challenge/`) are routed
+    /// normally instead of redirected.
+    pub acme_passthrough: bool,
+}
+
+/// `[tls]`: the HTTPS listener's certificates. The files are read at start
+/// and reloaded when they change; the table itself takes effect on restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `[tls]` cert/key (no hosts) first when given, then `[[tls.certs]]`.
+    pub certs: Vec<CertConfig>,
+    /// The certificate for clients whose SNI names no entry (or who send
+    /// none): `[tls]` cert/key, else the first `[[tls.certs]]`.
+    pub default: usize,
+}
+
+/// One certificate of the HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertConfig {
+    /// SNI names this certificate is served for.
+    pub hosts: Vec<HostMatch>,
+    /// PEM: the certificate, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+/// TLS from the proxy to a pool's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolTls {
+    /// Trust anchors from `ca_file`; `None`: the system's CA certificates.
+    pub ca: Option<CaFile>,
+    /// Name sent as SNI and checked against the certificate:
+    /// `tls_server_name`, else the pool's DNS host name; `None`: each
+    /// backend's IP address.
+    pub server_name: Option<String>,
+    /// `tls_insecure_skip_verify`: certificates are not verified.
+    pub insecure_skip_verify: bool,
+}
+
+/// A CA bundle, read when the configuration is validated.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaFile")
+            .field("path", &self.path)
+            .field("certs", &self.certs.len())
+            .finish()
+    }
 }

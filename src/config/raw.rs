@@ -57,6 +57,7 @@ pub struct RawConfig {
     pub pools: Ordered<Spanned<RawPool>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    pub tls: Option<Spanned<RawTls>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +75,14 @@ pub struct RawServer {
     pub max_headers: Option<Spanned<i64>>,
     pub watch: Option<Spanned<String>>,
     pub watch_interval: Option<Spanned<String>>,
+    pub listen_tls: Option<Spanned<String>>,
+    pub redirect_http: Option<Spanned<bool>>,
+    pub redirect_https_port: Option<Spanned<i64>>,
+    pub acme_passthrough: Option<Spanned<bool>>,
+    pub hsts: Option<Spanned<String>>,
+    pub access_log: Option<Spanned<String>>,
+    pub access_log_format: Option<Spanned<String>>,
+    pub access_log_buffer: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +92,8 @@ pub struct RawAdmin {
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
     pub history_file: Option<Spanned<String>>,
+    pub metrics: Option<bool>,
+    pub metrics_open: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -129,6 +140,10 @@ pub struct RawPool {
     pub outlier: Option<RawOutlier>,
     pub retry: Option<RawRetry>,
     pub slow_start: Option<Spanned<String>>,
+    pub tls: Option<Spanned<bool>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub tls_server_name: Option<Spanned<String>>,
+    pub tls_insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 /// `"127.0.0.1:8001"` or `{ addr = "127.0.0.1:8001", weight = 3 }`.
@@ -171,4 +186,22 @@ pub struct RawRoute {
 pub struct RawSticky {
     pub header: Option<Spanned<String>>,
     pub cookie: Option<Spanned<String>>,
+}
+
+/// `[tls]`: the default certificate and `[[tls.certs]]` chosen by SNI.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub certs: Vec<Spanned<RawTlsCert>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsCert {
+    pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::HeaderName;
 use toml::Spanned;
 
+use super::backend::{BackendAddr, Schemes};
 use super::error::{closest, position, Diagnostic};
 use super::model::*;
 use super::raw::*;
@@ -22,6 +23,8 @@ const MAX_BACKEND_WEIGHT: i64 = 100;
 pub(crate) struct Validator<'a> {
     text: &'a str,
     pub(crate) diags: Vec<Diagnostic>,
+    /// Relative paths in the file are relative to this (its directory).
+    pub(crate) base: PathBuf,
 }
 
 impl<'a> Validator<'a> {
@@ -29,7 +32,14 @@ impl<'a> Validator<'a> {
         Self {
             text,
             diags: Vec::new(),
+            base: PathBuf::new(),
         }
+    }
+
+    /// Resolves relative paths against `dir`.
+    pub(crate) fn with_base(mut self, dir: &std::path::Path) -> Self {
+        self.base = dir.to_owned();
+        self
     }
 
     pub(crate) fn error(
@@ -50,7 +60,8 @@ impl<'a> Validator<'a> {
     }
 
     pub(crate) fn config(&mut self, raw: RawConfig) -> Option<Config> {
-        let server = self.server(&raw.server);
+        let mut server = self.server(&raw.server);
+        let tls = self.tls(&raw, &mut server);
         let admin = self.admin(&raw.admin);
         let health = self.health("health", &raw.health, &HealthConfig::default());
         let outlier = self.outlier("outlier", &raw.outlier, &OutlierConfig::default());
@@ -76,6 +87,7 @@ impl<'a> Validator<'a> {
             retry,
             pools,
             routes,
+            tls,
         })
     }
 
@@ -159,6 +171,47 @@ impl<'a> Validator<'a> {
                 d.watch_interval,
                 false,
             ),
+            // Filled in by `tls` (config/tls.rs), which checks them together.
+            listen_tls: None,
+            redirect: None,
+            hsts: None,
+            access_log: match raw.access_log.as_ref().map(|v| (v, v.get_ref().as_str())) {
+                None | Some((_, "off")) => None,
+                Some((_, "stdout")) => Some(AccessLogDest::Stdout),
+                Some((v, "")) => {
+                    self.error(
+                        v.span(),
+                        "server.access_log",
+                        "empty access log path",
+                        Some("use \"off\", \"stdout\" or a file path".into()),
+                    );
+                    None
+                }
+                Some((_, path)) => Some(AccessLogDest::File(PathBuf::from(path))),
+            },
+            access_log_format: match raw.access_log_format.as_ref() {
+                None => AccessLogFormat::Json,
+                Some(f) => match f.get_ref().as_str() {
+                    "json" => AccessLogFormat::Json,
+                    "combined" => AccessLogFormat::Combined,
+                    other => {
+                        self.error(
+                            f.span(),
+                            "server.access_log_format",
+                            format!("unknown format {other:?}"),
+                            Some("use \"json\" or \"combined\"".into()),
+                        );
+                        AccessLogFormat::Json
+                    }
+                },
+            },
+            access_log_buffer: self.int(
+                "server.access_log_buffer",
+                raw.access_log_buffer.as_ref(),
+                1,
+                1 << 20,
+                d.access_log_buffer as i64,
+            ) as usize,
         }
     }
 
@@ -193,6 +246,8 @@ impl<'a> Validator<'a> {
                 .history_file
                 .as_ref()
                 .map(|s| PathBuf::from(s.get_ref())),
+            metrics: raw.metrics.unwrap_or(d.metrics),
+            metrics_open: raw.metrics_open.unwrap_or(d.metrics_open),
         }
     }
 
@@ -314,6 +369,7 @@ impl<'a> Validator<'a> {
                 false,
             );
             let mut seen = HashSet::new();
+            let mut schemes = Schemes::default();
             for (i, b) in pool_ref.backends.iter().enumerate() {
                 let bkey = format!("{key}.backends[{i}]");
                 let (addr, weight, drain) = match b.get_ref() {
@@ -321,8 +377,12 @@ impl<'a> Validator<'a> {
                     RawBackend::Weighted(w) => (w.addr.as_str(), w.weight, w.drain),
                 };
                 let addr = match self.backend_addr(&bkey, addr, b.span()) {
-                    Some(BackendAddr::Ip(a)) => a,
-                    Some(BackendAddr::Name(host, port)) => {
+                    Some((scheme, BackendAddr::Ip(a))) => {
+                        schemes.note(scheme, b.span());
+                        a
+                    }
+                    Some((scheme, BackendAddr::Name(host, port))) => {
+                        schemes.note(scheme, b.span());
                         if !(1..=MAX_BACKEND_WEIGHT).contains(&weight) {
                             self.error(
                                 b.span(),
@@ -405,6 +465,7 @@ impl<'a> Validator<'a> {
                 None => *retry,
             };
             let slow_start = self.slow_start(&key, pool_ref.slow_start.as_ref());
+            let tls = self.pool_tls(&key, pool.span(), pool_ref, &schemes, &names);
             out.push(PoolConfig {
                 name: name.get_ref().clone(),
                 backends,
@@ -415,6 +476,7 @@ impl<'a> Validator<'a> {
                 outlier,
                 retry,
                 slow_start,
+                tls,
             });
         }
         out
@@ -640,44 +702,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn backend_addr(&mut self, key: &str, addr: &str, span: Range<usize>) -> Option<BackendAddr> {
-        if let Ok(a) = addr.parse::<SocketAddr>() {
-            if a.port() == 0 {
-                self.error(span, key, format!("backend {addr:?} has port 0"), None);
-                return None;
-            }
-            return Some(BackendAddr::Ip(a));
-        }
-        let named = addr.rsplit_once(':').and_then(|(host, port)| {
-            let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
-            let ok = !host.is_empty()
-                && host.len() <= 253
-                && !host.starts_with('-')
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-                && host.bytes().any(|b| b.is_ascii_alphabetic());
-            ok.then(|| (host.to_ascii_lowercase(), port))
-        });
-        match named {
-            Some((host, port)) => Some(BackendAddr::Name(host, port)),
-            None => {
-                let hint = if addr.contains("://") {
-                    "write the backend as host:port without a scheme, e.g. \"127.0.0.1:8001\" or \"blue:8000\""
-                } else {
-                    "write the backend as IP:port or name:port, e.g. \"127.0.0.1:8001\", \"[::1]:8001\" or \"blue:8000\""
-                };
-                self.error(
-                    span,
-                    key,
-                    format!("cannot parse backend address {addr:?}"),
-                    Some(hint.into()),
-                );
-                None
-            }
-        }
-    }
-
     fn socket_addr(
         &mut self,
         key: &str,
@@ -746,12 +770,6 @@ impl<'a> Validator<'a> {
         }
         v
     }
-}
-
-/// A backend address as written.
-enum BackendAddr {
-    Ip(SocketAddr),
-    Name(String, u16),
 }
 
 fn valid_name(s: &str) -> bool {

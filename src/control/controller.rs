@@ -16,6 +16,7 @@ use super::resolve::{self, Answers, Resolve};
 use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
 use crate::config::{self, Config};
 use crate::table::{Registry, RoutingTable};
+use crate::telemetry::Telemetry;
 
 /// A route's split: pool names and weights, in the order written.
 type Weights = Vec<(String, u32)>;
@@ -37,6 +38,7 @@ pub(super) struct Controller {
     resolver: Arc<dyn Resolve>,
     /// Last good answers for the DNS names of the configuration.
     answers: Answers,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 impl Controller {
@@ -45,6 +47,7 @@ impl Controller {
         path: Option<PathBuf>,
         text: String,
         resolver: Arc<dyn Resolve>,
+        telemetry: Option<Arc<Telemetry>>,
     ) -> (
         Self,
         Arc<ArcSwap<RoutingTable>>,
@@ -52,9 +55,9 @@ impl Controller {
     ) {
         let mut registry = Registry::default();
         registry.reconcile(&config);
-        let table = Arc::new(ArcSwap::from_pointee(RoutingTable::build(
-            &config, &registry, 1,
-        )));
+        let mut first = RoutingTable::build(&config, &registry, 1);
+        first.metrics = telemetry.as_ref().map(|t| t.index(&first));
+        let table = Arc::new(ArcSwap::from_pointee(first));
         let (status, status_rx) = watch::channel(ReloadStatus {
             generation: 1,
             source: None,
@@ -73,6 +76,7 @@ impl Controller {
             previous: HashMap::new(),
             resolver,
             answers: Answers::new(),
+            telemetry,
         };
         (c, table, status_rx)
     }
@@ -109,6 +113,13 @@ impl Controller {
                     Change::Reload => self.reload(source),
                     other => self.mutate(source, if_match, other),
                 };
+                if let Some(t) = &self.telemetry {
+                    match &result {
+                        Ok(a) if a.changed => t.count_change("applied", &source.to_string()),
+                        Ok(_) => {}
+                        Err(_) => t.count_change("rejected", &source.to_string()),
+                    }
+                }
                 // The caller may have stopped waiting; nothing to undo.
                 let _ = reply.send(result);
             }
@@ -154,6 +165,9 @@ impl Controller {
             return;
         }
         let generation = self.rebuild();
+        if let Some(t) = &self.telemetry {
+            t.count_change("applied", "resolver");
+        }
         let mut ev = Event::new(generation, ChangeSource::Resolver, "resolve", "applied");
         ev.detail = Some(changed.join("; "));
         self.history.record(ev);
@@ -452,7 +466,8 @@ impl Controller {
         let generation = self.generation() + 1;
         let effective = resolve::expand(&self.config, &self.answers);
         self.registry.reconcile(&effective);
-        let table = RoutingTable::build(&effective, &self.registry, generation);
+        let mut table = RoutingTable::build(&effective, &self.registry, generation);
+        table.metrics = self.telemetry.as_ref().map(|t| t.index(&table));
         self.table.store(Arc::new(table));
         generation
     }

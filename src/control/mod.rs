@@ -196,17 +196,20 @@ impl ControlHandle {
 /// Builds the first table from `config` and starts the controller task on
 /// the current runtime. `path` and `text` are the file it came from, if any.
 pub fn spawn(config: Config, path: Option<PathBuf>, text: String) -> ControlHandle {
-    spawn_with(config, path, text, Arc::new(SystemResolver))
+    spawn_with(config, path, text, Arc::new(SystemResolver), None)
 }
 
-/// `spawn` with a resolver of the caller's choosing for DNS backends.
+/// `spawn` with a resolver of the caller's choosing for DNS backends and,
+/// with `telemetry`, metric handles in every table and changes counted.
 pub fn spawn_with(
     config: Config,
     path: Option<PathBuf>,
     text: String,
     resolver: Arc<dyn Resolve>,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 ) -> ControlHandle {
-    let (controller, table, status) = controller::Controller::new(config, path, text, resolver);
+    let (controller, table, status) =
+        controller::Controller::new(config, path, text, resolver, telemetry);
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(controller.run(rx));
     ControlHandle { tx, table, status }

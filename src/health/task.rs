@@ -48,7 +48,7 @@ pub(super) async fn run(spec: ProbeSpec, first: Option<FirstRound>) {
     let mut streak = 0;
     loop {
         let started = Instant::now();
-        let result = probe::probe(backend.addr, &health).await;
+        let result = probe::probe_with(backend.addr, backend.tls.as_deref(), &health).await;
         streak = apply(&backend, streak, result, thresholds, slow_start);
         drop(first.take());
         tokio::time::sleep_until(started + jittered(health.interval)).await;

@@ -10,6 +10,42 @@ use hyper::body::Incoming;
 
 use super::upstream::PooledConn;
 use crate::table::InFlight;
+use crate::telemetry::access::{AccessSink, Entry};
+
+/// An access-log entry waiting for the end of its response body.
+#[derive(Debug)]
+pub struct Pending {
+    pub entry: Entry,
+    pub sink: std::sync::Arc<AccessSink>,
+    pub started: tokio::time::Instant,
+    pub bytes_out: u64,
+}
+
+impl Pending {
+    /// Completes the entry (`extra` body bytes) and hands it to the writer.
+    fn write(self, extra: u64) {
+        let Pending {
+            mut entry,
+            sink,
+            started,
+            bytes_out,
+        } = self;
+        entry.bytes_out = bytes_out + extra;
+        entry.total_secs = started.elapsed().as_secs_f64();
+        sink.send(entry);
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // The client went away before the end: log what was sent.
+        if let ProxyBody::Upstream { log, .. } = self {
+            if let Some(l) = log.take() {
+                l.write(0);
+            }
+        }
+    }
+}
 
 /// A request body on its way to a backend.
 #[derive(Debug)]
@@ -63,6 +99,8 @@ pub enum ProxyBody {
         body: Incoming,
         conn: Option<PooledConn>,
         inflight: Option<InFlight>,
+        /// The access-log entry, written when the body ends (or is dropped).
+        log: Option<Box<Pending>>,
     },
     /// A body the proxy generated (errors, demo answers).
     Full(Option<Bytes>),
@@ -82,6 +120,7 @@ impl ProxyBody {
             body,
             conn: Some(conn),
             inflight: Some(inflight),
+            log: None,
         };
         // Bodiless answers (HEAD, 204, 304) may never be polled: release now.
         if this.is_end_stream() {
@@ -90,7 +129,23 @@ impl ProxyBody {
         this
     }
 
+    /// Attaches an access-log entry; a body already at its end logs now.
+    pub(crate) fn log_when_done(&mut self, pending: Pending) {
+        match self {
+            ProxyBody::Upstream {
+                conn: Some(_), log, ..
+            } => *log = Some(Box::new(pending)),
+            ProxyBody::Upstream { .. } => pending.write(0),
+            ProxyBody::Full(b) => pending.write(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+
     fn finish(&mut self) {
+        if let ProxyBody::Upstream { log, .. } = self {
+            if let Some(l) = log.take() {
+                l.write(0);
+            }
+        }
         if let ProxyBody::Upstream { conn, inflight, .. } = self {
             // A draining backend's connections close rather than idle.
             let reuse = inflight.as_ref().is_none_or(|i| !i.backend().is_draining());
@@ -114,6 +169,14 @@ impl Body for ProxyBody {
         match this {
             ProxyBody::Upstream { body, .. } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
+                if let (Poll::Ready(Some(Ok(f))), ProxyBody::Upstream { log: Some(l), .. }) =
+                    (&polled, &mut *this)
+                {
+                    l.bytes_out += f.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                let ProxyBody::Upstream { body, .. } = &mut *this else {
+                    return polled;
+                };
                 match &polled {
                     // hyper stops polling once `is_end_stream` turns true
                     // (a Content-Length body's last frame), so the end is

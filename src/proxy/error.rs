@@ -68,6 +68,7 @@ impl ProxyError {
                 UpstreamError::ConnectTimeout { .. } => {
                     (StatusCode::BAD_GATEWAY, "upstream-connect-timeout")
                 }
+                UpstreamError::Tls { .. } => (StatusCode::BAD_GATEWAY, "upstream-tls"),
                 UpstreamError::Reset { .. } => (StatusCode::BAD_GATEWAY, "upstream-reset"),
                 UpstreamError::ClientBody { .. } => (StatusCode::BAD_REQUEST, "client-body"),
             },

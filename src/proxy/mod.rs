@@ -24,6 +24,9 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 pub use body::{ProxyBody, UpBody};
+
+use crate::telemetry::access::{AccessSink, Entry};
+use body::Pending;
 pub use error::{error_response, ProxyError, Source};
 
 use crate::table::{clock, Route, RoutingTable, Unservable};
@@ -32,6 +35,16 @@ use headers::*;
 /// Requests whose force header named no known pool (they were routed by
 /// the split instead).
 pub static FORCE_UNKNOWN: AtomicU64 = AtomicU64::new(0);
+
+/// What the data plane decided for a request, for counting it.
+#[derive(Debug, Default)]
+struct Observed {
+    generation: Option<u64>,
+    place: crate::telemetry::Place,
+    /// The backend that answered (or was tried first).
+    backend: Option<u64>,
+    retries: u32,
+}
 
 /// One client connection, as the data plane needs to know it.
 #[derive(Debug, Clone)]
@@ -59,6 +72,8 @@ impl ConnInfo {
 #[derive(Clone)]
 pub struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
+    /// This worker's access-log sender (`None`: access log off).
+    access: Option<Arc<AccessSink>>,
     /// Upgraded connections (WebSocket tunnels) run as their own tasks; the
     /// worker waits for them on shutdown.
     tunnels: TaskTracker,
@@ -66,7 +81,17 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(table: Arc<ArcSwap<RoutingTable>>, tunnels: TaskTracker) -> Self {
-        Self { table, tunnels }
+        Self {
+            table,
+            tunnels,
+            access: None,
+        }
+    }
+
+    /// Writes an access-log line for every request through `sink`.
+    pub fn with_access_log(mut self, sink: Option<AccessSink>) -> Self {
+        self.access = sink.map(Arc::new);
+        self
     }
 
     pub async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
@@ -78,7 +103,32 @@ impl Proxy {
                 id
             }
         };
-        match self.forward(req, conn).await {
+        let t0 = Instant::now();
+        let mut seen = Observed::default();
+        let log = self.access.as_ref().map(|_| Entry {
+            time: std::time::SystemTime::now(),
+            request_id: request_id.clone(),
+            client: conn.peer,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            referer: req.headers().get(header::REFERER).cloned(),
+            route: None,
+            pool: None,
+            backend: None,
+            status: 0,
+            upstream_secs: 0.0,
+            total_secs: 0.0,
+            bytes_in: req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0),
+            bytes_out: 0,
+            retries: 0,
+        });
+        let resp = match self.forward(req, conn, &mut seen).await {
             Ok(resp) => resp,
             Err(e) => {
                 let (status, _) = e.status();
@@ -89,13 +139,58 @@ impl Proxy {
                 }
                 error_response(&e, Some(&request_id))
             }
+        };
+        let mut resp = resp;
+        self.count(&seen, resp.status().as_u16(), t0);
+        if let (Some(mut entry), Some(sink)) = (log, &self.access) {
+            entry.status = resp.status().as_u16();
+            entry.upstream_secs = t0.elapsed().as_secs_f64();
+            entry.retries = seen.retries;
+            let table = self.table.load();
+            if seen.generation == Some(table.generation) {
+                let route = seen.place.route.and_then(|r| table.routes().get(r));
+                let pool = seen.place.pool.and_then(|p| table.pools().get(p));
+                entry.route = route.map(|r| r.name.clone());
+                entry.pool = pool.map(|p| p.name.clone());
+                entry.backend = pool
+                    .zip(seen.backend)
+                    .and_then(|(p, id)| p.backends.iter().find(|b| b.id == id))
+                    .map(|b| b.addr);
+            }
+            resp.body_mut().log_when_done(Pending {
+                entry,
+                sink: sink.clone(),
+                started: t0,
+                bytes_out: 0,
+            });
         }
+        resp
+    }
+
+    /// Counts the answer in the metrics of the table it was routed by.
+    /// A request that spanned a reload is not counted: its indices belong
+    /// to the old table (reloads are rare; the loss is a few requests).
+    fn count(&self, seen: &Observed, status: u16, t0: Instant) {
+        let table = self.table.load();
+        let Some(m) = &table.metrics else { return };
+        if seen.generation.is_some_and(|g| g != table.generation) {
+            return;
+        }
+        let mut place = seen.place;
+        if let (Some(p), Some(id)) = (place.pool, seen.backend) {
+            place.backend = table
+                .pools()
+                .get(p)
+                .and_then(|pool| pool.backends.iter().position(|b| b.id == id));
+        }
+        m.response(place, status, t0.elapsed().as_secs_f64(), seen.retries);
     }
 
     async fn forward(
         &self,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
+        seen: &mut Observed,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if req.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed);
@@ -109,6 +204,7 @@ impl Proxy {
         let now = Instant::now();
         let (inflight, pool_header, bucket, settings, plan) = {
             let table = self.table.load();
+            seen.generation = Some(table.generation);
             let host = parts
                 .headers
                 .get(header::HOST)
@@ -117,6 +213,7 @@ impl Proxy {
             let route = table
                 .route(host, parts.uri.path())
                 .ok_or(ProxyError::NoRoute)?;
+            seen.place.route = Some(route.index);
             let forced = route
                 .force_header
                 .as_ref()
@@ -130,6 +227,7 @@ impl Proxy {
                 });
             let (pool, backend, bucket) = match forced {
                 Some(pool) => {
+                    seen.place.pool = Some(pool.index);
                     let backend = pool.pick().ok_or_else(|| ProxyError::NoBackend {
                         pool: pool.name.clone(),
                     })?;
@@ -155,10 +253,17 @@ impl Proxy {
                         }
                         (key, _) => key,
                     };
-                    let pick = route.pick(key).map_err(|u| unservable(route, u))?;
+                    let pick = route.pick(key).map_err(|u| {
+                        if let Unservable::Pool(p) | Unservable::AllPools(p) = &u {
+                            seen.place.pool = Some(p.index);
+                        }
+                        unservable(route, u)
+                    })?;
                     (pick.pool, pick.backend, pick.bucket)
                 }
             };
+            seen.place.pool = Some(pool.index);
+            seen.backend = Some(backend.id);
             pool.shared.budget.record_request(clock::secs(now));
             let plan = retry::Plan {
                 retry: pool.retry,
@@ -185,8 +290,17 @@ impl Proxy {
         let (body, waited) = retry::keep_body(&parts.method, body, plan.retry.retries).await?;
         let started = if waited { Instant::now() } else { now };
         let req = Request::from_parts(parts, body);
-        let (resp, pooled, inflight) =
-            retry::send(&self.table, inflight, req, plan, &settings, started).await?;
+        let (resp, pooled, inflight) = retry::send(
+            &self.table,
+            inflight,
+            req,
+            plan,
+            &settings,
+            started,
+            &mut seen.retries,
+        )
+        .await?;
+        seen.backend = Some(inflight.backend().id);
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client) = client_upgrade {

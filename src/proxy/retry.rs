@@ -27,7 +27,7 @@ use super::body::UpBody;
 use super::error::ProxyError;
 use super::upstream::{self, is_idempotent, PooledConn, Replay, SendError, UpstreamError};
 use crate::config::{RetryConfig, MAX_RETRIES};
-use crate::table::{clock, InFlight, OutlierSettings, RoutingTable, Settings};
+use crate::table::{clock, InFlight, OutlierSettings, RoutingTable, Settings, UpstreamErrorKind};
 
 /// Largest request body read into memory so that an idempotent request can
 /// be replayed after a failure mid-way. Larger (or chunked) bodies stream.
@@ -98,6 +98,7 @@ pub(super) async fn send(
     plan: Plan,
     settings: &Settings,
     started: Instant,
+    retries: &mut u32,
 ) -> Result<(Response<Incoming>, PooledConn, InFlight), ProxyError> {
     let replay = (plan.retry.retries > 0).then(|| Replay::of(&req)).flatten();
     let deadline = started + settings.upstream_timeout;
@@ -135,10 +136,12 @@ pub(super) async fn send(
                 (ProxyError::Timeout(per_try), None)
             }
             Err(_) => {
+                backend.stats.count_error(UpstreamErrorKind::Timeout);
                 backend.report_failure(&plan.outlier, clock::now_ms());
                 return Err(ProxyError::Timeout(settings.upstream_timeout));
             }
         };
+        backend.stats.count_error(error_kind(&error));
         backend.report_failure(&plan.outlier, clock::now_ms());
         if tried.len > plan.retry.retries as usize || Instant::now() >= deadline {
             return Err(error);
@@ -159,6 +162,7 @@ pub(super) async fn send(
         tracing::debug!(pool = %backend.pool, from = %backend.addr, to = %next.backend().addr,
             error = %error, "retrying on another backend");
         tried.push(next.backend().id);
+        *retries += 1;
         inflight = next;
     }
 }
@@ -187,4 +191,12 @@ fn retry_target(
     }
     RETRIES.fetch_add(1, Ordering::Relaxed);
     Some(backend.start_request())
+}
+
+/// The `switchyard_upstream_errors_total` kind of a failed try.
+fn error_kind(e: &ProxyError) -> UpstreamErrorKind {
+    match e {
+        ProxyError::Upstream(u) => u.kind(),
+        _ => UpstreamErrorKind::Timeout,
+    }
 }

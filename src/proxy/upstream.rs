@@ -48,6 +48,14 @@ pub enum UpstreamError {
     },
     #[error("connect to {addr} timed out")]
     ConnectTimeout { addr: SocketAddr },
+    /// The TLS handshake failed or timed out (`source` says why: unknown
+    /// issuer, wrong name, not TLS, ...). Nothing was sent.
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     #[error("HTTP handshake with {addr} failed: {source}")]
     Handshake {
         addr: SocketAddr,
@@ -83,12 +91,24 @@ impl SendError {
 }
 
 impl UpstreamError {
+    /// The label this failure is counted under.
+    pub fn kind(&self) -> crate::table::UpstreamErrorKind {
+        use crate::table::UpstreamErrorKind as K;
+        match self {
+            UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => K::Connect,
+            UpstreamError::ConnectTimeout { .. } => K::ConnectTimeout,
+            UpstreamError::Tls { .. } => K::Tls,
+            UpstreamError::Reset { .. } | UpstreamError::ClientBody { .. } => K::Reset,
+        }
+    }
+
     /// Nothing reached the backend: safe to retry elsewhere.
     pub fn nothing_sent(&self) -> bool {
         matches!(
             self,
             UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Tls { .. }
                 | UpstreamError::Handshake { .. }
         )
     }
@@ -211,7 +231,7 @@ pub async fn send(
     loop {
         let (mut tx, reused_after) = match (!fresh_only).then(|| checkout(backend_id)).flatten() {
             Some(idle) => (idle.tx, Some(idle.since.elapsed())),
-            None => match connect(addr, settings.connect_timeout).await {
+            None => match connect(backend, settings.connect_timeout).await {
                 Ok(tx) => (tx, None),
                 Err(e) => return Err(SendError::new(e, Some(req))),
             },
@@ -274,11 +294,15 @@ fn classify(addr: SocketAddr, source: hyper::Error) -> UpstreamError {
     }
 }
 
+/// A new connection to `backend`: TCP, then TLS when its pool speaks it
+/// (both within `timeout`), then the HTTP/1.1 handshake.
 async fn connect(
-    addr: SocketAddr,
+    backend: &Backend,
     timeout: Duration,
 ) -> Result<SendRequest<UpBody>, UpstreamError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let addr = backend.addr;
+    let deadline = Instant::now() + timeout;
+    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(source)) => return Err(UpstreamError::Connect { addr, source }),
         Err(_) => return Err(UpstreamError::ConnectTimeout { addr }),
@@ -286,8 +310,24 @@ async fn connect(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(backend.addr = %addr, error = %e, "TCP_NODELAY failed");
     }
+    let Some(tls) = &backend.tls else {
+        return handshake(TokioIo::new(stream), addr).await;
+    };
+    match tls.connect(addr, stream, deadline).await {
+        Ok(stream) => handshake(TokioIo::new(stream), addr).await,
+        Err(source) => Err(UpstreamError::Tls { addr, source }),
+    }
+}
+
+/// The HTTP/1.1 client handshake over a plain or TLS stream (generic, so
+/// the plain path pays nothing for TLS); the connection is driven by a
+/// task of the worker.
+async fn handshake<I>(io: I, addr: SocketAddr) -> Result<SendRequest<UpBody>, UpstreamError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let (tx, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(io)
         .await
         .map_err(|source| UpstreamError::Handshake { addr, source })?;
     tokio::spawn(async move {

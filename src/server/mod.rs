@@ -8,8 +8,11 @@
 //! keep-alive connections are closed gracefully (HTTP/1 `Connection: close`,
 //! HTTP/2 GOAWAY) within `shutdown_grace`; whatever is left is then closed.
 
+mod https;
 pub mod listener;
 mod worker;
+
+pub use https::TlsListener;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -23,6 +26,8 @@ use crate::admin::{self, Admin};
 use crate::config::Config;
 use crate::control::{self, ControlHandle};
 use crate::health;
+use crate::telemetry::access::AccessLog;
+use crate::telemetry::Telemetry;
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +42,22 @@ pub enum StartError {
     Thread(#[source] std::io::Error),
     #[error("admin token: {0}")]
     Token(String),
+    #[error("cannot open the access log: {0}")]
+    AccessLog(#[source] std::io::Error),
+    #[error("{0}")]
+    Certificate(#[source] crate::tls::pem::CertError),
+    #[error("TLS configuration: {0}")]
+    Tls(#[source] rustls::Error),
+    #[error("{0}")]
+    TlsListener(&'static str),
 }
 
 /// Sockets bound by the caller.
 pub struct Listeners {
     pub proxy: TcpListener,
     pub admin: TcpListener,
+    /// The HTTPS listener, when `server.listen_tls` is set.
+    pub tls: Option<TlsListener>,
 }
 
 /// Where the configuration came from, for reloads.
@@ -56,11 +71,25 @@ pub struct Running {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub control: ControlHandle,
+    /// The HTTPS listener's address, when there is one.
+    pub tls_addr: Option<SocketAddr>,
+    certs: Option<Arc<crate::tls::CertStore>>,
     shutdown: CancellationToken,
     workers: Vec<oneshot::Receiver<()>>,
+    access: Option<Arc<AccessLog>>,
 }
 
 impl Running {
+    /// The access log, for reopening its file (SIGUSR1, after logrotate).
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.access.clone()
+    }
+
+    /// The HTTPS listener's certificates (SIGHUP reloads them).
+    pub fn certificates(&self) -> Option<Arc<crate::tls::CertStore>> {
+        self.certs.clone()
+    }
+
     /// Begins the graceful shutdown sequence.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
@@ -121,27 +150,77 @@ pub fn start_with_resolver(
         );
     }
     sockets.insert(0, listeners.proxy);
+    let tls = https::prepare(&config.server, listeners.tls, workers)?;
+    let tls_addr = tls.as_ref().map(|t| t.addr);
+    let certs = tls.as_ref().map(|t| t.certs.clone());
+    let (https, redirect) = match &tls {
+        Some(t) => (Some(t.https.clone()), t.redirect),
+        None => (None, None),
+    };
+    let mut tls_sockets = tls.map(|t| t.sockets).unwrap_or_default().into_iter();
 
     let server_cfg = config.server.clone();
     let (watch_mode, watch_interval) = (config.server.watch, config.server.watch_interval);
-    let control = control::spawn_with(config, source.path.clone(), source.text, resolver);
+    let telemetry = config.admin.metrics.then(Telemetry::new);
+    let metrics_open = config.admin.metrics_open;
+    let control = control::spawn_with(
+        config,
+        source.path.clone(),
+        source.text,
+        resolver,
+        telemetry.clone(),
+    );
+    if let Some(t) = telemetry.clone() {
+        // Histogram samples are aggregated here, off the request path.
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => t.upkeep(),
+                }
+            }
+        });
+    }
     // Probes start now (the first round gates /ready) and follow reloads.
     let health = health::spawn(control.table().clone(), shutdown.clone());
     let connections = Arc::new(AtomicUsize::new(0));
+    let access = match &server_cfg.access_log {
+        None => None,
+        Some(dest) => {
+            let dropped = telemetry
+                .as_ref()
+                .map_or_else(Default::default, |t| t.access_log_dropped.clone());
+            let log = AccessLog::with_queue(
+                dest,
+                server_cfg.access_log_format,
+                dropped,
+                server_cfg.access_log_buffer,
+            )
+            .map_err(StartError::AccessLog)?;
+            Some(Arc::new(log))
+        }
+    };
     let ctx = worker::WorkerCtx {
+        access: access.clone(),
         table: control.table().clone(),
         server: server_cfg,
         shutdown: shutdown.clone(),
         connections: connections.clone(),
+        https,
+        redirect,
     };
     let mut done = Vec::with_capacity(workers);
     for (i, socket) in sockets.into_iter().enumerate() {
         let (tx, rx) = oneshot::channel::<()>();
         let ctx = ctx.clone();
+        let tls_socket = tls_sockets.next();
         std::thread::Builder::new()
             .name(format!("switchyard-w{i}"))
             .spawn(move || {
-                worker::run(i, socket, ctx);
+                worker::run(i, socket, tls_socket, ctx);
                 drop(tx);
             })
             .map_err(StartError::Thread)?;
@@ -154,6 +233,9 @@ pub fn start_with_resolver(
         shutdown: shutdown.clone(),
         connections,
         health,
+        telemetry,
+        metrics_open,
+        tls: certs.clone(),
     });
     tokio::spawn(admin::serve(listeners.admin, admin));
     if let Some(path) = source.path {
@@ -165,13 +247,19 @@ pub fn start_with_resolver(
             shutdown.clone(),
         );
     }
-    tracing::info!(proxy.addr = %proxy_addr, admin.addr = %admin_addr, workers, "switchyard listening");
+    if let Some(c) = &certs {
+        crate::tls::watch_certs(c.clone(), watch_mode, watch_interval, shutdown.clone());
+    }
+    tracing::info!(proxy.addr = %proxy_addr, admin.addr = %admin_addr, tls.addr = ?tls_addr, workers, "switchyard listening");
     Ok(Running {
         proxy_addr,
         admin_addr,
         control,
+        tls_addr,
+        certs,
         shutdown,
         workers: done,
+        access,
     })
 }
 

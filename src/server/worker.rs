@@ -1,7 +1,8 @@
 //! A worker: one OS thread running one current-thread tokio runtime that
 //! accepts on its own socket and serves its connections to completion. Like
 //! nginx workers, nothing per-request crosses threads; shared state is the
-//! routing table (`ArcSwap`) and backend atomics.
+//! routing table (`ArcSwap`) and backend atomics. A worker with an HTTPS
+//! listener accepts on its own TLS socket too (`https`).
 
 use std::net::TcpListener as StdListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::https;
 use crate::config::ServerConfig;
 use crate::proxy::{upstream, ConnInfo, Proxy};
 
@@ -27,10 +29,16 @@ pub(crate) struct WorkerCtx {
     pub shutdown: CancellationToken,
     /// Open client connections across all workers.
     pub connections: Arc<AtomicUsize>,
+    /// The access log, when on.
+    pub access: Option<Arc<crate::telemetry::access::AccessLog>>,
+    /// HTTPS: the acceptor and HSTS, when `listen_tls` is set.
+    pub https: Option<Arc<https::Https>>,
+    /// The plain listener redirects to https (`server.redirect_http`).
+    pub redirect: Option<https::Redirect>,
 }
 
 /// Runs a worker on the current thread until shutdown has completed.
-pub(crate) fn run(id: usize, listener: StdListener, ctx: WorkerCtx) {
+pub(crate) fn run(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: WorkerCtx) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,13 +50,16 @@ pub(crate) fn run(id: usize, listener: StdListener, ctx: WorkerCtx) {
             return;
         }
     };
-    rt.block_on(serve(id, listener, ctx));
+    rt.block_on(serve(id, listener, tls, ctx));
 }
 
-async fn serve(id: usize, listener: StdListener, ctx: WorkerCtx) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
+async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: WorkerCtx) {
+    let (listener, tls) = match (
+        TcpListener::from_std(listener),
+        tls.map(TcpListener::from_std).transpose(),
+    ) {
+        (Ok(l), Ok(t)) => (l, t),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!(worker = id, error = %e, "cannot register listener");
             ctx.shutdown.cancel();
             return;
@@ -56,8 +67,11 @@ async fn serve(id: usize, listener: StdListener, ctx: WorkerCtx) {
     };
     let graceful = GracefulShutdown::new();
     let tunnels = TaskTracker::new();
-    let proxy = Proxy::new(ctx.table.clone(), tunnels.clone());
-    let builder = http_builder(&ctx.server);
+    let proxy = Proxy::new(ctx.table.clone(), tunnels.clone())
+        .with_access_log(ctx.access.as_ref().map(|a| a.sink()));
+    // Shared with the TLS connection tasks, which serve after their handshake.
+    let builder = Arc::new(http_builder(&ctx.server));
+    let redirect = ctx.redirect;
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -85,7 +99,12 @@ async fn serve(id: usize, listener: StdListener, ctx: WorkerCtx) {
                     let info = info.clone();
                     // Boxed: the request future is several KB, and hyper keeps
                     // room for it inline in every connection's task, idle or not.
-                    Box::pin(async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await) })
+                    Box::pin(async move {
+                        if let Some(resp) = redirect.as_ref().and_then(|r| https::redirect(r, &req)) {
+                            return Ok(resp);
+                        }
+                        Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await)
+                    })
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
@@ -98,12 +117,34 @@ async fn serve(id: usize, listener: StdListener, ctx: WorkerCtx) {
                     connections.fetch_sub(1, Ordering::Relaxed);
                 });
             }
+            accepted = https::accept(tls.as_ref()) => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(worker = id, error = %e, "TLS accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Some(h) = &ctx.https {
+                    let conn = https::Conn {
+                        https: h.clone(),
+                        proxy: proxy.clone(),
+                        builder: builder.clone(),
+                        watcher: graceful.watcher(),
+                        connections: ctx.connections.clone(),
+                        shutdown: ctx.shutdown.clone(),
+                    };
+                    https::spawn(conn, stream, peer);
+                }
+            }
             _ = sweep.tick() => upstream::sweep_idle(),
         }
     }
 
-    // Stop accepting: closing the socket refuses new connections at once.
+    // Stop accepting: closing the sockets refuses new connections at once.
     drop(listener);
+    drop(tls);
     let grace = ctx.server.shutdown_grace;
     let deadline = tokio::time::Instant::now() + grace;
     tracing::debug!(worker = id, "draining connections");

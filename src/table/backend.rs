@@ -74,6 +74,68 @@ pub struct Backend {
     pub(super) ramp: AtomicU16,
     /// When the current slow start began, in `clock::ms`.
     pub(super) ramp_since: AtomicU64,
+    /// Counters exported as Prometheus metrics at scrape time.
+    pub stats: BackendStats,
+    /// TLS to this backend (its pool's client configuration); `None`:
+    /// plain HTTP. Part of the backend's identity: the registry replaces a
+    /// backend whose pool's TLS settings changed.
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
+}
+
+/// Why a try on a backend failed, for `switchyard_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect = 0,
+    ConnectTimeout = 1,
+    Timeout = 2,
+    Reset = 3,
+    Tls = 4,
+}
+
+impl UpstreamErrorKind {
+    pub const ALL: [UpstreamErrorKind; 5] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::ConnectTimeout,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Reset,
+        UpstreamErrorKind::Tls,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::ConnectTimeout => "connect_timeout",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Tls => "tls",
+        }
+    }
+}
+
+/// Per-backend counters; relaxed atomics (statistics only), read when
+/// `/metrics` is scraped, so the hot path pays one add per event.
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    ejections: AtomicU64,
+    upstream_errors: [AtomicU64; 5],
+}
+
+impl BackendStats {
+    pub fn count_ejection(&self) {
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+
+    pub fn count_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn errors(&self, kind: UpstreamErrorKind) -> u64 {
+        self.upstream_errors[kind as usize].load(Ordering::Relaxed)
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -100,6 +162,8 @@ impl Backend {
             returned_at: AtomicU64::new(0),
             ramp: AtomicU16::new(RAMP_FULL),
             ramp_since: AtomicU64::new(0),
+            stats: BackendStats::default(),
+            tls: None,
         }
     }
 
@@ -276,10 +340,28 @@ impl Registry {
                 .pools
                 .remove(&name)
                 .unwrap_or_else(|| Arc::new(PoolShared::new(name.clone())));
+            // One client configuration per TLS pool and load (it warns when
+            // verification is off), shared by the pool's new backends.
+            let tls = pool
+                .tls
+                .as_ref()
+                .map(|t| Arc::new(crate::tls::UpstreamTls::new(&pool.name, t)));
             for b in &pool.backends {
                 let key = (name.clone(), b.addr);
-                let backend = self.backends.remove(&key).unwrap_or_else(|| {
-                    let backend = Backend::in_pool(shared.clone(), b.addr, admit_unknown);
+                let kept = self.backends.remove(&key).and_then(|old| {
+                    if old.tls.as_ref().map(|t| &t.config) == pool.tls.as_ref() {
+                        return Some(old);
+                    }
+                    // New transport, new backend: its pooled connections
+                    // go, and it is probed again before taking traffic.
+                    tracing::info!(pool = %old.pool, backend.addr = %old.addr,
+                        "backend TLS settings changed; replacing it (the old one drains)");
+                    old.set_draining(true);
+                    None
+                });
+                let backend = kept.unwrap_or_else(|| {
+                    let mut backend = Backend::in_pool(shared.clone(), b.addr, admit_unknown);
+                    backend.tls = tls.clone();
                     if !pool.health.enabled {
                         // Without active checks a backend counts as healthy.
                         backend.set_health(Health::Healthy);

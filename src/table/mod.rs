@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-pub use backend::{Backend, Health, InFlight, Registry, RAMP_FULL};
+pub use backend::{
+    Backend, BackendStats, Health, InFlight, Registry, UpstreamErrorKind, RAMP_FULL,
+};
 pub use outlier::{OutlierSettings, PoolShared};
 pub use pool::Pool;
 pub use probe_failure::ProbeFailure;
@@ -51,6 +53,8 @@ pub struct RoutingTable {
     suffix: Box<[(Box<str>, Candidates)]>,
     /// Routes without a host matcher, best first.
     any_host: Candidates,
+    /// Metric handles for this generation (`None`: metrics off).
+    pub metrics: Option<crate::telemetry::TableMetrics>,
 }
 
 impl RoutingTable {
@@ -60,10 +64,24 @@ impl RoutingTable {
         let pools: Box<[Arc<Pool>]> = config
             .pools
             .iter()
-            .map(|p| Arc::new(Pool::new(p, registry)))
+            .enumerate()
+            .map(|(i, p)| {
+                let mut pool = Pool::new(p, registry);
+                pool.index = i;
+                Arc::new(pool)
+            })
             .collect();
         let find = |name: &str| pools.iter().find(|p| &*p.name == name).cloned();
-        let routes: Box<[Route]> = config.routes.iter().map(|r| Route::new(r, find)).collect();
+        let routes: Box<[Route]> = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut route = Route::new(r, find);
+                route.index = i;
+                route
+            })
+            .collect();
 
         // Candidates in each host group: longest prefix first; the sort is
         // stable, so the route declared first wins a tie.
@@ -100,6 +118,7 @@ impl RoutingTable {
             any_host: ordered(any),
             routes,
             pools,
+            metrics: None,
         }
     }
 

@@ -133,6 +133,7 @@ impl Backend {
         // this ejection's end time, not the previous one's.
         self.state.fetch_or(EJECTED, Ordering::Release);
         self.failures.store(0, Ordering::Release);
+        self.stats.count_ejection();
         let length = Duration::from_millis(length);
         tracing::warn!(pool = %self.pool, backend.addr = %self.addr, failures,
             ejected_for = ?length, ejection = nth, "backend ejected after consecutive failures");

@@ -15,6 +15,8 @@ use crate::config::{Balance, HealthConfig, PoolConfig, RetryConfig};
 
 #[derive(Debug)]
 pub struct Pool {
+    /// Position in the table (indexes the table's metric handles).
+    pub index: usize,
     pub name: Arc<str>,
     /// `name` ready to send as `X-Switchyard-Pool`.
     pub header: HeaderValue,
@@ -45,6 +47,7 @@ impl Pool {
             .collect();
         let weights: Vec<u32> = cfg.backends.iter().map(|b| b.weight).collect();
         Pool {
+            index: 0,
             name: cfg.name.as_str().into(),
             header: super::header_value(&cfg.name),
             backends,

@@ -15,6 +15,8 @@ pub enum ProbeFailure {
     Connect,
     /// Connected, but the HTTP exchange failed (closed, malformed).
     Protocol,
+    /// The TLS handshake failed (certificate not trusted, wrong name, ...).
+    Tls,
 }
 
 impl ProbeFailure {
@@ -25,6 +27,7 @@ impl ProbeFailure {
             Some(ProbeFailure::Refused) => 2,
             Some(ProbeFailure::Connect) => 3,
             Some(ProbeFailure::Protocol) => 4,
+            Some(ProbeFailure::Tls) => 5,
             Some(ProbeFailure::Status(s)) => 1000 + u32::from(s),
         }
     }
@@ -36,6 +39,7 @@ impl ProbeFailure {
             2 => Some(ProbeFailure::Refused),
             3 => Some(ProbeFailure::Connect),
             4 => Some(ProbeFailure::Protocol),
+            5 => Some(ProbeFailure::Tls),
             v => u16::try_from(v - 1000).ok().map(ProbeFailure::Status),
         }
     }
@@ -49,6 +53,7 @@ impl std::fmt::Display for ProbeFailure {
             ProbeFailure::Refused => f.write_str("connection refused"),
             ProbeFailure::Connect => f.write_str("connect error"),
             ProbeFailure::Protocol => f.write_str("connection closed or malformed answer"),
+            ProbeFailure::Tls => f.write_str("TLS handshake failed"),
         }
     }
 }
@@ -65,6 +70,7 @@ mod tests {
             Some(ProbeFailure::Refused),
             Some(ProbeFailure::Connect),
             Some(ProbeFailure::Protocol),
+            Some(ProbeFailure::Tls),
             Some(ProbeFailure::Status(500)),
             Some(ProbeFailure::Status(404)),
         ] {

@@ -18,6 +18,8 @@ use crate::config::{RouteConfig, StickyConfig};
 /// A route: matchers, the weighted split and the sticky settings.
 #[derive(Debug)]
 pub struct Route {
+    /// Position in the table (indexes the table's metric handles).
+    pub index: usize,
     pub name: Arc<str>,
     pub path_prefix: Box<str>,
     /// Pools with weight > 0, in the order written.
@@ -102,6 +104,7 @@ impl Route {
             sticky::assign(&weights)
         });
         Route {
+            index: 0,
             name: r.name.as_str().into(),
             path_prefix: r.path_prefix.as_str().into(),
             split,

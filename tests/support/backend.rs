@@ -312,7 +312,7 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
     })
 }
 
-async fn handle(
+pub async fn handle(
     mut req: Request<Incoming>,
     name: String,
     stats: Arc<Stats>,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub struct TestProxy {
     pub running: Option<Running>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The HTTPS listener, when the config has `server.listen_tls`.
+    pub tls_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
     shutdown: CancellationToken,
@@ -73,6 +76,12 @@ impl TestProxy {
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let proxy = listener::bind("127.0.0.1:0".parse().unwrap()).expect("bind proxy");
         let admin = listener::bind_single("127.0.0.1:0".parse().unwrap()).expect("bind admin");
+        // Like `listen`, `listen_tls` is replaced by a port-0 loopback socket.
+        let tls = cfg.server.listen_tls.map(|_| {
+            let certs = cfg.tls.as_ref().expect("listen_tls comes with [tls]");
+            server::TlsListener::bind("127.0.0.1:0".parse().unwrap(), certs)
+                .unwrap_or_else(|e| panic!("TLS listener: {e}"))
+        });
         let shutdown = CancellationToken::new();
         let running = server::start_with_resolver(
             cfg,
@@ -80,7 +89,7 @@ impl TestProxy {
                 path: Some(path.clone()),
                 text: config.clone(),
             },
-            Listeners { proxy, admin },
+            Listeners { proxy, admin, tls },
             shutdown.clone(),
             resolver,
         )
@@ -88,6 +97,7 @@ impl TestProxy {
         TestProxy {
             addr: running.proxy_addr,
             admin: running.admin_addr,
+            tls_addr: running.tls_addr,
             running: Some(running),
             dir,
             path,

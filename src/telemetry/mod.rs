@@ -1,0 +1,304 @@
+//! Prometheus metrics through the `metrics` facade and
+//! `metrics-exporter-prometheus`, without a global recorder: each running
+//! switchyard owns one `Telemetry` (so tests in one process do not share
+//! counts).
+//!
+//! The hot path never looks a metric up: `TableMetrics` holds the handles of
+//! every (route, pool, backend, status class) and is built with each routing
+//! table; the registry hands a rebuilt table the same counters for the same
+//! labels, so counts continue across reloads. Gauges, and counters that
+//! live as atomics on backends, are set when `/metrics` is scraped. Series
+//! that nothing touches for `IDLE` (a backend that left and drained) are
+//! dropped from the output; live series are touched at every scrape.
+
+pub mod access;
+mod names;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use metrics_util::MetricKindMask;
+
+pub use names::*;
+
+use crate::table::{Health, RoutingTable, UpstreamErrorKind};
+
+/// Buckets of `switchyard_request_duration_seconds`: web APIs, 1 ms to 10 s.
+pub const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Untouched series are dropped after this long.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// Status classes, 1xx to 5xx.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn class(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// The metrics of one running switchyard.
+pub struct Telemetry {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Telemetry")
+    }
+}
+
+fn meta() -> Metadata<'static> {
+    Metadata::new("switchyard", Level::INFO, Some(module_path!()))
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Vec<Label> {
+    pairs
+        .iter()
+        .map(|(k, v)| Label::new(*k, (*v).to_owned()))
+        .collect()
+}
+
+impl Telemetry {
+    pub fn new() -> Arc<Self> {
+        let builder = PrometheusBuilder::new()
+            .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(IDLE));
+        let builder = match builder
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), &BUCKETS)
+        {
+            Ok(b) => b,
+            // Only an empty bucket list is refused; ours is constant.
+            Err(e) => unreachable!("constant histogram buckets refused: {e}"),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        Arc::new(Telemetry {
+            recorder,
+            handle,
+            access_log_dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels(pairs)), &meta())
+    }
+
+    pub fn gauge(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> Gauge {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels(pairs)), &meta())
+    }
+
+    fn histogram(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> Histogram {
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels(pairs)), &meta())
+    }
+
+    /// Counts a reload or API change by result and source.
+    pub fn count_change(&self, result: &str, source: &str) {
+        self.counter(CONFIG_RELOADS, &[("result", result), ("source", source)])
+            .increment(1);
+    }
+
+    /// Aggregates recorded histogram samples; call every few seconds.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// The handles for a new table generation.
+    pub fn index(&self, table: &RoutingTable) -> TableMetrics {
+        let routes = table
+            .routes()
+            .iter()
+            .map(|r| RouteMetrics {
+                no_pool: CLASSES.map(|code| {
+                    self.counter(
+                        REQUESTS,
+                        &[
+                            ("route", &r.name),
+                            ("pool", ""),
+                            ("backend", ""),
+                            ("code", code),
+                        ],
+                    )
+                }),
+                pools: table
+                    .pools()
+                    .iter()
+                    .map(|p| {
+                        let (route, pool) = (&*r.name, &*p.name);
+                        let by_class = |backend: &str| {
+                            CLASSES.map(|code| {
+                                self.counter(
+                                    REQUESTS,
+                                    &[
+                                        ("route", route),
+                                        ("pool", pool),
+                                        ("backend", backend),
+                                        ("code", code),
+                                    ],
+                                )
+                            })
+                        };
+                        RoutePoolMetrics {
+                            duration: self
+                                .histogram(REQUEST_DURATION, &[("route", route), ("pool", pool)]),
+                            retries: self.counter(RETRIES, &[("route", route), ("pool", pool)]),
+                            by_backend: p
+                                .backends
+                                .iter()
+                                .map(|b| by_class(&b.addr.to_string()))
+                                .collect(),
+                            no_backend: by_class(""),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let no_route = CLASSES.map(|code| {
+            self.counter(
+                REQUESTS,
+                &[("route", ""), ("pool", ""), ("backend", ""), ("code", code)],
+            )
+        });
+        TableMetrics { routes, no_route }
+    }
+
+    /// The Prometheus text for `/metrics`: sets the gauges from `table`,
+    /// copies backend counters, touches live series, renders.
+    pub fn render(
+        &self,
+        table: &RoutingTable,
+        connections: usize,
+        tls_failures: &[(&'static str, u64)],
+    ) -> String {
+        if let Some(m) = &table.metrics {
+            m.touch();
+        }
+        for pool in table.pools() {
+            for b in pool.backends.iter() {
+                let addr = b.addr.to_string();
+                let l = [("pool", &*pool.name), ("backend", addr.as_str())];
+                let up = b.health() == Health::Healthy
+                    || (b.health() == Health::Unknown && b.is_available());
+                self.gauge(BACKEND_HEALTHY, &l)
+                    .set(if up { 1.0 } else { 0.0 });
+                self.gauge(BACKEND_INFLIGHT, &l)
+                    .set(f64::from(b.in_flight()));
+                self.counter(EJECTIONS, &l).absolute(b.stats.ejections());
+                for kind in UpstreamErrorKind::ALL {
+                    let l = [
+                        ("pool", &*pool.name),
+                        ("backend", addr.as_str()),
+                        ("kind", kind.label()),
+                    ];
+                    self.counter(UPSTREAM_ERRORS, &l)
+                        .absolute(b.stats.errors(kind));
+                }
+            }
+        }
+        for r in table.routes() {
+            for pool in table.pools() {
+                let w = r
+                    .split()
+                    .find(|(p, _)| p.name == pool.name)
+                    .map_or(0, |(_, w)| w);
+                self.gauge(ROUTE_WEIGHT, &[("route", &r.name), ("pool", &pool.name)])
+                    .set(f64::from(w));
+            }
+        }
+        self.gauge(CONFIG_GENERATION, &[])
+            .set(table.generation as f64);
+        self.gauge(CONNECTIONS_ACTIVE, &[]).set(connections as f64);
+        self.gauge(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1.0);
+        self.counter(ACCESS_LOG_DROPPED, &[])
+            .absolute(self.access_log_dropped.load(Ordering::Relaxed));
+        for (reason, n) in tls_failures {
+            self.counter(TLS_HANDSHAKE_FAILURES, &[("reason", reason)])
+                .absolute(*n);
+        }
+        self.handle.render()
+    }
+}
+
+/// Metric handles of one table generation, by route index, then pool index
+/// (the table's order), then backend index (the pool's order).
+#[derive(Debug)]
+pub struct TableMetrics {
+    routes: Box<[RouteMetrics]>,
+    no_route: [Counter; 5],
+}
+
+#[derive(Debug)]
+struct RouteMetrics {
+    pools: Box<[RoutePoolMetrics]>,
+    /// Answers for which no pool was chosen (a route without weight).
+    no_pool: [Counter; 5],
+}
+
+#[derive(Debug)]
+struct RoutePoolMetrics {
+    duration: Histogram,
+    retries: Counter,
+    by_backend: Box<[[Counter; 5]]>,
+    /// Answers the proxy made itself before a backend was chosen.
+    no_backend: [Counter; 5],
+}
+
+/// Where a request went, for counting it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Place {
+    pub route: Option<usize>,
+    pub pool: Option<usize>,
+    pub backend: Option<usize>,
+}
+
+impl TableMetrics {
+    /// Counts one answer; `secs` is the time to the response headers.
+    #[inline]
+    pub fn response(&self, place: Place, status: u16, secs: f64, retries: u32) {
+        let Some(route) = place.route.and_then(|r| self.routes.get(r)) else {
+            self.no_route[class(status)].increment(1);
+            return;
+        };
+        let Some(m) = place.pool.and_then(|p| route.pools.get(p)) else {
+            route.no_pool[class(status)].increment(1);
+            return;
+        };
+        let counters = place
+            .backend
+            .and_then(|b| m.by_backend.get(b))
+            .unwrap_or(&m.no_backend);
+        counters[class(status)].increment(1);
+        m.duration.record(secs);
+        if retries > 0 {
+            m.retries.increment(u64::from(retries));
+        }
+    }
+
+    /// Keeps every live series from expiring (see the module docs).
+    fn touch(&self) {
+        for c in &self.no_route {
+            c.increment(0);
+        }
+        for c in self.routes.iter().flat_map(|r| r.no_pool.iter()) {
+            c.increment(0);
+        }
+        for m in self.routes.iter().flat_map(|r| r.pools.iter()) {
+            m.retries.increment(0);
+            for c in m.by_backend.iter().flatten().chain(m.no_backend.iter()) {
+                c.increment(0);
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Metric names, in one place (labels are bounded: route, pool and backend
+//! come from the configuration, never from requests).
+
+pub const REQUESTS: &str = "switchyard_requests_total";
+pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
+pub const UPSTREAM_ERRORS: &str = "switchyard_upstream_errors_total";
+pub const RETRIES: &str = "switchyard_retries_total";
+pub const EJECTIONS: &str = "switchyard_ejections_total";
+pub const BACKEND_HEALTHY: &str = "switchyard_backend_healthy";
+pub const BACKEND_INFLIGHT: &str = "switchyard_backend_inflight";
+pub const ROUTE_WEIGHT: &str = "switchyard_route_weight";
+pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
+pub const CONFIG_RELOADS: &str = "switchyard_config_reloads_total";
+pub const CONNECTIONS_ACTIVE: &str = "switchyard_connections_active";
+pub const BUILD_INFO: &str = "switchyard_build_info";
+pub const ACCESS_LOG_DROPPED: &str = "switchyard_access_log_dropped_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
