@@ -1,19 +1,13 @@
-//! TLS end to end over real loopback sockets, with certificates made in
-//! the test (rcgen): handshakes over TLS 1.3 and 1.2, SNI, ALPN h2,
-//! certificate hot reload (and a broken file keeping the old one), the
-//! redirect to https, HSTS, and HTTPS backends (private CA, wrong CA, wrong
-//! name, verification off).
+//! TLS end to end over loopback, certificates made by rcgen: TLS 1.3 and
+//! 1.2, SNI, ALPN h2, certificate hot reload (a broken file keeps the old),
+//! redirect, HSTS, HTTPS backends (private CA, wrong CA or name, no verify).
 
 mod support;
 
-use std::time::Duration;
-
-use rustls::ProtocolVersion;
-use support::tls::{self as t, backend_pool, routes, setup, start, status, tls_config};
+use rustls::{HandshakeKind, ProtocolVersion};
+use support::tls::{self as t, backend_pool, routes, setup, start, status, tls_config, WAIT};
 use support::tls::{TestCa, TlsBackend};
 use support::{client, eventually, get, TestBackend};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn tls13_and_tls12_serve_requests_with_forwarded_proto_https() {
@@ -26,7 +20,7 @@ async fn tls13_and_tls12_serve_requests_with_forwarded_proto_https() {
         (&rustls::version::TLS12, ProtocolVersion::TLSv1_2),
     ] {
         let cfg = t::client_config(&ca, &[version], &[b"http/1.1"]);
-        let tls = t::connect(addr, "default.test", cfg)
+        let tls = t::connect(addr, "default.test", cfg.clone())
             .await
             .expect("handshake");
         assert_eq!(tls.get_ref().1.protocol_version(), Some(expect));
@@ -37,6 +31,12 @@ async fn tls13_and_tls12_serve_requests_with_forwarded_proto_https() {
         assert_eq!(
             h.get("x-forwarded-proto").map(|v| v.to_str().unwrap()),
             Some("https")
+        );
+        // The ticket from that connection resumes the next one.
+        let again = t::connect(addr, "default.test", cfg).await.expect("resume");
+        assert_eq!(
+            again.get_ref().1.handshake_kind(),
+            Some(HandshakeKind::Resumed)
         );
     }
     // The plain listener still says http.
@@ -256,18 +256,13 @@ async fn plain_http_to_the_tls_port_is_counted_as_not_tls() {
             .map_or(0, |(_, n)| n)
     };
     let before = count();
-    let url = format!("http://{}/", p.tls_addr.expect("TLS"));
-    let res = client()
-        .request(
-            http::Request::get(url)
-                .body(http_body_util::Full::new(bytes::Bytes::new()))
-                .unwrap(),
-        )
-        .await;
-    assert!(
-        res.is_err(),
-        "plain HTTP gets no HTTP answer from the TLS port"
-    );
+    let mut plain = tokio::net::TcpStream::connect(p.tls_addr.expect("TLS"))
+        .await
+        .expect("connect");
+    let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut plain, get)
+        .await
+        .expect("write");
     eventually(WAIT, "the failure is counted", || async {
         count() > before
     })
@@ -380,7 +375,24 @@ async fn shutdown_closes_idle_tls_connections_and_pending_handshakes() {
     // A client that connects and never says hello.
     let _silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
     // The default grace is 30 s: neither connection may hold shutdown up.
-    tokio::time::timeout(Duration::from_secs(5), p.stop())
+    tokio::time::timeout(WAIT, p.stop())
         .await
         .expect("shutdown finished promptly");
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_a_pools_tls_settings_replaces_its_backends() {
+    let backend_ca = TestCa::new("backend CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    backend_ca.write(dir.path(), "backend-ca.pem");
+    let b = TlsBackend::start("b", &backend_ca.issue(&["backend.test"])).await;
+    let pool = |name: &str| {
+        let keys = format!("ca_file = \"backend-ca.pem\"\ntls_server_name = \"{name}\"");
+        backend_pool("p", &format!("https://{}", b.addr), &keys) + &routes(&["p"])
+    };
+    let p = start(dir, &pool("wrong.test")).await;
+    assert_eq!(get(&client(), &p.url("/p"), &[]).await.status, 502);
+    p.reload(&pool("backend.test")).await;
+    let a = get(&client(), &p.url("/p"), &[]).await;
+    assert_eq!(a.status, 200, "the new name is verified: {}", a.text());
 }

@@ -148,7 +148,36 @@ async fn route(
             })
             .await
         }
+        (&Method::GET, ["routes", route, "rollout"]) => {
+            let status = admin.rollouts.status(route).ok_or_else(|| {
+                ApiError::not_found(format!("no rollout of route {route:?} has run"))
+            })?;
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::to_value(status).unwrap_or_default(),
+            ))
+        }
+        (&Method::POST, ["routes", route, "rollout", action]) => {
+            use crate::rollout::Command as C;
+            let cmd = match *action {
+                "start" => None,
+                "pause" => Some(C::Pause),
+                "resume" => Some(C::Resume),
+                "promote" => Some(C::Promote),
+                "abort" => Some(C::Abort),
+                _ => return Err(ApiError::not_found(format!("no admin endpoint {path}"))),
+            };
+            let accepted = match cmd {
+                None => admin.rollouts.start(route).map(|_| ()),
+                Some(c) => admin.rollouts.command(route, c),
+            };
+            accepted.map_err(rollout_error)?;
+            let body = json!({"accepted": action, "rollout": admin.rollouts.status(route)});
+            Ok(json_response(StatusCode::ACCEPTED, &body))
+        }
         (_, ["status"] | ["history"] | ["reload"])
+        | (_, ["routes", _, "rollout"])
+        | (_, ["routes", _, "rollout", "start" | "pause" | "resume" | "promote" | "abort"])
         | (_, ["routes", _, "split" | "flip" | "rollback"])
         | (_, ["backends", _, _, "drain" | "undrain"]) => Err(ApiError(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -156,6 +185,17 @@ async fn route(
             format!("{method} is not allowed on {path}"),
         )),
         _ => Err(ApiError::not_found(format!("no admin endpoint {path}"))),
+    }
+}
+
+fn rollout_error(e: crate::rollout::RolloutError) -> ApiError {
+    use crate::rollout::RolloutError as E;
+    let detail = e.to_string();
+    match e {
+        E::NoRoute(_) => ApiError::not_found(detail),
+        E::NotConfigured(_) => ApiError::unprocessable(detail),
+        E::Running(_) => ApiError(StatusCode::CONFLICT, "rollout_running", detail),
+        E::NotRunning(_) => ApiError(StatusCode::CONFLICT, "no_rollout_running", detail),
     }
 }
 

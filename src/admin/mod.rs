@@ -40,6 +40,8 @@ pub struct Admin {
     pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     /// `/metrics` needs no token from loopback clients.
     pub metrics_open: bool,
+    /// The canary engine.
+    pub rollouts: Arc<crate::rollout::Rollouts>,
 }
 
 /// Serves the admin API until shutdown.
@@ -137,6 +139,7 @@ impl Admin {
                 &json!({"error": "not_found", "detail": "metrics are off ([admin] metrics = false)"}),
             );
         };
+        self.rollouts.touch_metrics();
         let table = self.control.table().load();
         let connections = self.connections.load(std::sync::atomic::Ordering::Relaxed);
         let mut r = Response::new(Full::new(Bytes::from(t.render(&table, connections, &[]))));

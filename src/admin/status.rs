@@ -57,5 +57,6 @@ pub fn status(admin: &Admin) -> serde_json::Value {
         // The HTTPS listener's certificates: what is served, and why a
         // changed file is not (null without an HTTPS listener).
         "tls": admin.tls.as_ref().map(|c| json!({"certificates": c.status()})),
+        "rollouts": admin.rollouts.all(),
     })
 }

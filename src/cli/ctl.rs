@@ -65,6 +65,41 @@ enum CtlCommand {
     },
     /// Re-read the configuration file now.
     Reload,
+    /// Drive the canary engine of a route with `[routes.rollout]`.
+    Rollout {
+        #[arg(value_enum)]
+        action: RolloutAction,
+        route: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RolloutAction {
+    /// Begin at the first step.
+    Start,
+    /// Stop judging; the weights stay.
+    Pause,
+    /// Judge again; the current step starts over.
+    Resume,
+    /// Skip ahead: 100% to the canary pool.
+    Promote,
+    /// Roll back: 100% to the stable pool.
+    Abort,
+    /// Phase, step, weights and the last judgement.
+    Status,
+}
+
+impl RolloutAction {
+    fn name(self) -> &'static str {
+        match self {
+            RolloutAction::Start => "start",
+            RolloutAction::Pause => "pause",
+            RolloutAction::Resume => "resume",
+            RolloutAction::Promote => "promote",
+            RolloutAction::Abort => "abort",
+            RolloutAction::Status => "status",
+        }
+    }
 }
 
 fn parse_weight(s: &str) -> Result<(String, u64), String> {
@@ -129,6 +164,15 @@ async fn run(ctl: Ctl) -> ExitCode {
             (Method::GET, format!("/api/v1/history?limit={limit}"), None)
         }
         CtlCommand::Reload => (Method::POST, "/api/v1/reload".to_owned(), None),
+        CtlCommand::Rollout {
+            action: RolloutAction::Status,
+            route,
+        } => (Method::GET, format!("/api/v1/routes/{route}/rollout"), None),
+        CtlCommand::Rollout { action, route } => (
+            Method::POST,
+            format!("/api/v1/routes/{route}/rollout/{}", action.name()),
+            None,
+        ),
     };
     let (status, answer) = match call(&ctl, method, &path, body).await {
         Ok(ok) => ok,
@@ -175,6 +219,16 @@ async fn run(ctl: Ctl) -> ExitCode {
             },
             answer["generation"]
         ),
+        CtlCommand::Rollout { action, route } => {
+            let r = match action {
+                RolloutAction::Status => &answer,
+                _ => &answer["rollout"],
+            };
+            if !matches!(action, RolloutAction::Status) {
+                println!("route {route}: rollout {} accepted", action.name());
+            }
+            print_rollout(r);
+        }
         CtlCommand::Split { route, .. }
         | CtlCommand::Flip { route, .. }
         | CtlCommand::Rollback { route } => {
@@ -247,6 +301,41 @@ fn split_text(split: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn print_rollout(r: &Value) {
+    if r.is_null() {
+        return;
+    }
+    let steps: Vec<String> = r["steps"]
+        .as_array()
+        .map(|a| a.iter().map(|v| format!("{v}%")).collect())
+        .unwrap_or_default();
+    println!(
+        "{}: step {} of {} [{}], {}% on {} ({} stable)",
+        r["phase"].as_str().unwrap_or("?"),
+        r["step"].as_u64().unwrap_or(0) + 1,
+        steps.len(),
+        steps.join(" "),
+        r["canary_weight"],
+        r["canary"].as_str().unwrap_or("?"),
+        r["stable"].as_str().unwrap_or("?"),
+    );
+    let last = &r["last"];
+    if !last.is_null() {
+        println!(
+            "last check: {} ({} canary requests, error rate {:.4}, p99 {})",
+            last["check"]["result"].as_str().unwrap_or("?"),
+            last["canary_requests"],
+            last["canary_error_rate"].as_f64().unwrap_or(0.0),
+            last["canary_p99_seconds"]
+                .as_f64()
+                .map_or_else(|| "-".to_owned(), |s| format!("{:.0} ms", s * 1000.0)),
+        );
+    }
+    if let Some(reason) = r["reason"].as_str() {
+        println!("reason: {reason}");
+    }
 }
 
 fn print_status(s: &Value) {

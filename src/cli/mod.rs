@@ -216,9 +216,10 @@ pub(crate) fn summary(cfg: &Config) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "pool  {:<12} {:?}  {}",
+            "pool  {:<12} {:?}{}  {}",
             p.name,
             p.balance,
+            if p.tls.is_some() { " tls" } else { "" },
             backends.join(", ")
         );
     }

@@ -37,11 +37,17 @@ pub(crate) enum Scheme {
 #[derive(Debug, Default)]
 pub(crate) struct Schemes {
     https: Option<Range<usize>>,
+    /// Without a scheme or `http://`.
     plain: Option<Range<usize>>,
+    /// `http://` (which `tls = true` contradicts).
+    http: Option<Range<usize>>,
 }
 
 impl Schemes {
     pub(crate) fn note(&mut self, scheme: Scheme, span: Range<usize>) {
+        if scheme == Scheme::Http {
+            self.http.get_or_insert(span.clone());
+        }
         let slot = match scheme {
             Scheme::Https => &mut self.https,
             Scheme::Http | Scheme::Bare => &mut self.plain,
@@ -153,13 +159,23 @@ impl Validator<'_> {
                 ),
             );
         }
-        if let (Some((false, span)), Some(_)) = (&tls_key, &schemes.https) {
-            self.error(
+        match (&tls_key, &schemes.https, &schemes.http) {
+            (Some((false, span)), Some(_), _) => self.error(
                 span.clone(),
                 format!("{key}.tls"),
                 "tls = false, but backends are written https://",
                 Some("remove tls = false, or write the backends without https://".into()),
-            );
+            ),
+            (Some((true, span)), _, Some(_)) => self.error(
+                span.clone(),
+                format!("{key}.tls"),
+                "tls = true, but backends are written http://",
+                Some(
+                    "write them https:// (then tls = true is not needed), or without a scheme"
+                        .into(),
+                ),
+            ),
+            _ => {}
         }
         let enabled = schemes.https.is_some() || tls_key.is_some_and(|(on, _)| on);
         let optional: [(&str, Option<Range<usize>>); 3] = [
@@ -236,7 +252,6 @@ impl Validator<'_> {
             }
             None => {
                 let mut hosts: Vec<&str> = names.iter().map(|n| n.host.as_str()).collect();
-                hosts.dedup();
                 hosts.sort_unstable();
                 hosts.dedup();
                 match hosts.as_slice() {
@@ -338,6 +353,8 @@ mod tests {
             e[0].contains("several DNS names (a.internal, b.internal)"),
             "{e:?}"
         );
+        let e = errors(&pool("\"http://10.0.0.1:1\"", "tls = true"));
+        assert!(e[0].contains("pools.p.tls: tls = true, but"), "{e:?}");
         let e = errors(&pool("\"https://10.0.0.1:1\"", "tls = false"));
         assert!(e[0].contains("pools.p.tls: tls = false, but"), "{e:?}");
         let e = errors(&pool("\"ftp://10.0.0.1:1\"", ""));

@@ -309,6 +309,42 @@ pub struct RouteConfig {
     /// When a pool of the split has no available backend, its share goes
     /// to the route's other pools (default true).
     pub failover: bool,
+    /// `[routes.rollout]`: the automated canary of this route.
+    pub rollout: Option<RolloutConfig>,
+}
+
+/// `[routes.rollout]`: how the canary engine walks a route's split from
+/// `stable` to `canary` and judges each step (see `rollout`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutConfig {
+    pub canary: String,
+    pub stable: String,
+    /// Percent on the canary pool at each step, rising, each 1..=100.
+    pub steps: Vec<u32>,
+    pub step_interval: std::time::Duration,
+    /// Canary requests a step needs before it can pass.
+    pub min_requests: u64,
+    pub max_error_rate: f64,
+    pub max_p99_latency: std::time::Duration,
+    /// Canary error rate minus stable's, over the same window.
+    pub max_error_rate_increase: Option<f64>,
+    /// Canary p99 divided by stable's, over the same window.
+    pub max_latency_ratio: Option<f64>,
+    /// Failed checks in a row before rolling back.
+    pub failure_threshold: u32,
+    /// How long past `step_interval` a step may wait for `min_requests`.
+    pub max_wait: std::time::Duration,
+    pub on_insufficient_traffic: InsufficientTraffic,
+}
+
+/// What happens when a step has not seen `min_requests` after `max_wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsufficientTraffic {
+    /// Roll back to 100 % stable.
+    Rollback,
+    /// Pause at the current step until an operator resumes, promotes or
+    /// aborts.
+    Hold,
 }
 
 /// A route's host matcher; names are stored lower-case, without a port.

@@ -179,6 +179,24 @@ pub struct RawRoute {
     pub sticky: Option<Spanned<RawSticky>>,
     pub force_header: Option<Spanned<String>>,
     pub failover: Option<bool>,
+    pub rollout: Option<Spanned<RawRollout>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollout {
+    pub canary: Option<Spanned<String>>,
+    pub stable: Option<Spanned<String>>,
+    pub steps: Option<Spanned<Vec<i64>>>,
+    pub step_interval: Option<Spanned<String>>,
+    pub min_requests: Option<Spanned<i64>>,
+    pub max_error_rate: Option<Spanned<f64>>,
+    pub max_p99_latency: Option<Spanned<String>>,
+    pub max_error_rate_increase: Option<Spanned<f64>>,
+    pub max_latency_ratio: Option<Spanned<f64>>,
+    pub failure_threshold: Option<Spanned<i64>>,
+    pub max_wait: Option<Spanned<String>>,
+    pub on_insufficient_traffic: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

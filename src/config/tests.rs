@@ -243,3 +243,51 @@ fn every_semantic_error_is_reported_at_once() {
     assert!(keys.contains(&"pools.blue.backends[0]"), "{keys:?}");
     assert!(keys.contains(&"routes[0].split.red"), "{keys:?}");
 }
+
+#[test]
+fn rollout_section_defaults_and_errors() {
+    let base = "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[pools.canary]\nbackends = [\"127.0.0.1:2\"]\n\
+        [[routes]]\nname = \"a\"\nsplit = { blue = 100, canary = 0 }\n[routes.rollout]\n";
+    let c = ok(&format!(
+        "{base}canary = \"canary\"\nstable = \"blue\"\nmax_error_rate = 0.05\n"
+    ));
+    let r = c.routes[0].rollout.as_ref().unwrap();
+    assert_eq!(r.steps, vec![5, 10, 25, 50, 100]);
+    assert_eq!(r.step_interval, std::time::Duration::from_secs(60));
+    assert_eq!(r.max_wait, std::time::Duration::from_secs(300));
+    assert_eq!((r.min_requests, r.failure_threshold), (100, 1));
+    assert_eq!(r.max_error_rate, 0.05);
+    assert_eq!(r.on_insufficient_traffic, InsufficientTraffic::Rollback);
+    assert!(ok(MINIMAL).routes[0].rollout.is_none());
+    for (body, expect) in [
+        (
+            "canary = \"blue\"\nstable = \"blue\"\n",
+            "must be different pools",
+        ),
+        (
+            "canary = \"green\"\nstable = \"blue\"\n",
+            "unknown pool \"green\"",
+        ),
+        (
+            "canary = \"canary\"\nstable = \"blue\"\nsteps = [50, 10]\n",
+            "rising percentages",
+        ),
+        (
+            "canary = \"canary\"\nstable = \"blue\"\nmax_error_rate = 1.5\n",
+            "between 0 and 1",
+        ),
+        (
+            "canary = \"canary\"\nstable = \"blue\"\non_insufficient_traffic = \"wait\"\n",
+            "\"rollback\" or \"hold\"",
+        ),
+        (
+            "canary = \"canary\"\nstable = \"blue\"\nmax_errors = 1\n",
+            "max_errors",
+        ),
+    ] {
+        let err = parse(&format!("{base}{body}"), Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expect), "{body}: {err}");
+    }
+}

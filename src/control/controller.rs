@@ -15,6 +15,7 @@ use super::persist;
 use super::resolve::{self, Answers, Resolve};
 use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
 use crate::config::{self, Config};
+use crate::rollout::window::StatsRegistry;
 use crate::table::{Registry, RoutingTable};
 use crate::telemetry::Telemetry;
 
@@ -39,6 +40,8 @@ pub(super) struct Controller {
     /// Last good answers for the DNS names of the configuration.
     answers: Answers,
     telemetry: Option<Arc<Telemetry>>,
+    /// The rollout engine's windows, kept across tables by name.
+    stats: StatsRegistry,
 }
 
 impl Controller {
@@ -57,6 +60,8 @@ impl Controller {
         registry.reconcile(&config);
         let mut first = RoutingTable::build(&config, &registry, 1);
         first.metrics = telemetry.as_ref().map(|t| t.index(&first));
+        let mut stats = StatsRegistry::default();
+        first.stats = stats.index(&first);
         let table = Arc::new(ArcSwap::from_pointee(first));
         let (status, status_rx) = watch::channel(ReloadStatus {
             generation: 1,
@@ -77,6 +82,7 @@ impl Controller {
             resolver,
             answers: Answers::new(),
             telemetry,
+            stats,
         };
         (c, table, status_rx)
     }
@@ -126,6 +132,7 @@ impl Controller {
             Command::History { limit, reply } => {
                 let _ = reply.send(self.history.newest(limit));
             }
+            Command::Record(event) => self.history.record(event),
         }
     }
 
@@ -468,6 +475,7 @@ impl Controller {
         self.registry.reconcile(&effective);
         let mut table = RoutingTable::build(&effective, &self.registry, generation);
         table.metrics = self.telemetry.as_ref().map(|t| t.index(&table));
+        table.stats = self.stats.index(&table);
         self.table.store(Arc::new(table));
         generation
     }

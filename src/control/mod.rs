@@ -133,6 +133,8 @@ enum Command {
         limit: usize,
         reply: Reply<Vec<Event>>,
     },
+    /// An event that changed no table (a rollout's judgement).
+    Record(Event),
 }
 
 /// A cheap, cloneable handle to the controller.
@@ -186,6 +188,14 @@ impl ControlHandle {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Adds an event to the history (the rollout engine's judgements);
+    /// its generation is set to the one in force.
+    pub async fn record(&self, mut event: Event) {
+        event.generation = self.table.load().generation;
+        // A stopped controller keeps no history anyway.
+        let _ = self.tx.send(Command::Record(event)).await;
     }
 
     pub fn status(&self) -> ReloadStatus {

@@ -172,10 +172,19 @@ impl Proxy {
     /// to the old table (reloads are rare; the loss is a few requests).
     fn count(&self, seen: &Observed, status: u16, t0: Instant) {
         let table = self.table.load();
-        let Some(m) = &table.metrics else { return };
         if seen.generation.is_some_and(|g| g != table.generation) {
             return;
         }
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(t0);
+        // The rollout engine's window of this route and pool.
+        if let (Some(r), Some(p)) = (seen.place.route, seen.place.pool) {
+            if let Some(w) = table.stats.get(r, p) {
+                let failed = crate::rollout::window::is_failure(status);
+                w.record(clock::secs(now), failed, elapsed);
+            }
+        }
+        let Some(m) = &table.metrics else { return };
         let mut place = seen.place;
         if let (Some(p), Some(id)) = (place.pool, seen.backend) {
             place.backend = table
@@ -183,7 +192,7 @@ impl Proxy {
                 .get(p)
                 .and_then(|pool| pool.backends.iter().position(|b| b.id == id));
         }
-        m.response(place, status, t0.elapsed().as_secs_f64(), seen.retries);
+        m.response(place, status, elapsed.as_secs_f64(), seen.retries);
     }
 
     async fn forward(

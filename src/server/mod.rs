@@ -227,7 +227,16 @@ pub fn start_with_resolver(
         done.push(rx);
     }
 
+    let rollouts = crate::rollout::Rollouts::new(
+        control.clone(),
+        telemetry.clone(),
+        source.path.as_deref(),
+        shutdown.clone(),
+    );
+    // A rollout in progress before a restart resumes at its step.
+    rollouts.resume_saved();
     let admin = Arc::new(Admin {
+        rollouts,
         control: control.clone(),
         token,
         shutdown: shutdown.clone(),

@@ -55,6 +55,11 @@ pub struct RoutingTable {
     any_host: Candidates,
     /// Metric handles for this generation (`None`: metrics off).
     pub metrics: Option<crate::telemetry::TableMetrics>,
+    /// The rollout engine's windows by route and pool index (set by the
+    /// controller; empty until then).
+    pub stats: crate::rollout::window::TableStats,
+    /// Each route's `[routes.rollout]`, by route index.
+    pub rollouts: Box<[Option<Arc<crate::config::RolloutConfig>>]>,
 }
 
 impl RoutingTable {
@@ -116,9 +121,15 @@ impl RoutingTable {
             exact: exact.into_iter().map(|(k, v)| (k, ordered(v))).collect(),
             suffix: suffix.into_iter().map(|(k, v)| (k, ordered(v))).collect(),
             any_host: ordered(any),
+            rollouts: config
+                .routes
+                .iter()
+                .map(|r| r.rollout.clone().map(Arc::new))
+                .collect(),
             routes,
             pools,
             metrics: None,
+            stats: Default::default(),
         }
     }
 

@@ -9,7 +9,9 @@
 //!   `probes`, not in `requests`, and not kept as the last headers);
 //! - anything else: JSON with the backend's name and the request headers.
 //!
-//! `set_traffic` makes every non-probe request fail (a status, or a reset
+//! `set_fail_percent(N)` answers 500 to N of every 100 non-probe requests
+//! (by the backend's request count). `set_traffic` makes every non-probe
+//! request fail (a status, or a reset
 //! before or after reading the body). `stop` kills the backend (listener
 //! and open connections), `restart` serves again on the same port.
 //!
@@ -116,6 +118,8 @@ pub struct Stats {
     probe: AtomicU32,
     /// `encode_traffic` of how other requests are answered.
     traffic: AtomicU32,
+    /// Percent of requests answered 500 (`set_fail_percent`).
+    fail_percent: AtomicU32,
 }
 
 pub struct TestBackend {
@@ -182,6 +186,11 @@ impl TestBackend {
 
     pub fn set_probe(&self, p: Probe) {
         self.stats.probe.store(encode_probe(p), Ordering::SeqCst);
+    }
+
+    /// Answers 500 to `pct` of every 100 requests, evenly spread.
+    pub fn set_fail_percent(&self, pct: u32) {
+        self.stats.fail_percent.store(pct, Ordering::SeqCst);
     }
 
     pub fn set_traffic(&self, t: Traffic) {
@@ -320,7 +329,7 @@ pub async fn handle(
     if req.uri().path() == "/health" {
         return Ok(probe(&stats).await);
     }
-    stats.requests.fetch_add(1, Ordering::SeqCst);
+    let n = stats.requests.fetch_add(1, Ordering::SeqCst) as u64;
     *stats.last_headers.lock().unwrap() = Some(req.headers().clone());
     stats.arrived.notify_waiters();
     match decode_traffic(stats.traffic.load(Ordering::SeqCst)) {
@@ -338,6 +347,14 @@ pub async fn handle(
             return Err("reset after the body".into());
         }
         Traffic::Hang => std::future::pending::<()>().await,
+    }
+    // Spread evenly: request n fails when the running quota of failures
+    // (n + 1) · pct / 100 steps up.
+    let pct = u64::from(stats.fail_percent.load(Ordering::SeqCst));
+    if (n + 1) * pct / 100 > n * pct / 100 {
+        let mut r = Response::new(full(format!("failing on purpose in {name}")));
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        return Ok(r);
     }
     let path = req.uri().path().to_owned();
     let resp = match path.as_str() {

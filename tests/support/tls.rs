@@ -290,6 +290,9 @@ impl Drop for TlsBackend {
 
 // Proxy set-ups shared by the TLS tests.
 
+/// How long a TLS test waits for a reload or a count.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Writes `config` beside the certificate files in `dir` and starts a proxy.
 pub async fn start(dir: tempfile::TempDir, config: &str) -> TestProxy {
     let path = dir.path().join("switchyard.toml");
