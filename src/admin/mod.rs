@@ -142,7 +142,11 @@ impl Admin {
         self.rollouts.touch_metrics();
         let table = self.control.table().load();
         let connections = self.connections.load(std::sync::atomic::Ordering::Relaxed);
-        let mut r = Response::new(Full::new(Bytes::from(t.render(&table, connections, &[]))));
+        let mut r = Response::new(Full::new(Bytes::from(t.render(
+            &table,
+            connections,
+            &crate::tls::handshake_failures(),
+        ))));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

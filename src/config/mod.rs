@@ -8,8 +8,10 @@ mod error;
 mod model;
 mod raw;
 mod resilience;
+mod rollout;
 mod tls;
 mod validate;
+mod values;
 
 use std::path::Path;
 
