@@ -20,3 +20,4 @@ pub mod server;
 pub mod table;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;
