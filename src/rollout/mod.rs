@@ -16,6 +16,9 @@ pub mod window;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+// A poisoned lock only says another thread panicked while holding it; the
+// rollout table is plain data that stays consistent, so it is used as is.
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -218,7 +221,7 @@ impl Rollouts {
 
     /// Sends an operator command to the running rollout of `route`.
     pub fn command(&self, route: &str, cmd: Command) -> Result<(), RolloutError> {
-        let entries = self.entries.lock().unwrap();
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = entries
             .get(route)
             .and_then(|e| e.tx.as_ref())
@@ -231,7 +234,7 @@ impl Rollouts {
     pub fn status(&self, route: &str) -> Option<Status> {
         self.entries
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(route)
             .map(|e| e.status.clone())
     }
@@ -241,7 +244,7 @@ impl Rollouts {
         let mut v: Vec<Status> = self
             .entries
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .map(|e| e.status.clone())
             .collect();
@@ -253,7 +256,12 @@ impl Rollouts {
     /// expire); called when `/metrics` is scraped.
     pub fn touch_metrics(&self) {
         let Some(t) = &self.telemetry else { return };
-        for e in self.entries.lock().unwrap().values() {
+        for e in self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
             let route = e.status.route.as_str();
             let step = if e.tx.is_some() {
                 e.status.step as f64 + 1.0
@@ -294,7 +302,7 @@ impl Rollouts {
         {
             // One lock for the check and the insertion: two concurrent
             // starts cannot both win.
-            let mut entries = self.entries.lock().unwrap();
+            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             if entries.get(&route).is_some_and(|e| e.tx.is_some()) {
                 return Err(RolloutError::Running(route));
             }
@@ -312,7 +320,7 @@ impl Rollouts {
 
     /// Writes the running rollouts to the state file.
     fn save(&self) {
-        let entries = self.entries.lock().unwrap();
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         self.save_locked(&entries);
     }
 
@@ -339,7 +347,7 @@ impl Rollouts {
     }
 
     fn update(&self, route: &str, f: impl FnOnce(&mut Entry)) {
-        let mut entries = self.entries.lock().unwrap();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = entries.get_mut(route) {
             f(e);
         }
