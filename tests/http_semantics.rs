@@ -311,3 +311,31 @@ async fn backend_closing_idle_connections_causes_no_errors() {
     }
     proxy.stop().await;
 }
+
+/// Upstream keep-alive really reuses connections: hyper stops polling a
+/// Content-Length body once it reports its end, and an earlier version then
+/// dropped (closed) the connection instead of returning it to the pool, so
+/// every request paid a new connect. Sequential requests on one worker must
+/// share one upstream connection; so must HEAD and 204 answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused() {
+    let b = TestBackend::start("b").await;
+    let cfg = config_for(&[("p", &[&b])], "split = { p = 1 }").replace(
+        "[pools.p]",
+        "[server]\nworkers = 1\n[health]\nenabled = false\n\n[pools.p]",
+    );
+    let proxy = TestProxy::start(&cfg).await;
+    let c = client();
+    for _ in 0..30 {
+        assert_eq!(get(&c, &proxy.url("/"), &[]).await.status, 200);
+        assert_eq!(get(&c, &proxy.url("/status/204"), &[]).await.status, 204);
+        assert_eq!(send(&c, "HEAD", &proxy.url("/"), &[], "").await.status, 200);
+    }
+    assert_eq!(b.requests(), 90);
+    assert_eq!(
+        b.accepted_connections(),
+        1,
+        "upstream connections were not reused"
+    );
+    proxy.stop().await;
+}

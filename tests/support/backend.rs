@@ -112,8 +112,9 @@ pub struct Stats {
     pub probes: AtomicUsize,
     pub probe_passes: AtomicUsize,
     pub probe_failures: AtomicUsize,
-    /// Connections open right now.
+    /// Connections open right now, and accepted in all.
     pub open: AtomicUsize,
+    pub accepted: AtomicUsize,
     /// `encode_probe` of how `/health` answers.
     probe: AtomicU32,
     /// `encode_traffic` of how other requests are answered.
@@ -216,6 +217,11 @@ impl TestBackend {
         self.stats.open.load(Ordering::SeqCst)
     }
 
+    /// Connections this backend accepted since it started.
+    pub fn accepted_connections(&self) -> usize {
+        self.stats.accepted.load(Ordering::SeqCst)
+    }
+
     pub fn requests(&self) -> usize {
         self.stats.requests.load(Ordering::SeqCst)
     }
@@ -272,6 +278,7 @@ async fn connection(
         }
     }
     s.open.fetch_add(1, Ordering::SeqCst);
+    s.accepted.fetch_add(1, Ordering::SeqCst);
     let _open = Open(s.clone());
     let s2 = s.clone();
     let svc = service_fn(move |req| handle(req, n.clone(), s2.clone()));
