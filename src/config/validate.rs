@@ -381,19 +381,13 @@ impl<'a> Validator<'a> {
                     }
                     Some((scheme, BackendAddr::Name(host, port))) => {
                         schemes.note(scheme, b.span());
-                        if !(1..=MAX_BACKEND_WEIGHT).contains(&weight) {
-                            self.error(
-                                b.span(),
-                                format!("{bkey}.weight"),
-                                format!("backend weight {weight} is out of range"),
-                                Some(format!("use 1 to {MAX_BACKEND_WEIGHT}")),
-                            );
+                        let Some(weight) = self.backend_weight(&bkey, b.span(), weight) else {
                             continue;
-                        }
+                        };
                         let named = NamedBackend {
                             host,
                             port,
-                            weight: weight as u32,
+                            weight,
                             drain,
                         };
                         if names.contains(&named) {
@@ -410,15 +404,9 @@ impl<'a> Validator<'a> {
                     }
                     None => continue,
                 };
-                if !(1..=MAX_BACKEND_WEIGHT).contains(&weight) {
-                    self.error(
-                        b.span(),
-                        format!("{bkey}.weight"),
-                        format!("backend weight {weight} is out of range"),
-                        Some(format!("use 1 to {MAX_BACKEND_WEIGHT}")),
-                    );
+                let Some(weight) = self.backend_weight(&bkey, b.span(), weight) else {
                     continue;
-                }
+                };
                 if !seen.insert(addr) {
                     self.error(
                         b.span(),
@@ -430,7 +418,7 @@ impl<'a> Validator<'a> {
                 }
                 backends.push(BackendConfig {
                     addr,
-                    weight: weight as u32,
+                    weight,
                     drain,
                 });
             }
@@ -478,6 +466,20 @@ impl<'a> Validator<'a> {
             });
         }
         out
+    }
+
+    /// A backend's weight, 1 to `MAX_BACKEND_WEIGHT`.
+    fn backend_weight(&mut self, bkey: &str, span: Range<usize>, weight: i64) -> Option<u32> {
+        if (1..=MAX_BACKEND_WEIGHT).contains(&weight) {
+            return Some(weight as u32);
+        }
+        self.error(
+            span,
+            format!("{bkey}.weight"),
+            format!("backend weight {weight} is out of range"),
+            Some(format!("use 1 to {MAX_BACKEND_WEIGHT}")),
+        );
+        None
     }
 
     fn routes(&mut self, raw: &[Spanned<RawRoute>], pools: &[PoolConfig]) -> Vec<RouteConfig> {
