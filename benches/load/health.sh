@@ -13,16 +13,11 @@ SWITCHYARD=${SWITCHYARD:-target/release/switchyard}
 DURATION=${DURATION:-10}
 REPEATS=${REPEATS:-3}
 BACKENDS=${BACKENDS:-100}
+CONNECTIONS=${CONNECTIONS:-50}
 for t in wrk nginx; do command -v "$t" >/dev/null || { echo "$t is missing (apt-get install wrk nginx-light)" >&2; exit 1; }; done
 [ -x "$SWITCHYARD" ] || cargo build --release
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
+# shellcheck source=benches/load/common.sh
+source benches/load/common.sh
 
 # Distinct free ports: held open together while they are chosen.
 mapfile -t PORTS < <(python3 -c '
@@ -54,32 +49,12 @@ config() { # variant listen admin
     "$2" "$3" "$health" "$list"
 }
 
-declare -A RPS CPU
 VARIANTS=(probes-1s probes-off)
 for r in $(seq "$REPEATS"); do
   for v in "${VARIANTS[@]}"; do
     P=$(port); A=$(port)
     config "$v" "$P" "$A" > "$TMP/$v.toml"
-    RUST_LOG=warn "$SWITCHYARD" run --config "$TMP/$v.toml" >/dev/null 2>&1 & pid=$!; PIDS+=($pid)
-    wait_port "$P"
-    wrk -t2 -c50 -d2s http://127.0.0.1:"$P"/ >/dev/null   # warm-up (and the first probe round)
-    t0=$(ticks "$pid")
-    out=$(wrk -t2 -c50 -d"${DURATION}s" http://127.0.0.1:"$P"/)
-    t1=$(ticks "$pid")
-    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    cpu=$(python3 -c "print(round(($t1-$t0)/$HZ*1e6/$reqs,1))")
-    RPS[$v]+="$rps "; CPU[$v]+="$cpu "
-    echo "round $r $v: $rps req/s, $cpu us/req, non-2xx ${non2xx:-0}" >&2
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    measure "$r" "$v" "$TMP/$v.toml" "$P"
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "| variant ($BACKENDS backends) | req/s median | CPU µs/req median | vs probes-off (req/s) |"
-echo "| --- | ---: | ---: | ---: |"
-base=$(echo "${RPS[probes-off]}" | median)
-for v in "${VARIANTS[@]}"; do
-  m=$(echo "${RPS[$v]}" | median); c=$(echo "${CPU[$v]}" | median)
-  echo "| $v | $m | $c | $(python3 -c "print(round($m/$base,3))") |"
-done
+report probes-off "${VARIANTS[@]}"
