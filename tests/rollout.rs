@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::release::{post, route_history, Load};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -37,37 +36,6 @@ stable = "blue"
 "#,
         blue.addr, canary.addr
     )
-}
-
-/// Requests from `loops` client loops until dropped.
-struct Traffic(Arc<AtomicBool>);
-
-impl Traffic {
-    fn start(url: String, loops: usize, pause: Duration) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        for _ in 0..loops {
-            let (url, stop, c) = (url.clone(), stop.clone(), client());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = c.get(url.parse().unwrap()).await;
-                    if !pause.is_zero() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-            });
-        }
-        Traffic(stop)
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-async fn post(proxy: &TestProxy, path: &str) -> Answer {
-    send(&client(), "POST", &proxy.admin_url(path), &[], "").await
 }
 
 async fn rollout(proxy: &TestProxy) -> Value {
@@ -101,25 +69,20 @@ fn weights(blue: u32, canary: u32) -> Vec<(String, u32)> {
 
 /// The route's history, oldest first, as (action, source, detail, new split).
 async fn history(proxy: &TestProxy) -> Vec<(String, String, String, Value)> {
-    let h = get(&client(), &proxy.admin_url("/api/v1/history"), &[])
+    let text = |e: &Value, k: &str| e[k].as_str().unwrap_or("").to_owned();
+    route_history(proxy, "r")
         .await
-        .json();
-    let mut v: Vec<_> = h["events"]
-        .as_array()
-        .unwrap()
         .iter()
-        .filter(|e| e["route"] == "r")
         .map(|e| {
+            let split = e["new_split"].clone();
             (
-                e["action"].as_str().unwrap_or("").to_owned(),
-                e["source"].as_str().unwrap_or("").to_owned(),
-                e["detail"].as_str().unwrap_or("").to_owned(),
-                e["new_split"].clone(),
+                text(e, "action"),
+                text(e, "source"),
+                text(e, "detail"),
+                split,
             )
         })
-        .collect();
-    v.reverse();
-    v
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +97,7 @@ async fn healthy_canary_walks_every_step_and_is_promoted() {
         "steps = [10, 50, 100]\nstep_interval = \"300ms\"\nmin_requests = 10\nmax_error_rate = 0.01\nmax_p99_latency = \"2s\"",
     ))
     .await;
-    let _traffic = Traffic::start(proxy.url("/"), 4, Duration::ZERO);
+    let _traffic = Load::start(proxy.url("/"), 4, Duration::ZERO);
     let started = post(&proxy, "/api/v1/routes/r/rollout/start").await;
     assert_eq!(started.status, 202, "{}", started.text());
     // A second start while it runs is refused.
@@ -206,7 +169,7 @@ async fn canary_failing_five_percent_is_rolled_back_with_the_measured_rate() {
         "steps = [10, 50, 100]\nstep_interval = \"300ms\"\nmin_requests = 40\nmax_error_rate = 0.01\nmax_p99_latency = \"2s\"",
     ))
     .await;
-    let _traffic = Traffic::start(proxy.url("/"), 4, Duration::ZERO);
+    let _traffic = Load::start(proxy.url("/"), 4, Duration::ZERO);
     post(&proxy, "/api/v1/routes/r/rollout/start").await;
     let done = wait_phase(&proxy, "rolled_back").await;
     assert_eq!(done["step"], 0, "rolled back at the first step: {done}");
@@ -255,7 +218,7 @@ async fn slow_canary_is_rolled_back_on_p99() {
         "steps = [50, 100]\nstep_interval = \"300ms\"\nmin_requests = 5\nmax_error_rate = 0.5\nmax_p99_latency = \"100ms\"",
     ))
     .await;
-    let _traffic = Traffic::start(proxy.url("/slow?ms=150"), 8, Duration::ZERO);
+    let _traffic = Load::start(proxy.url("/slow?ms=150"), 8, Duration::ZERO);
     post(&proxy, "/api/v1/routes/r/rollout/start").await;
     let done = wait_phase(&proxy, "rolled_back").await;
     assert_eq!(done["last"]["check"]["metric"], "p99_latency_seconds");
@@ -283,7 +246,7 @@ async fn too_little_traffic_waits_then_rolls_back() {
         "steps = [10, 100]\nstep_interval = \"200ms\"\nmin_requests = 1000\nmax_wait = \"600ms\"\non_insufficient_traffic = \"rollback\"",
     ))
     .await;
-    let _traffic = Traffic::start(proxy.url("/"), 1, Duration::from_millis(20));
+    let _traffic = Load::start(proxy.url("/"), 1, Duration::from_millis(20));
     post(&proxy, "/api/v1/routes/r/rollout/start").await;
     // Past the interval but within max_wait, the step waits.
     eventually(WAIT, "a first judgement", || async {
@@ -425,7 +388,7 @@ async fn a_restart_resumes_at_the_same_step() {
         "steps = [10, 50, 100]\nstep_interval = \"300ms\"\nmin_requests = 5",
     ))
     .await;
-    let traffic = Traffic::start(proxy.url("/"), 2, Duration::ZERO);
+    let traffic = Load::start(proxy.url("/"), 2, Duration::ZERO);
     post(&proxy, "/api/v1/routes/r/rollout/start").await;
     eventually(WAIT, "the second step", || async {
         rollout(&proxy).await["step"] == 1
@@ -453,7 +416,7 @@ async fn a_restart_resumes_at_the_same_step() {
     assert_eq!(resumed["phase"], "paused");
     assert_eq!(split(&proxy), weights(50, 50));
 
-    let _traffic = Traffic::start(proxy.url("/"), 2, Duration::ZERO);
+    let _traffic = Load::start(proxy.url("/"), 2, Duration::ZERO);
     post(&proxy, "/api/v1/routes/r/rollout/resume").await;
     wait_phase(&proxy, "promoted").await;
     assert_eq!(split(&proxy), weights(0, 100));

@@ -124,11 +124,35 @@ async fn route(
                 .get("to")
                 .and_then(Value::as_str)
                 .ok_or_else(|| ApiError::unprocessable("expected {\"to\": \"POOL\"}"))?;
-            change(Change::Flip {
-                route: (*route).to_owned(),
-                to: to.to_owned(),
-            })
-            .await
+            let verify = match v.get("verify") {
+                None | Some(Value::Null) => None,
+                Some(spec) => Some(verify_spec(admin, route, spec)?),
+            };
+            let (applied, verification) = admin
+                .rollouts
+                .flip(route, to, if_match, verify)
+                .await
+                .map_err(|e| match e {
+                    crate::rollout::FlipError::Change(c) => ApiError::from(c),
+                    e => ApiError::unprocessable(e.to_string()),
+                })?;
+            let mut r = applied_response(&applied);
+            if let Some(status) = verification {
+                let mut body = serde_json::to_value(&applied).unwrap_or_default();
+                body["verification"] = serde_json::to_value(status).unwrap_or_default();
+                r = json_response(StatusCode::OK, &body);
+                set_etag(&mut r, applied.generation);
+            }
+            Ok(r)
+        }
+        (&Method::GET, ["routes", route, "flip"]) => {
+            let status = admin.rollouts.flip_status(route).ok_or_else(|| {
+                ApiError::not_found(format!("no verified flip of route {route:?} has run"))
+            })?;
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::to_value(status).unwrap_or_default(),
+            ))
         }
         (&Method::POST, ["routes", route, "rollback"]) => {
             change(Change::Rollback {
@@ -186,6 +210,78 @@ async fn route(
         )),
         _ => Err(ApiError::not_found(format!("no admin endpoint {path}"))),
     }
+}
+
+/// `"verify": {"window": "30s", "max_error_rate": 0.01, "max_p99_latency":
+/// "500ms", "min_requests": 50, "on_insufficient_traffic": "keep"}`; every
+/// key but `window` may be left out (see `VerifySpec::defaults`), and
+/// `"verify": "30s"` is short for a window with the defaults.
+fn verify_spec(
+    admin: &Admin,
+    route: &str,
+    v: &Value,
+) -> Result<crate::rollout::VerifySpec, ApiError> {
+    let duration = |key: &str, v: &Value| {
+        v.as_str()
+            .and_then(|s| humantime::parse_duration(s).ok())
+            .ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "verify.{key} must be a duration like \"30s\", got {v}"
+                ))
+            })
+    };
+    let (window, obj) = match v {
+        Value::String(_) => (duration("window", v)?, serde_json::Map::new()),
+        Value::Object(o) => {
+            let w = o.get("window").ok_or_else(|| {
+                ApiError::unprocessable("verify needs a window, e.g. {\"window\": \"30s\"}")
+            })?;
+            (duration("window", w)?, o.clone())
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "verify must be an object like {\"window\": \"30s\", \"max_error_rate\": 0.01}",
+            ))
+        }
+    };
+    let table = admin.control.table().load();
+    let mut spec = crate::rollout::VerifySpec::defaults(&table, route, window);
+    for (key, val) in &obj {
+        match key.as_str() {
+            "window" => {}
+            "min_requests" => {
+                spec.min_requests = val.as_u64().filter(|&n| n > 0).ok_or_else(|| {
+                    ApiError::unprocessable("verify.min_requests must be a whole number ≥ 1")
+                })?
+            }
+            "max_error_rate" => {
+                spec.max_error_rate = val
+                    .as_f64()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| {
+                        ApiError::unprocessable("verify.max_error_rate must be between 0 and 1")
+                    })?
+            }
+            "max_p99_latency" => spec.max_p99_latency = duration(key, val)?,
+            "on_insufficient_traffic" => {
+                spec.revert_if_insufficient = match val.as_str() {
+                    Some("keep") => false,
+                    Some("revert") => true,
+                    _ => {
+                        return Err(ApiError::unprocessable(
+                            "verify.on_insufficient_traffic must be \"keep\" or \"revert\"",
+                        ))
+                    }
+                }
+            }
+            other => {
+                return Err(ApiError::unprocessable(format!(
+                    "unknown key verify.{other} (window, min_requests, max_error_rate, max_p99_latency, on_insufficient_traffic)"
+                )))
+            }
+        }
+    }
+    Ok(spec)
 }
 
 fn rollout_error(e: crate::rollout::RolloutError) -> ApiError {

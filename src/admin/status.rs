@@ -58,5 +58,6 @@ pub fn status(admin: &Admin) -> serde_json::Value {
         // changed file is not (null without an HTTPS listener).
         "tls": admin.tls.as_ref().map(|c| json!({"certificates": c.status()})),
         "rollouts": admin.rollouts.all(),
+        "flips": admin.rollouts.flip_statuses(),
     })
 }

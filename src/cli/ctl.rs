@@ -15,8 +15,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-const EXIT_REFUSED: u8 = 1;
-const EXIT_UNREACHABLE: u8 = 69;
+pub(super) const EXIT_REFUSED: u8 = 1;
+pub(super) const EXIT_UNREACHABLE: u8 = 69;
 
 #[derive(Args)]
 pub struct Ctl {
@@ -26,7 +26,7 @@ pub struct Ctl {
         env = "SWITCHYARD_ADMIN",
         default_value = "http://127.0.0.1:9901"
     )]
-    admin: String,
+    pub(super) admin: String,
     /// Bearer token (read from the environment; never pass it on the command line in scripts).
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -50,8 +50,14 @@ enum CtlCommand {
         #[arg(required = true, value_parser = parse_weight)]
         weights: Vec<(String, u64)>,
     },
-    /// Send all of a route's traffic to one pool.
-    Flip { route: String, pool: String },
+    /// Send all of a route's traffic to one pool; with --verify, watch the
+    /// pool and switch back to the previous split if it fails.
+    Flip {
+        route: String,
+        pool: String,
+        #[command(flatten)]
+        verify: VerifyArgs,
+    },
     /// Restore the route's previous split.
     Rollback { route: String },
     /// Take a backend out of rotation; in-flight requests finish.
@@ -73,6 +79,51 @@ enum CtlCommand {
     },
 }
 
+#[derive(Args)]
+struct VerifyArgs {
+    /// Watch the pool for this long after the flip (e.g. 30s, 2m).
+    #[arg(long, value_name = "WINDOW", value_parser = humantime::parse_duration)]
+    verify: Option<std::time::Duration>,
+    /// Largest error rate (5xx and proxy errors / requests), e.g. 0.01.
+    #[arg(long, requires = "verify")]
+    max_error_rate: Option<f64>,
+    /// Largest p99 latency, e.g. 500ms.
+    #[arg(long, requires = "verify", value_parser = humantime::parse_duration)]
+    max_p99: Option<std::time::Duration>,
+    /// Requests the pool must see before it can be judged.
+    #[arg(long, requires = "verify")]
+    min_requests: Option<u64>,
+    /// Switch back too when the window saw fewer than --min-requests
+    /// (the default keeps the flip).
+    #[arg(long, requires = "verify")]
+    revert_if_insufficient: bool,
+    /// Wait for the outcome: exit 0 if the flip stays, 1 if it was undone.
+    #[arg(long, requires = "verify")]
+    wait: bool,
+}
+
+impl VerifyArgs {
+    /// The API's `verify` object.
+    fn body(&self) -> Option<Value> {
+        let window = self.verify?;
+        let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
+        let mut v = serde_json::json!({ "window": fmt(window) });
+        if let Some(r) = self.max_error_rate {
+            v["max_error_rate"] = r.into();
+        }
+        if let Some(d) = self.max_p99 {
+            v["max_p99_latency"] = fmt(d).into();
+        }
+        if let Some(n) = self.min_requests {
+            v["min_requests"] = n.into();
+        }
+        if self.revert_if_insufficient {
+            v["on_insufficient_traffic"] = "revert".into();
+        }
+        Some(v)
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum RolloutAction {
     /// Begin at the first step.
@@ -87,6 +138,8 @@ enum RolloutAction {
     Abort,
     /// Phase, step, weights and the last judgement.
     Status,
+    /// Follow the rollout live; exit 0 on promotion, 1 on rollback.
+    Watch,
 }
 
 impl RolloutAction {
@@ -98,6 +151,7 @@ impl RolloutAction {
             RolloutAction::Promote => "promote",
             RolloutAction::Abort => "abort",
             RolloutAction::Status => "status",
+            RolloutAction::Watch => "watch",
         }
     }
 }
@@ -127,6 +181,13 @@ pub fn main(ctl: Ctl) -> ExitCode {
 }
 
 async fn run(ctl: Ctl) -> ExitCode {
+    if let CtlCommand::Rollout {
+        action: RolloutAction::Watch,
+        route,
+    } = &ctl.command
+    {
+        return super::watch::rollout(&ctl, route).await;
+    }
     let (method, path, body) = match &ctl.command {
         CtlCommand::Status => (Method::GET, "/api/v1/status".to_owned(), None),
         CtlCommand::Split { route, weights } => {
@@ -140,11 +201,21 @@ async fn run(ctl: Ctl) -> ExitCode {
                 Some(Value::Object(obj)),
             )
         }
-        CtlCommand::Flip { route, pool } => (
-            Method::POST,
-            format!("/api/v1/routes/{route}/flip"),
-            Some(serde_json::json!({ "to": pool })),
-        ),
+        CtlCommand::Flip {
+            route,
+            pool,
+            verify,
+        } => {
+            let mut body = serde_json::json!({ "to": pool });
+            if let Some(v) = verify.body() {
+                body["verify"] = v;
+            }
+            (
+                Method::POST,
+                format!("/api/v1/routes/{route}/flip"),
+                Some(body),
+            )
+        }
         CtlCommand::Rollback { route } => (
             Method::POST,
             format!("/api/v1/routes/{route}/rollback"),
@@ -192,6 +263,24 @@ async fn run(ctl: Ctl) -> ExitCode {
         eprintln!("switchyard ctl: {} {error}: {detail}", status.as_u16());
         return ExitCode::from(EXIT_REFUSED);
     }
+    if let CtlCommand::Flip {
+        route,
+        verify: VerifyArgs { wait: true, .. },
+        ..
+    } = &ctl.command
+    {
+        if answer["verification"].is_object() {
+            if !ctl.json {
+                println!(
+                    "route {route}: {}{}",
+                    split_text(&answer["split"]),
+                    suffix(&answer)
+                );
+            }
+            let generation = answer["generation"].as_u64().unwrap_or(0);
+            return super::watch::flip(&ctl, route, generation).await;
+        }
+    }
     if ctl.json {
         println!(
             "{}",
@@ -221,7 +310,7 @@ async fn run(ctl: Ctl) -> ExitCode {
         ),
         CtlCommand::Rollout { action, route } => {
             let r = match action {
-                RolloutAction::Status => &answer,
+                RolloutAction::Status | RolloutAction::Watch => &answer,
                 _ => &answer["rollout"],
             };
             if !matches!(action, RolloutAction::Status) {
@@ -237,12 +326,20 @@ async fn run(ctl: Ctl) -> ExitCode {
                 split_text(&answer["split"]),
                 suffix(&answer)
             );
+            let v = &answer["verification"];
+            if v.is_object() {
+                println!(
+                    "verifying {} for {}s (GET /api/v1/routes/{route}/flip shows the outcome; --wait waits for it)",
+                    v["to"].as_str().unwrap_or("?"),
+                    v["window_ms"].as_u64().unwrap_or(0).div_ceil(1000),
+                );
+            }
         }
     }
     ExitCode::SUCCESS
 }
 
-async fn call(
+pub(super) async fn call(
     ctl: &Ctl,
     method: Method,
     path: &str,

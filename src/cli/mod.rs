@@ -2,6 +2,7 @@
 
 mod ctl;
 mod demo;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

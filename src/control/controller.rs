@@ -201,6 +201,7 @@ impl Controller {
                 changed: false,
                 persisted: None,
                 split: None,
+                previous_split: None,
             });
         };
         let (config, text) = match config::load(&path) {
@@ -222,6 +223,7 @@ impl Controller {
                 changed: false,
                 persisted: None,
                 split: None,
+                previous_split: None,
             });
         }
         if config.server.listen != self.config.server.listen
@@ -257,6 +259,7 @@ impl Controller {
             changed: true,
             persisted: None,
             split: None,
+            previous_split: None,
         })
     }
 
@@ -318,6 +321,7 @@ impl Controller {
                 changed: false,
                 persisted: None,
                 split: new_split.map(Split),
+                previous_split: old_split.map(Split),
             });
         }
         if let (Some(r), Some(old)) = (&route, &old_split) {
@@ -332,7 +336,7 @@ impl Controller {
         let mut ev = Event::new(generation, source, action, "applied");
         ev.route = route;
         ev.backend = backend;
-        ev.old_split = old_split.map(Split);
+        ev.old_split = old_split.clone().map(Split);
         ev.new_split = new_split.clone().map(Split);
         ev.persisted = persisted;
         self.history.record(ev);
@@ -341,6 +345,7 @@ impl Controller {
             changed: true,
             persisted,
             split: new_split.map(Split),
+            previous_split: old_split.map(Split),
         })
     }
 

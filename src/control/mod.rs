@@ -89,6 +89,9 @@ pub struct Applied {
     /// The route's split after the change, for split/flip/rollback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
+    /// The route's split before the change, for split/flip/rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_split: Option<Split>,
 }
 
 /// Why a change was refused. The running table is untouched in every case.

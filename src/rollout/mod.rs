@@ -11,7 +11,10 @@
 //! `<config>.rollout.json`, written atomically at every change, so a
 //! restarted switchyard resumes a rollout at the step it was on.
 
+mod engine;
 pub mod judge;
+mod state;
+mod verify;
 pub mod window;
 
 use std::collections::HashMap;
@@ -20,18 +23,20 @@ use std::path::PathBuf;
 // rollout table is plain data that stays consistent, so it is used as is.
 use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RolloutConfig;
-use crate::control::{Change, ChangeSource, ControlHandle, Event};
-use crate::table::{clock, RoutingTable};
+use crate::control::ControlHandle;
+use crate::table::RoutingTable;
 use crate::telemetry::{Telemetry, ROLLOUTS, ROLLOUT_STEP};
-use judge::{Check, Verdict};
+use judge::Check;
+use state::unix_ms;
+pub use state::{read_state, state_path};
+pub use verify::{FlipError, FlipPhase, FlipStatus, VerifySpec};
 
 /// Where a rollout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,6 +60,55 @@ pub struct Judgement {
     pub stable_requests: u64,
 }
 
+/// The limits of `[routes.rollout]` as the API shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Thresholds {
+    pub min_requests: u64,
+    pub max_error_rate: f64,
+    pub max_p99_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_error_rate_increase: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency_ratio: Option<f64>,
+}
+
+impl Thresholds {
+    fn of(cfg: &RolloutConfig) -> Self {
+        Thresholds {
+            min_requests: cfg.min_requests,
+            max_error_rate: cfg.max_error_rate,
+            max_p99_seconds: cfg.max_p99_latency.as_secs_f64(),
+            max_error_rate_increase: cfg.max_error_rate_increase,
+            max_latency_ratio: cfg.max_latency_ratio,
+        }
+    }
+}
+
+/// A window of the canary and of stable, summed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Live {
+    pub canary_requests: u64,
+    pub canary_error_rate: f64,
+    pub canary_p99_seconds: Option<f64>,
+    pub stable_requests: u64,
+    pub stable_error_rate: f64,
+    pub stable_p99_seconds: Option<f64>,
+}
+
+impl Live {
+    fn new(canary: &window::Stats, stable: &window::Stats) -> Self {
+        let p99 = |s: &window::Stats| s.percentile(0.99).map(|d| d.as_secs_f64());
+        Live {
+            canary_requests: canary.requests,
+            canary_error_rate: canary.error_rate(),
+            canary_p99_seconds: p99(canary),
+            stable_requests: stable.requests,
+            stable_error_rate: stable.error_rate(),
+            stable_p99_seconds: p99(stable),
+        }
+    }
+}
+
 /// A rollout as `GET /routes/{route}/rollout` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -69,6 +123,17 @@ pub struct Status {
     pub canary_weight: u32,
     /// Unix milliseconds.
     pub step_started_ms: u64,
+    /// The proxy's clock when this was read (Unix ms), so that a client
+    /// on another host can tell the time to the next check.
+    pub now_ms: u64,
+    /// How long each step lasts before it is judged.
+    pub step_interval_ms: u64,
+    /// What every step is judged against.
+    pub thresholds: Thresholds,
+    /// The canary and stable since the step began, refreshed at every
+    /// tick (the judgement only comes after `step_interval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<Live>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last: Option<Judgement>,
     /// Why it rolled back or paused by itself.
@@ -106,7 +171,7 @@ pub struct Saved {
     pub paused: bool,
 }
 
-struct Entry {
+pub(super) struct Entry {
     status: Status,
     /// `None` once the rollout has finished.
     tx: Option<mpsc::UnboundedSender<Command>>,
@@ -119,44 +184,9 @@ pub struct Rollouts {
     /// `<config>.rollout.json` (`None`: no config file, nothing persisted).
     state_file: Option<PathBuf>,
     entries: Mutex<HashMap<String, Entry>>,
+    /// The latest verified flip of each route.
+    flips: Mutex<HashMap<String, verify::FlipEntry>>,
     shutdown: CancellationToken,
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
-/// The state file of the configuration at `config`.
-pub fn state_path(config: &std::path::Path) -> PathBuf {
-    let mut s = config.as_os_str().to_owned();
-    s.push(".rollout.json");
-    PathBuf::from(s)
-}
-
-/// Reads a state file; a missing or unreadable one holds nothing.
-pub fn read_state(path: &std::path::Path) -> HashMap<String, Saved> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable rollout state file");
-            HashMap::new()
-        }),
-        Err(_) => HashMap::new(),
-    }
-}
-
-/// Writes to a temporary file, fsyncs and renames over `path`.
-fn write_state(path: &std::path::Path, state: &HashMap<String, Saved>) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(state).unwrap_or_default())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The rollout config and current table indices of `route`.
@@ -177,6 +207,7 @@ impl Rollouts {
             telemetry,
             state_file: config_path.map(state_path),
             entries: Mutex::new(HashMap::new()),
+            flips: Mutex::new(HashMap::new()),
             shutdown,
         })
     }
@@ -236,7 +267,10 @@ impl Rollouts {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(route)
-            .map(|e| e.status.clone())
+            .map(|e| Status {
+                now_ms: unix_ms(SystemTime::now()),
+                ..e.status.clone()
+            })
     }
 
     /// Every known rollout.
@@ -246,7 +280,10 @@ impl Rollouts {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .map(|e| e.status.clone())
+            .map(|e| Status {
+                now_ms: unix_ms(SystemTime::now()),
+                ..e.status.clone()
+            })
             .collect();
         v.sort_by(|a, b| a.route.cmp(&b.route));
         v
@@ -296,6 +333,10 @@ impl Rollouts {
             stable: cfg.stable.clone(),
             canary_weight: cfg.steps[saved.step],
             step_started_ms: saved.step_started_ms,
+            now_ms: 0,
+            step_interval_ms: cfg.step_interval.as_millis() as u64,
+            thresholds: Thresholds::of(cfg),
+            current: None,
             last: None,
             reason: None,
         };
@@ -318,35 +359,7 @@ impl Rollouts {
         Ok(status)
     }
 
-    /// Writes the running rollouts to the state file.
-    fn save(&self) {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        self.save_locked(&entries);
-    }
-
-    /// `save` with the entries already locked, so that the file never
-    /// lags behind what the API shows.
-    fn save_locked(&self, entries: &HashMap<String, Entry>) {
-        let Some(path) = &self.state_file else { return };
-        let state: HashMap<String, Saved> = entries
-            .iter()
-            .filter(|(_, e)| e.tx.is_some())
-            .map(|(r, e)| {
-                let s = &e.status;
-                let saved = Saved {
-                    step: s.step,
-                    step_started_ms: s.step_started_ms,
-                    paused: s.phase == Phase::Paused,
-                };
-                (r.clone(), saved)
-            })
-            .collect();
-        if let Err(e) = write_state(path, &state) {
-            tracing::warn!(file = %path.display(), error = %e, "cannot write the rollout state file; a restart would not resume");
-        }
-    }
-
-    fn update(&self, route: &str, f: impl FnOnce(&mut Entry)) {
+    pub(super) fn update(&self, route: &str, f: impl FnOnce(&mut Entry)) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = entries.get_mut(route) {
             f(e);
@@ -354,286 +367,20 @@ impl Rollouts {
         self.save_locked(&entries);
     }
 
-    async fn event(&self, route: &str, action: &'static str, detail: String) {
-        tracing::info!(%route, action, %detail, "rollout");
-        let mut ev = Event::new(0, ChangeSource::Rollout, action, "applied");
-        ev.route = Some(route.to_owned());
-        ev.detail = Some(detail);
-        self.control.record(ev).await;
-    }
-
-    async fn set_weight(&self, route: &str, cfg: &RolloutConfig, canary: u32) -> bool {
-        let split = vec![
-            (cfg.stable.clone(), 100 - canary),
-            (cfg.canary.clone(), canary),
-        ];
-        let change = Change::SetSplit {
-            route: route.to_owned(),
-            split,
-        };
-        match self
-            .control
-            .change(ChangeSource::Rollout, None, change)
-            .await
-        {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(%route, error = %e, "the rollout could not set the split");
-                false
-            }
+    /// Refreshes the live window; not saved (the state file holds only
+    /// what a restart needs).
+    fn update_live(&self, route: &str, live: Live, cfg: &RolloutConfig) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = entries.get_mut(route) {
+            e.status.current = Some(live);
+            // A reload may have changed them.
+            e.status.thresholds = Thresholds::of(cfg);
+            e.status.step_interval_ms = cfg.step_interval.as_millis() as u64;
+            e.status.steps.clone_from(&cfg.steps);
         }
     }
 
-    /// Ends the rollout: the final split, the event, the metric.
-    async fn finish(&self, route: &str, cfg: &RolloutConfig, promoted: bool, reason: String) {
-        self.set_weight(route, cfg, if promoted { 100 } else { 0 })
-            .await;
-        let (action, result) = if promoted {
-            ("rollout_promote", "promoted")
-        } else {
-            ("rollout_rollback", "rolled_back")
-        };
-        self.update(route, |e| {
-            e.tx = None;
-            e.status.phase = if promoted {
-                Phase::Promoted
-            } else {
-                Phase::RolledBack
-            };
-            e.status.canary_weight = if promoted { 100 } else { 0 };
-            e.status.reason = Some(reason.clone());
-        });
-        if let Some(t) = &self.telemetry {
-            t.counter(ROLLOUTS, &[("route", route), ("result", result)])
-                .increment(1);
-        }
-        self.event(route, action, reason).await;
-    }
-
-    async fn run(
-        self: Arc<Self>,
-        route: String,
-        saved: Saved,
-        mut rx: mpsc::UnboundedReceiver<Command>,
-    ) {
-        let Some(mut cfg) = self.config(&route) else {
-            return;
-        };
-        let mut step = saved.step;
-        let mut paused = saved.paused;
-        // The step's start, carried over a restart from the saved time, but
-        // at most one interval back: the step's statistics died with the
-        // old process, and `max_wait` counts from now.
-        let ago = SystemTime::now()
-            .duration_since(UNIX_EPOCH + Duration::from_millis(saved.step_started_ms))
-            .unwrap_or_default();
-        let mut started = Instant::now()
-            .checked_sub(ago.min(cfg.step_interval))
-            .unwrap_or_else(Instant::now);
-        let mut failed = 0;
-        self.set_weight(&route, &cfg, cfg.steps[step]).await;
-        let what = if step == 0 && ago < cfg.step_interval {
-            "started"
-        } else {
-            "resumed"
-        };
-        self.event(
-            &route,
-            "rollout_step",
-            format!(
-                "{what} at step {} ({}% on {})",
-                step + 1,
-                cfg.steps[step],
-                cfg.canary
-            ),
-        )
-        .await;
-        let tick = (cfg.step_interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        loop {
-            let cmd = tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                c = rx.recv() => c,
-                _ = tokio::time::sleep(tick) => None,
-            };
-            // Thresholds follow the file: a reload may have changed them.
-            match self.config(&route) {
-                Some(c) => {
-                    cfg = c;
-                    // A reload may have shortened `steps`.
-                    step = step.min(cfg.steps.len() - 1);
-                }
-                None => {
-                    self.finish(
-                        &route,
-                        &cfg,
-                        false,
-                        "the route's [routes.rollout] was removed".into(),
-                    )
-                    .await;
-                    return;
-                }
-            }
-            match cmd {
-                Some(Command::Pause) if !paused => {
-                    paused = true;
-                    self.update(&route, |e| e.status.phase = Phase::Paused);
-                    self.event(
-                        &route,
-                        "rollout_pause",
-                        format!("paused at step {} by the operator", step + 1),
-                    )
-                    .await;
-                }
-                Some(Command::Resume) if paused => {
-                    paused = false;
-                    started = Instant::now();
-                    failed = 0;
-                    let ms = unix_ms(SystemTime::now());
-                    self.update(&route, |e| {
-                        e.status.phase = Phase::Progressing;
-                        e.status.step_started_ms = ms;
-                    });
-                    self.event(
-                        &route,
-                        "rollout_resume",
-                        format!("resumed at step {}; the step starts over", step + 1),
-                    )
-                    .await;
-                }
-                Some(Command::Promote) => {
-                    self.finish(
-                        &route,
-                        &cfg,
-                        true,
-                        format!("promoted by the operator at step {}", step + 1),
-                    )
-                    .await;
-                    return;
-                }
-                Some(Command::Abort) => {
-                    self.finish(
-                        &route,
-                        &cfg,
-                        false,
-                        format!("aborted by the operator at step {}", step + 1),
-                    )
-                    .await;
-                    return;
-                }
-                _ => {}
-            }
-            if paused {
-                continue;
-            }
-            let table = self.control.table().load();
-            let canary_up = table
-                .pools()
-                .iter()
-                .find(|p| *p.name == *cfg.canary)
-                .is_some_and(|p| p.backends.iter().any(|b| b.is_available()));
-            if !canary_up {
-                self.finish(
-                    &route,
-                    &cfg,
-                    false,
-                    format!("canary pool {:?} has no available backend", cfg.canary),
-                )
-                .await;
-                return;
-            }
-            let elapsed = started.elapsed();
-            if elapsed < cfg.step_interval {
-                continue;
-            }
-            let Some(route_idx) = table.routes().iter().position(|r| *r.name == *route) else {
-                continue;
-            };
-            let pool_idx = |name: &str| table.pools().iter().position(|p| &*p.name == name);
-            let window = |name: &str| {
-                pool_idx(name)
-                    .and_then(|p| table.stats.get(route_idx, p))
-                    .map(|w| w.since(clock::secs(started), clock::secs(Instant::now())))
-                    .unwrap_or_default()
-            };
-            let (canary, stable) = (window(&cfg.canary), window(&cfg.stable));
-            let check = judge::check(&cfg, &canary, &stable);
-            let (verdict, now_failed) = judge::decide(&cfg, step, elapsed, failed, &check);
-            failed = now_failed;
-            let judgement = Judgement {
-                time: now_rfc3339(),
-                step,
-                check: check.clone(),
-                canary_requests: canary.requests,
-                canary_error_rate: canary.error_rate(),
-                canary_p99_seconds: canary.percentile(0.99).map(|d| d.as_secs_f64()),
-                stable_requests: stable.requests,
-            };
-            self.update(&route, |e| e.status.last = Some(judgement));
-            match verdict {
-                Verdict::Hold => {}
-                Verdict::Advance => {
-                    step += 1;
-                    self.set_weight(&route, &cfg, cfg.steps[step]).await;
-                    started = Instant::now();
-                    let ms = unix_ms(SystemTime::now());
-                    let weight = cfg.steps[step];
-                    self.update(&route, |e| {
-                        e.status.step = step;
-                        e.status.canary_weight = weight;
-                        e.status.step_started_ms = ms;
-                    });
-                    self.event(
-                        &route,
-                        "rollout_step",
-                        format!(
-                            "step {} passed ({} requests, error rate {:.4}); step {} ({}% on {})",
-                            step,
-                            canary.requests,
-                            canary.error_rate(),
-                            step + 1,
-                            weight,
-                            cfg.canary
-                        ),
-                    )
-                    .await;
-                }
-                Verdict::Done => {
-                    self.finish(
-                        &route,
-                        &cfg,
-                        true,
-                        format!(
-                            "every step passed; the last with {} requests, error rate {:.4}",
-                            canary.requests,
-                            canary.error_rate()
-                        ),
-                    )
-                    .await;
-                    return;
-                }
-                Verdict::Rollback(why) => {
-                    self.finish(&route, &cfg, false, format!("step {}: {why}", step + 1))
-                        .await;
-                    return;
-                }
-                Verdict::Pause(why) => {
-                    paused = true;
-                    self.update(&route, |e| {
-                        e.status.phase = Phase::Paused;
-                        e.status.reason = Some(why.clone());
-                    });
-                    self.event(
-                        &route,
-                        "rollout_pause",
-                        format!("step {}: {why}; waiting for the operator", step + 1),
-                    )
-                    .await;
-                }
-            }
-        }
-    }
-
-    fn config(&self, route: &str) -> Option<RolloutConfig> {
+    pub(super) fn config(&self, route: &str) -> Option<RolloutConfig> {
         let table = self.control.table().load();
         lookup(&table, route)
             .and_then(|(_, c)| c)

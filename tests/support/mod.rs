@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod release;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -1,0 +1,280 @@
+//! Verified blue-green flips over real sockets: a flip to a failing pool
+//! comes back by itself with the reason recorded, a flip to a good pool
+//! stays, too little traffic keeps or reverts as asked, a later change of
+//! the split ends the verification, and `ctl flip --verify --wait` exits
+//! with the outcome.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::backend::Traffic;
+use support::release::{ctl, post_json, route_history, Load};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn start() -> (TestBackend, TestBackend, TestProxy) {
+    let blue = TestBackend::start("blue").await;
+    let green = TestBackend::start("green").await;
+    let proxy = TestProxy::start(&config_for(
+        &[("blue", &[&blue]), ("green", &[&green])],
+        "split = { blue = 100, green = 0 }",
+    ))
+    .await;
+    (blue, green, proxy)
+}
+
+fn split(proxy: &TestProxy) -> Vec<(String, u32)> {
+    proxy.table().routes()[0]
+        .split()
+        .map(|(p, w)| (p.name.to_string(), w))
+        .collect()
+}
+
+fn only(pool: &str) -> Vec<(String, u32)> {
+    vec![(pool.to_owned(), 100)]
+}
+
+async fn flip_status(proxy: &TestProxy) -> Value {
+    get(&client(), &proxy.admin_url("/api/v1/routes/r/flip"), &[])
+        .await
+        .json()
+}
+
+async fn wait_flip(proxy: &TestProxy, phase: &str) -> Value {
+    eventually(WAIT, &format!("flip phase {phase}"), || async {
+        flip_status(proxy).await["phase"] == phase
+    })
+    .await;
+    flip_status(proxy).await
+}
+
+/// The route's (source, action, detail), oldest first.
+async fn events(proxy: &TestProxy) -> Vec<(String, String, String)> {
+    let text = |e: &Value, k: &str| e[k].as_str().unwrap_or("").to_owned();
+    route_history(proxy, "r")
+        .await
+        .iter()
+        .map(|e| (text(e, "source"), text(e, "action"), text(e, "detail")))
+        .collect()
+}
+
+fn actions(events: &[(String, String, String)]) -> Vec<String> {
+    events.iter().map(|(s, a, _)| format!("{s} {a}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flip_to_a_failing_pool_comes_back_by_itself() {
+    let (_blue, green, proxy) = start().await;
+    green.set_traffic(Traffic::Status(500));
+    let load = Load::start(proxy.url("/"), 4, Duration::ZERO);
+    // The command-line client waits for the outcome and exits 1.
+    let (code, stdout, stderr) = ctl(
+        &proxy,
+        &[
+            "flip",
+            "r",
+            "green",
+            "--verify",
+            "30s",
+            "--min-requests",
+            "10",
+            "--max-error-rate",
+            "0.01",
+            "--wait",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("reverted"), "{stdout}");
+    // Long before the 30 s window ended: a failed check reverts at once.
+    let status = flip_status(&proxy).await;
+    assert_eq!(status["phase"], "reverted");
+    assert_eq!(status["previous_split"], json!({"blue": 100, "green": 0}));
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("error_rate 1.0000 exceeds the limit 0.0100"),
+        "{reason}"
+    );
+    assert_eq!(split(&proxy), only("blue"));
+    // The switch-back is written back to the file like any change.
+    let text = std::fs::read_to_string(&proxy.path).unwrap();
+    assert!(text.contains("blue = 100, green = 0"), "{text}");
+    let ev = events(&proxy).await;
+    assert_eq!(
+        actions(&ev),
+        [
+            "api flip",
+            "rollout flip_verify",
+            "rollout split",
+            "rollout flip_reverted"
+        ],
+        "{ev:?}"
+    );
+    assert!(ev[3].2.contains("error_rate"), "{ev:?}");
+    // Traffic goes to blue again.
+    let before = load.sent.load(Ordering::Relaxed);
+    let failed = load.failed.load(Ordering::Relaxed);
+    eventually(WAIT, "50 more requests", || async {
+        load.sent.load(Ordering::Relaxed) >= before + 50
+    })
+    .await;
+    // At most the requests in flight at the switch-back failed since.
+    assert!(load.failed.load(Ordering::Relaxed) <= failed + 4);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flip_to_a_good_pool_stays_after_the_window() {
+    let (_blue, green, proxy) = start().await;
+    let _load = Load::start(proxy.url("/"), 2, Duration::ZERO);
+    let body = json!({"to": "green", "verify": {"window": "600ms", "min_requests": 5,
+        "max_error_rate": 0.01, "max_p99_latency": "2s"}});
+    let a = post_json(&proxy, "/api/v1/routes/r/flip", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    assert_eq!(v["split"], json!({"blue": 0, "green": 100}));
+    assert_eq!(v["previous_split"], json!({"blue": 100, "green": 0}));
+    assert_eq!(v["verification"]["phase"], "verifying");
+    assert_eq!(v["verification"]["window_ms"], 600);
+    let done = wait_flip(&proxy, "verified").await;
+    assert!(done["requests"].as_u64().unwrap() >= 5, "{done}");
+    assert_eq!(done["error_rate"], 0.0);
+    assert_eq!(split(&proxy), only("green"));
+    assert!(green.requests() >= 5);
+    let ev = events(&proxy).await;
+    assert_eq!(
+        actions(&ev),
+        ["api flip", "rollout flip_verify", "rollout flip_verified"],
+        "{ev:?}"
+    );
+    // The status lists it too.
+    let status = get(&client(), &proxy.admin_url("/api/v1/status"), &[])
+        .await
+        .json();
+    assert_eq!(status["flips"][0]["phase"], "verified");
+
+    // And the command line waits for a good outcome with exit 0.
+    let (code, stdout, stderr) = ctl(
+        &proxy,
+        &[
+            "flip",
+            "r",
+            "blue",
+            "--verify",
+            "500ms",
+            "--min-requests",
+            "5",
+            "--wait",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("verified"), "{stdout}");
+    assert_eq!(split(&proxy), only("blue"));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_little_traffic_keeps_or_reverts_as_asked() {
+    let (_blue, _green, proxy) = start().await;
+    // No traffic at all. The default keeps the flip, saying so.
+    let body = json!({"to": "green", "verify": {"window": "300ms", "min_requests": 5}});
+    assert_eq!(
+        post_json(&proxy, "/api/v1/routes/r/flip", &body)
+            .await
+            .status,
+        200
+    );
+    let done = wait_flip(&proxy, "unverified").await;
+    assert!(
+        done["reason"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient traffic: 0 canary requests, 5 needed"),
+        "{done}"
+    );
+    assert_eq!(split(&proxy), only("green"));
+    // Asked to, it goes back.
+    let body = json!({"to": "blue", "verify": {"window": "300ms", "min_requests": 5,
+        "on_insufficient_traffic": "revert"}});
+    assert_eq!(
+        post_json(&proxy, "/api/v1/routes/r/flip", &body)
+            .await
+            .status,
+        200
+    );
+    wait_flip(&proxy, "reverted").await;
+    assert_eq!(split(&proxy), only("green"));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_change_of_the_split_ends_the_verification() {
+    let (_blue, _green, proxy) = start().await;
+    let body = json!({"to": "green", "verify": {"window": "1h"}});
+    let a = post_json(&proxy, "/api/v1/routes/r/flip", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    // The operator's later split stands; verification stops.
+    let a = send(
+        &client(),
+        "PUT",
+        &proxy.admin_url("/api/v1/routes/r/split"),
+        &[],
+        r#"{"blue": 50, "green": 50}"#,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let done = wait_flip(&proxy, "cancelled").await;
+    assert!(
+        done["reason"].as_str().unwrap().contains("changed"),
+        "{done}"
+    );
+    assert_eq!(
+        split(&proxy),
+        [("blue".to_owned(), 50), ("green".to_owned(), 50)]
+    );
+    // A newer flip replaces a running verification.
+    post_json(&proxy, "/api/v1/routes/r/flip", &body).await;
+    let first = flip_status(&proxy).await["generation"].clone();
+    let again = json!({"to": "blue", "verify": {"window": "1h"}});
+    post_json(&proxy, "/api/v1/routes/r/flip", &again).await;
+    let now = flip_status(&proxy).await;
+    assert_ne!(now["generation"], first);
+    assert_eq!(now["phase"], "verifying");
+    assert_eq!(now["to"], "blue");
+    eventually(WAIT, "the replaced verification is recorded", || async {
+        actions(&events(&proxy).await)
+            .iter()
+            .any(|a| a == "rollout flip_verify_cancelled")
+    })
+    .await;
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_verification_requests_are_refused_and_change_nothing() {
+    let (_blue, _green, proxy) = start().await;
+    for (body, needle) in [
+        (json!({"to": "green", "verify": {}}), "window"),
+        (json!({"to": "green", "verify": "soon"}), "duration"),
+        (
+            json!({"to": "green", "verify": {"window": "1s", "max_error_rate": 2}}),
+            "max_error_rate",
+        ),
+        (
+            json!({"to": "green", "verify": {"window": "1s", "colour": "red"}}),
+            "verify.colour",
+        ),
+        (json!({"to": "green", "verify": {"window": "5h"}}), "range"),
+    ] {
+        let a = post_json(&proxy, "/api/v1/routes/r/flip", &body).await;
+        assert_eq!(a.status, 422, "{body}: {}", a.text());
+        assert!(a.text().contains(needle), "{body}: {}", a.text());
+        assert_eq!(split(&proxy), only("blue"), "{body}");
+    }
+    proxy.stop().await;
+}
