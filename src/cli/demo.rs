@@ -74,6 +74,14 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, path: &Path) -> anyhow::Result
         .lines()
         .position(|l| l.starts_with("split"))
         .map_or(0, |i| i + 1);
+    // `switchyard` may not be on PATH under `cargo run`.
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            let cwd = std::env::current_dir().ok()?;
+            Some(p.strip_prefix(&cwd).map(|r| r.to_path_buf()).unwrap_or(p))
+        })
+        .map_or_else(|| "switchyard".to_owned(), |p| p.display().to_string());
     println!(
         "\nswitchyard demo: proxy on http://{listen}, admin on http://{admin}\n\
          backends: {}\n\n\
@@ -83,7 +91,11 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, path: &Path) -> anyhow::Result
          curl -s -H 'X-User-ID: alice' http://{listen}/           # sticky: same pool every time\n  \
          curl -s -H 'X-Switchyard-Pool: green' http://{listen}/     # force a pool\n  \
          curl -s http://{admin}/api/v1/status\n\n\
-         shift traffic: edit line {split_line} of {} (split = ...) and save; it applies within a second.\n",
+         shift traffic: edit line {split_line} of {} (split = ...) and save; it applies within a second.\n\n\
+         release by the book (in another terminal; export SWITCHYARD_ADMIN=http://{admin}):\n  \
+         while sleep 0.02; do curl -s http://{listen}/ >/dev/null; done &   # some traffic\n  \
+         {exe} ctl rollout start web && {exe} ctl rollout watch web\n  \
+         {exe} ctl flip web green --verify 20s --wait     # blue-green, checked\n",
         addrs
             .iter()
             .map(|(p, a)| format!("{p} {}", a.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")))
@@ -111,7 +123,7 @@ fn demo_config(listen: SocketAddr, admin: SocketAddr, pools: &[(&str, Vec<Socket
         "[[routes]]\nname = \"web\"\n\
          split = { blue = 90, green = 0, canary = 10 }\n\
          sticky = { header = \"X-User-ID\" }\n\
-         force_header = \"X-Switchyard-Pool\"\n",
+         force_header = \"X-Switchyard-Pool\"\n\n         # `switchyard ctl rollout start web` walks canary from 10 % to 100 %,\n         # judging each step by what the proxy sees (needs some traffic).\n         [routes.rollout]\ncanary = \"canary\"\nstable = \"blue\"\n         steps = [10, 25, 50, 100]\nstep_interval = \"10s\"\nmin_requests = 20\n         max_error_rate = 0.01\nmax_p99_latency = \"500ms\"\n",
     );
     out
 }

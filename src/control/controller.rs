@@ -25,6 +25,10 @@ type Weights = Vec<(String, u32)>;
 /// Earlier splits kept per route for rollback.
 const KEEP_SPLITS: usize = 32;
 
+/// The file was saved by someone else between planning a change and
+/// writing it back.
+struct FileMoved;
+
 pub(super) struct Controller {
     path: Option<PathBuf>,
     /// The running configuration's text: what was last loaded or written.
@@ -264,16 +268,36 @@ impl Controller {
     }
 
     /// An API (or rollout) change: edit the text, validate it as a whole,
-    /// apply, write back.
+    /// write back, apply. When the file is saved by someone else between
+    /// the plan and the write, the change is planned again on top of that
+    /// edit; a file that keeps moving gets the change in memory only.
     fn mutate(
         &mut self,
         source: ChangeSource,
         if_match: Option<u64>,
         change: Change,
     ) -> Result<Applied, ChangeError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.mutate_once(source, if_match, &change, tries < 4)? {
+                Ok(applied) => return Ok(applied),
+                Err(FileMoved) => tracing::info!(source = %source,
+                    "the configuration file was saved while a change was being written; planning the change again on top of it"),
+            }
+        }
+    }
+
+    fn mutate_once(
+        &mut self,
+        source: ChangeSource,
+        if_match: Option<u64>,
+        change: &Change,
+        write: bool,
+    ) -> Result<Result<Applied, FileMoved>, ChangeError> {
         // Edits saved to the file that the watcher has not delivered yet go
         // first, so this change builds on them instead of overwriting them.
-        let mut may_persist = true;
+        let mut may_persist = write;
         if let Some(path) = &self.path {
             if std::fs::read_to_string(path).is_ok_and(|t| t != self.text)
                 && self.reload(ChangeSource::File).is_err()
@@ -291,7 +315,7 @@ impl Controller {
                 });
             }
         }
-        let (action, edit, route, backend) = self.plan(&change)?;
+        let (action, edit, route, backend) = self.plan(change)?;
         let old_split = route.as_deref().and_then(|r| self.split_of(r));
         let text = edit::apply(&self.text, &edit).map_err(|e| match e {
             EditError::NoRoute(r) => {
@@ -316,21 +340,24 @@ impl Controller {
                 .map(|x| x.split.clone())
         });
         if text == self.text {
-            return Ok(Applied {
+            return Ok(Ok(Applied {
                 generation: current,
                 changed: false,
                 persisted: None,
                 split: new_split.map(Split),
                 previous_split: old_split.map(Split),
-            });
+            }));
         }
+        let persisted = match self.write_back(may_persist, &text) {
+            Ok(p) => p,
+            Err(moved) => return Ok(Err(moved)),
+        };
         if let (Some(r), Some(old)) = (&route, &old_split) {
             if action != "rollback" {
                 self.remember(r, old.clone());
             }
         }
         let generation = self.apply(config, text);
-        let persisted = self.persist(may_persist);
         tracing::info!(source = %source, action, route = route.as_deref().unwrap_or(""),
             backend = backend.as_deref().unwrap_or(""), generation, persisted = ?persisted, "change applied");
         let mut ev = Event::new(generation, source, action, "applied");
@@ -340,13 +367,13 @@ impl Controller {
         ev.new_split = new_split.clone().map(Split);
         ev.persisted = persisted;
         self.history.record(ev);
-        Ok(Applied {
+        Ok(Ok(Applied {
             generation,
             changed: true,
             persisted,
             split: new_split.map(Split),
             previous_split: old_split.map(Split),
-        })
+        }))
     }
 
     /// Turns a change into an edit of the document, checking names first.
@@ -486,18 +513,24 @@ impl Controller {
     }
 
     /// Writes the running text to the file; `None` without a file.
-    fn persist(&self, allowed: bool) -> Option<bool> {
-        let path = self.path.as_ref()?;
+    /// Writes `text` (made from the running text) to the file: whether it
+    /// is there now (`None`: no file), or `FileMoved` when the file no
+    /// longer holds the running text.
+    fn write_back(&self, allowed: bool, text: &str) -> Result<Option<bool>, FileMoved> {
+        let Some(path) = self.path.as_ref() else {
+            return Ok(None);
+        };
         if !allowed {
             tracing::warn!(file = %path.display(),
-                "the file holds an invalid edit; the change applies in memory only (persisted: false)");
-            return Some(false);
+                "the file holds an invalid edit, or keeps changing; the change applies in memory only (persisted: false)");
+            return Ok(Some(false));
         }
-        match persist::write_atomic(path, &self.text) {
-            Ok(()) => Some(true),
+        match persist::write_atomic(path, text, Some(&self.text)) {
+            Ok(()) => Ok(Some(true)),
+            Err(persist::PersistError::Changed(_)) => Err(FileMoved),
             Err(e) => {
                 tracing::warn!(error = %e, "change not written back (persisted: false)");
-                Some(false)
+                Ok(Some(false))
             }
         }
     }

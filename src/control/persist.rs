@@ -10,6 +10,9 @@ use std::path::Path;
 pub enum PersistError {
     #[error("{0} is read-only (no write permission bits); the change applies in memory only")]
     ReadOnly(String),
+    /// The file changed under us after the change was planned on it.
+    #[error("{0} was changed by someone else while the change was being written")]
+    Changed(String),
     #[error("cannot write {path}: {source}")]
     Io {
         path: String,
@@ -20,7 +23,14 @@ pub enum PersistError {
 
 /// Atomically replaces the file at `path` with `text`. A symlink (such as
 /// a Kubernetes ConfigMap's) is followed and its target replaced.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), PersistError> {
+///
+/// `base` is the content `text` was made from: if the file no longer holds
+/// it just before the rename (an operator saved an edit meanwhile), nothing
+/// is replaced and `Changed` is answered, so the caller can build on the
+/// edit instead of overwriting it. This narrows the window of a lost
+/// update to the instant between that read and the rename; editors take no
+/// locks, so it cannot be closed entirely.
+pub fn write_atomic(path: &Path, text: &str, base: Option<&str>) -> Result<(), PersistError> {
     let io = |source| PersistError::Io {
         path: path.display().to_string(),
         source,
@@ -47,13 +57,43 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), PersistError> {
         f.write_all(text.as_bytes())?;
         f.set_permissions(meta.permissions())?;
         f.sync_all()?;
+        if base.is_some_and(|b| std::fs::read_to_string(&real).ok().as_deref() != Some(b)) {
+            return Ok(false);
+        }
         std::fs::rename(&tmp, &real)?;
         // The rename itself must survive a crash too.
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(true)
     })();
-    if result.is_err() {
+    if !matches!(result, Ok(true)) {
         // Best effort: the temporary file may not even exist.
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io)
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(PersistError::Changed(path.display().to_string())),
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edit_saved_meanwhile_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        write_atomic(&path, "a = 2\n", Some("a = 1\n")).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a = 2\n");
+        // The operator saved "a = 3" after our change was planned on "a = 2".
+        std::fs::write(&path, "a = 3\n").unwrap();
+        let e = write_atomic(&path, "a = 4\n", Some("a = 2\n")).unwrap_err();
+        assert!(matches!(e, PersistError::Changed(_)), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a = 3\n");
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
 }
