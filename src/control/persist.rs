@@ -21,15 +21,47 @@ pub enum PersistError {
     },
 }
 
+/// Renames `tmp` over `real` if `real` still holds `base`; answers whether
+/// it did. On Linux the two files are exchanged atomically (`renameat2`
+/// with `RENAME_EXCHANGE`) and the content that was replaced is checked
+/// afterwards: a save that landed after the plan is swapped back in place,
+/// so no save is lost however the two interleave. Elsewhere, or where the
+/// file system cannot exchange, `real` is read again just before a plain
+/// rename, which leaves a window of that instant.
+fn replace_if_unchanged(tmp: &Path, real: &Path, base: &str) -> std::io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        match renameat_with(CWD, tmp, CWD, real, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                // `tmp` now holds what `real` held an instant ago.
+                if std::fs::read_to_string(tmp)? == base {
+                    // The old content; best effort.
+                    let _ = std::fs::remove_file(tmp);
+                    return Ok(true);
+                }
+                renameat_with(CWD, tmp, CWD, real, RenameFlags::EXCHANGE)?;
+                return Ok(false);
+            }
+            // EINVAL/ENOSYS: no exchange here; fall through.
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if std::fs::read_to_string(real)? != base {
+        return Ok(false);
+    }
+    std::fs::rename(tmp, real)?;
+    Ok(true)
+}
+
 /// Atomically replaces the file at `path` with `text`. A symlink (such as
 /// a Kubernetes ConfigMap's) is followed and its target replaced.
 ///
 /// `base` is the content `text` was made from: if the file no longer holds
 /// it just before the rename (an operator saved an edit meanwhile), nothing
 /// is replaced and `Changed` is answered, so the caller can build on the
-/// edit instead of overwriting it. This narrows the window of a lost
-/// update to the instant between that read and the rename; editors take no
-/// locks, so it cannot be closed entirely.
+/// edit instead of overwriting it (see `replace_if_unchanged`).
 pub fn write_atomic(path: &Path, text: &str, base: Option<&str>) -> Result<(), PersistError> {
     let io = |source| PersistError::Io {
         path: path.display().to_string(),
@@ -57,10 +89,13 @@ pub fn write_atomic(path: &Path, text: &str, base: Option<&str>) -> Result<(), P
         f.write_all(text.as_bytes())?;
         f.set_permissions(meta.permissions())?;
         f.sync_all()?;
-        if base.is_some_and(|b| std::fs::read_to_string(&real).ok().as_deref() != Some(b)) {
-            return Ok(false);
+        if let Some(base) = base {
+            if !replace_if_unchanged(&tmp, &real, base)? {
+                return Ok(false);
+            }
+        } else {
+            std::fs::rename(&tmp, &real)?;
         }
-        std::fs::rename(&tmp, &real)?;
         // The rename itself must survive a crash too.
         std::fs::File::open(dir)?.sync_all()?;
         Ok(true)
