@@ -91,6 +91,15 @@ impl EventPattern {
     }
 }
 
+impl fmt::Display for EventPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventPattern::Exact(name) => f.write_str(name),
+            EventPattern::Prefix(prefix) => write!(f, "{prefix}*"),
+        }
+    }
+}
+
 /// A webhook URL, split for connecting. Its `Debug` and `Display` show the
 /// scheme and authority only: the path may be the secret.
 #[derive(Clone, PartialEq, Eq)]
