@@ -6,7 +6,7 @@
 //! `proxy` (the data plane), `server` (listeners, workers, lifecycle),
 //! `control` (the single writer of the table), `tls` (certificates,
 //! handshakes, TLS to backends), `health` (active probes,
-//! readiness), `rollout` (windowed statistics and the canary engine), `admin` (the admin listener) and `demo` (built-in demo
+//! readiness), `rollout` (windowed statistics and the canary engine), `admin` (the admin listener), `notify` (webhooks of deployment events) and `demo` (built-in demo
 //! backends).
 
 pub mod admin;
@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod health;
+pub mod notify;
 pub mod proxy;
 pub mod rollout;
 pub mod server;

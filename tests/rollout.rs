@@ -132,7 +132,7 @@ async fn healthy_canary_walks_every_step_and_is_promoted() {
     assert_eq!(
         actions,
         [
-            "rollout_step",
+            "rollout_start",
             "rollout_step",
             "rollout_step",
             "rollout_promote"
@@ -329,7 +329,7 @@ async fn operator_pause_resume_promote_and_abort() {
     assert_eq!(
         actions,
         [
-            "rollout_step",
+            "rollout_start",
             "rollout_pause",
             "rollout_resume",
             "rollout_promote"

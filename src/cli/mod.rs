@@ -224,6 +224,17 @@ pub(crate) fn summary(cfg: &Config) -> String {
             backends.join(", ")
         );
     }
+    for n in &cfg.notify {
+        let events: Vec<String> = n.events.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "notify {}  events {}  timeout {:?}  retries {}",
+            n.url,
+            events.join(", "),
+            n.timeout,
+            n.retries
+        );
+    }
     out
 }
 

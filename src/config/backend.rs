@@ -136,6 +136,25 @@ impl Validator<'_> {
         }
     }
 
+    /// A `ca_file`: read and checked now, so a bad one is a config error.
+    pub(crate) fn ca_file(&mut self, key: &str, raw: &Spanned<String>) -> Option<CaFile> {
+        let path = self.path(raw.get_ref());
+        match crate::tls::pem::load_ca(&path) {
+            Ok(certs) => Some(CaFile { path, certs }),
+            Err(e) => {
+                self.error(
+                    raw.span(),
+                    key,
+                    e.to_string(),
+                    Some(
+                        "a PEM file of one or more CA certificates (\"BEGIN CERTIFICATE\")".into(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// The TLS settings of pool `key` (`pools.NAME`), from its keys and how
     /// its backends were written; `None` for plain HTTP.
     pub(crate) fn pool_tls(
@@ -221,22 +240,7 @@ impl Validator<'_> {
                 );
                 return None;
             }
-            let path = self.path(f.get_ref());
-            match crate::tls::pem::load_ca(&path) {
-                Ok(certs) => Some(CaFile { path, certs }),
-                Err(e) => {
-                    self.error(
-                        f.span(),
-                        format!("{key}.ca_file"),
-                        e.to_string(),
-                        Some(
-                            "a PEM file of one or more CA certificates (\"BEGIN CERTIFICATE\")"
-                                .into(),
-                        ),
-                    );
-                    None
-                }
-            }
+            self.ca_file(&format!("{key}.ca_file"), f)
         });
         let server_name = match &raw.tls_server_name {
             Some(n) => {

@@ -6,6 +6,7 @@
 mod backend;
 mod error;
 mod model;
+mod notify;
 mod raw;
 mod resilience;
 mod rollout;
@@ -17,6 +18,9 @@ use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::*;
+pub use notify::{
+    EventPattern, NotifyConfig, WebhookHeaders, WebhookUrl, DEFAULT_EVENTS as DEFAULT_NOTIFY_EVENTS,
+};
 pub use resilience::MAX_RETRIES;
 
 /// Reads and validates a configuration file.

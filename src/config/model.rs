@@ -25,6 +25,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Certificates of the HTTPS listener (`server.listen_tls`).
     pub tls: Option<TlsConfig>,
+    /// `[[notify]]`: webhooks that deployment events are posted to.
+    pub notify: Vec<super::NotifyConfig>,
 }
 
 impl Config {

@@ -58,6 +58,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
     pub tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub notify: Vec<Spanned<RawNotify>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,4 +224,17 @@ pub struct RawTlsCert {
     pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub cert: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
+}
+
+/// `[[notify]]`: a webhook that deployment events are posted to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub url: Option<Spanned<String>>,
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
+    pub timeout: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub headers: Option<Spanned<Ordered<Spanned<String>>>>,
+    pub ca_file: Option<Spanned<String>>,
 }

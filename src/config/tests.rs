@@ -194,6 +194,60 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
         "no routes",
     ),
     (
+        "webhook url without a scheme",
+        "[[notify]]\nurl = \"hooks.example.com/x\"\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n",
+        "2:7: notify[0].url",
+        "must start with http:// or https://",
+    ),
+    (
+        "webhook without a url",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[notify]]\nretries = 1\n",
+        "6:1: notify[0].url",
+        "has no url",
+    ),
+    (
+        "unknown key in a webhook",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[notify]]\nurl = \"http://x/\"\nretry = 1\n",
+        "8:1: notify[0].retry",
+        "unknown field",
+    ),
+    (
+        "invalid webhook header name",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[notify]]\nurl = \"http://x/\"\nheaders = { \"X Token\" = \"1\" }\n",
+        "8:13: notify[0].headers.X Token",
+        "invalid header name",
+    ),
+    (
+        "invalid webhook header value",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[notify]]\nurl = \"http://x/\"\nheaders = { Authorization = \"Bearer a\\nb\" }\n",
+        "8:29: notify[0].headers.Authorization",
+        "invalid value for header authorization",
+    ),
+    (
+        "webhook header set by switchyard",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[notify]]\nurl = \"http://x/\"\nheaders = { Content-Type = \"text/plain\" }\n",
+        "8:13: notify[0].headers.Content-Type",
+        "is set by switchyard",
+    ),
+    (
+        "bad webhook event glob",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[notify]]\nurl = \"http://x/\"\nevents = [\"flip\", \"roll*out\"]\n",
+        "8:19: notify[0].events[1]",
+        "invalid event pattern \"roll*out\"",
+    ),
+    (
+        "webhook event matching nothing",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[notify]]\nurl = \"http://x/\"\nevents = [\"rollout_promoted\"]\n",
+        "8:11: notify[0].events[0]",
+        "matches no event",
+    ),
+    (
+        "webhook ca_file with an http url",
+        "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"a\"\nsplit = { blue = 1 }\n[[notify]]\nurl = \"http://x/\"\nca_file = \"ca.pem\"\n",
+        "8:11: notify[0].ca_file",
+        "needs an https:// url",
+    ),
+    (
         "TOML syntax error",
         "[pools.blue\nbackends = []\n",
         "1:12: pools.blue",
@@ -290,4 +344,54 @@ fn rollout_section_defaults_and_errors() {
             .to_string();
         assert!(err.contains(expect), "{body}: {err}");
     }
+}
+
+#[test]
+fn notify_defaults_and_hints() {
+    let c = ok(&format!(
+        "{MINIMAL}[[notify]]\nurl = \"https://hooks.example.com/T/B/key\"\n\
+         [[notify]]\nurl = \"http://10.0.0.5:8080\"\nevents = [\"*\"]\ntimeout = \"2s\"\n\
+         retries = 0\nbackoff = \"100ms\"\nheaders = {{ Authorization = \"Bearer x\" }}\n"
+    ));
+    let (a, b) = (&c.notify[0], &c.notify[1]);
+    assert_eq!(
+        (a.url.authority.as_str(), a.url.port),
+        ("hooks.example.com", 443)
+    );
+    assert_eq!(a.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        (a.retries, a.backoff),
+        (3, std::time::Duration::from_secs(1))
+    );
+    for (action, wanted) in [
+        ("rollout_step", true),
+        ("rollout_promote", true),
+        ("flip", true),
+        ("flip_verified", true),
+        ("rollback", true),
+        ("split", false),
+        ("reload", false),
+    ] {
+        assert_eq!(a.wants(action), wanted, "{action}");
+    }
+    assert!(b.wants("reload") && b.wants("drain"));
+    assert_eq!((b.retries, b.url.path.as_str()), (0, "/"));
+    assert_eq!(b.headers.0[0].0.as_str(), "authorization");
+    let err = parse(
+        &format!("{MINIMAL}[[notify]]\nurl = \"http://x/\"\nevents = [\"rollout_promoted\"]\n"),
+        Path::new("x.toml"),
+    )
+    .unwrap_err();
+    let hint = err.diagnostics()[0].hint.clone().unwrap_or_default();
+    assert!(
+        hint.starts_with("did you mean \"rollout_promote\"?"),
+        "{hint}"
+    );
+    // A header value is never repeated in an error: it is likely a token.
+    let err = parse(
+        &format!("{MINIMAL}[[notify]]\nurl = \"http://x/\"\nheaders = {{ Authorization = \"s3cret\\n\" }}\n"),
+        Path::new("x.toml"),
+    )
+    .unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
 }

@@ -66,6 +66,7 @@ impl<'a> Validator<'a> {
         let retry = self.retry("retry", &raw.retry, &RetryConfig::default());
         let pools = self.pools(&raw.pools, &health, &outlier, &retry);
         let routes = self.routes(&raw.routes, &pools);
+        let notify = self.notify(&raw.notify);
         if raw.routes.is_empty() {
             self.error(
                 0..0,
@@ -86,6 +87,7 @@ impl<'a> Validator<'a> {
             pools,
             routes,
             tls,
+            notify,
         })
     }
 

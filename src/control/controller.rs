@@ -73,7 +73,9 @@ impl Controller {
             error: None,
             at: SystemTime::now(),
         });
-        let history = History::new(config.admin.history_file.clone());
+        let mut notifier = crate::notify::Notifier::new(telemetry.clone());
+        notifier.configure(&config.notify);
+        let history = History::new(config.admin.history_file.clone(), notifier);
         let c = Controller {
             path,
             text,
@@ -495,6 +497,9 @@ impl Controller {
     }
 
     fn apply(&mut self, config: Config, text: String) -> u64 {
+        if config.notify != self.config.notify {
+            self.history.set_sinks(&config.notify);
+        }
         self.config = config;
         self.text = text;
         self.rebuild()

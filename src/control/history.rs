@@ -1,5 +1,8 @@
 //! Deployment history: every change the controller makes or refuses, kept
-//! in memory (bounded) and appended as JSON lines to `admin.history_file`.
+//! in memory (bounded), appended as JSON lines to `admin.history_file`, and
+//! offered to the webhook sinks (`notify`). `record` is the one way in, so
+//! every event — the controller's own and `ControlHandle::record`'s — is
+//! seen by all three.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -8,9 +11,36 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::ChangeSource;
+use crate::config::NotifyConfig;
+use crate::notify::Notifier;
 
 /// Events kept in memory.
 const KEEP: usize = 1000;
+
+/// Every action an event may have, for validating `[[notify]] events`.
+/// An action recorded anywhere must be listed here, or a webhook cannot
+/// ask for it by name. `flip_verified`, `flip_reverted` and
+/// `flip_verify_cancelled` come from the verified blue-green flip.
+pub const ACTIONS: &[&str] = &[
+    "reload",
+    "split",
+    "flip",
+    "rollback",
+    "drain",
+    "undrain",
+    "resolve",
+    "rollout_start",
+    "rollout_step",
+    "rollout_pause",
+    "rollout_resume",
+    "rollout_promote",
+    "rollout_rollback",
+    "flip_verify",
+    "flip_verified",
+    "flip_unverified",
+    "flip_reverted",
+    "flip_verify_cancelled",
+];
 
 /// One change, applied or refused.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -20,7 +50,7 @@ pub struct Event {
     /// The generation in force after the event.
     pub generation: u64,
     pub source: ChangeSource,
-    /// reload, split, flip, rollback, drain, undrain.
+    /// One of `ACTIONS`.
     pub action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
@@ -80,14 +110,22 @@ impl Event {
 pub struct History {
     events: VecDeque<Event>,
     file: Option<PathBuf>,
+    /// The running configuration's webhooks; offering never waits.
+    notifier: Notifier,
 }
 
 impl History {
-    pub fn new(file: Option<PathBuf>) -> Self {
+    pub fn new(file: Option<PathBuf>, notifier: Notifier) -> Self {
         History {
             events: VecDeque::new(),
             file,
+            notifier,
         }
+    }
+
+    /// Follows the running `[[notify]]` (with every applied config).
+    pub fn set_sinks(&mut self, sinks: &[NotifyConfig]) {
+        self.notifier.configure(sinks);
     }
 
     pub fn record(&mut self, event: Event) {
@@ -102,6 +140,7 @@ impl History {
                 tracing::warn!(file = %path.display(), error = %e, "cannot append to the history file");
             }
         }
+        self.notifier.offer(&event);
         if self.events.len() == KEEP {
             self.events.pop_front();
         }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
 pub use edit::{apply as apply_edit, Edit, EditError};
-pub use history::{Event, Split};
+pub use history::{Event, Split, ACTIONS};
 pub use resolve::{Resolve, SystemResolver};
 pub use watch::watch_file;
 

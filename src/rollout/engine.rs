@@ -94,14 +94,14 @@ impl Rollouts {
             .unwrap_or_else(Instant::now);
         let mut failed = 0;
         self.set_weight(&route, &cfg, cfg.steps[step]).await;
-        let what = if step == 0 && ago < cfg.step_interval {
-            "started"
+        let (action, what) = if step == 0 && ago < cfg.step_interval {
+            ("rollout_start", "started")
         } else {
-            "resumed"
+            ("rollout_step", "resumed")
         };
         self.event(
             &route,
-            "rollout_step",
+            action,
             format!(
                 "{what} at step {} ({}% on {})",
                 step + 1,

@@ -14,8 +14,9 @@
 pub mod access;
 mod names;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
@@ -49,6 +50,10 @@ pub struct Telemetry {
     handle: PrometheusHandle,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: Arc<AtomicU64>,
+    /// Webhook notifications by (sink, result), copied into their counters
+    /// at every scrape so that a sink's count never expires. Written by the
+    /// notifier (a few times per deployment event), never by the data plane.
+    notifications: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -85,6 +90,7 @@ impl Telemetry {
             recorder,
             handle,
             access_log_dropped: Arc::new(AtomicU64::new(0)),
+            notifications: Mutex::default(),
         })
     }
 
@@ -107,6 +113,26 @@ impl Telemetry {
     pub fn count_change(&self, result: &str, source: &str) {
         self.counter(CONFIG_RELOADS, &[("result", result), ("source", source)])
             .increment(1);
+    }
+
+    /// Counts a webhook notification: `delivered`, `failed` or `dropped`.
+    pub fn count_notification(&self, sink: &str, result: &'static str) {
+        // A poisoned lock only means a panic elsewhere; the map stays valid.
+        let mut counts = self
+            .notifications
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *counts.entry((sink.to_owned(), result)).or_default() += 1;
+    }
+
+    /// Notifications counted for `sink` with `result` so far.
+    pub fn notifications(&self, sink: &str, result: &'static str) -> u64 {
+        self.notifications
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(sink.to_owned(), result))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Aggregates recorded histogram samples; call every few seconds.
@@ -223,6 +249,15 @@ impl Telemetry {
             .set(1.0);
         self.counter(ACCESS_LOG_DROPPED, &[])
             .absolute(self.access_log_dropped.load(Ordering::Relaxed));
+        for ((sink, result), n) in self
+            .notifications
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            self.counter(NOTIFICATIONS, &[("sink", sink), ("result", result)])
+                .absolute(*n);
+        }
         for (reason, n) in tls_failures {
             self.counter(TLS_HANDSHAKE_FAILURES, &[("reason", reason)])
                 .absolute(*n);

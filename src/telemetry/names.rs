@@ -17,3 +17,4 @@ pub const ACCESS_LOG_DROPPED: &str = "switchyard_access_log_dropped_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
 pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
 pub const ROLLOUTS: &str = "switchyard_rollouts_total";
+pub const NOTIFICATIONS: &str = "switchyard_notifications_total";

@@ -32,7 +32,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -242,25 +241,15 @@ impl Drop for TestBackend {
     }
 }
 
-/// The accept loop; connection tasks live in a `JoinSet` it owns.
+/// The accept loop (`accept_each`: aborting it closes every connection).
 fn serve(
     listener: TcpListener,
     name: String,
     stats: Arc<Stats>,
     idle_close: Option<Duration>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let stream = tokio::select! {
-                a = listener.accept() => match a {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-                Some(_) = conns.join_next() => continue,
-            };
-            conns.spawn(connection(stream, name.clone(), stats.clone(), idle_close));
-        }
+    super::accept_each(listener, move |stream| {
+        connection(stream, name.clone(), stats.clone(), idle_close)
     })
 }
 

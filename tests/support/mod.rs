@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod release;
 pub mod tls;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -229,6 +230,32 @@ pub async fn get(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> An
         .await
         .unwrap_or_else(|e| panic!("GET {url} failed: {e:?}"));
     collect(resp).await
+}
+
+/// Spawns an accept loop on `listener`: each connection is served by
+/// `serve` in a task of a `JoinSet` the loop owns, so aborting the returned
+/// task closes every connection too.
+pub fn accept_each<F, Fut>(
+    listener: tokio::net::TcpListener,
+    mut serve: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let tcp = tokio::select! {
+                a = listener.accept() => match a {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => continue,
+                },
+                Some(_) = conns.join_next() => continue,
+            };
+            conns.spawn(serve(tcp));
+        }
+    })
 }
 
 /// Polls `cond` until it holds or `deadline` passes.

@@ -211,6 +211,21 @@ pub async fn get_tls(addr: SocketAddr, host: &str, path: &str, cfg: Arc<ClientCo
     get1(&mut h1(tls).await, host, path).await
 }
 
+/// A TLS acceptor presenting `leaf` (TLS 1.2 and 1.3, no ALPN).
+pub fn acceptor(leaf: &Leaf) -> TlsAcceptor {
+    let chain = vec![leaf.der.clone()];
+    let key: PrivateKeyDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(leaf.key_pem.as_bytes())
+            .expect("key PEM");
+    let cfg = ServerConfig::builder_with_provider(switchyard::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    TlsAcceptor::from(Arc::new(cfg))
+}
+
 /// A backend speaking HTTPS with `leaf`, answering like `TestBackend`.
 pub struct TlsBackend {
     pub addr: SocketAddr,
@@ -220,43 +235,23 @@ pub struct TlsBackend {
 
 impl TlsBackend {
     pub async fn start(name: &str, leaf: &Leaf) -> TlsBackend {
-        let chain = vec![leaf.der.clone()];
-        let key: PrivateKeyDer<'static> =
-            rustls::pki_types::pem::PemObject::from_pem_slice(leaf.key_pem.as_bytes())
-                .expect("key PEM");
-        let cfg = ServerConfig::builder_with_provider(switchyard::tls::provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server config");
-        let acceptor = TlsAcceptor::from(Arc::new(cfg));
+        let acceptor = acceptor(leaf);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stats = Arc::new(Stats::default());
         let (s, name) = (stats.clone(), name.to_owned());
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let tcp = tokio::select! {
-                    a = listener.accept() => match a {
-                        Ok((tcp, _)) => tcp,
-                        Err(_) => continue,
-                    },
-                    Some(_) = conns.join_next() => continue,
+        let task = super::accept_each(listener, move |tcp| {
+            let (acceptor, s, name) = (acceptor.clone(), s.clone(), name.clone());
+            async move {
+                // A client that rejects our certificate ends here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
                 };
-                let (acceptor, s, name) = (acceptor.clone(), s.clone(), name.clone());
-                conns.spawn(async move {
-                    // A client that rejects our certificate ends here.
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc =
-                        service_fn(move |req| super::backend::handle(req, name.clone(), s.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
+                let svc =
+                    service_fn(move |req| super::backend::handle(req, name.clone(), s.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
             }
         });
         TlsBackend { addr, stats, task }
