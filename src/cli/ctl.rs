@@ -26,16 +26,16 @@ pub struct Ctl {
         env = "SWITCHYARD_ADMIN",
         default_value = "http://127.0.0.1:9901"
     )]
-    admin: String,
+    pub(super) admin: String,
     /// Bearer token (read from the environment; never pass it on the command line in scripts).
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(super) json: bool,
     /// Only apply if this generation is still in force (optimistic concurrency).
     #[arg(long, global = true)]
-    if_match: Option<u64>,
+    pub(super) if_match: Option<u64>,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -63,6 +63,8 @@ enum CtlCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Replace a pool's backends a few at a time: drain, run CMD, wait for health, undrain.
+    RollingUpdate(super::rolling::RollingUpdate),
     /// Re-read the configuration file now.
     Reload,
     /// Drive the canary engine of a route with `[routes.rollout]`.
@@ -163,6 +165,7 @@ async fn run(ctl: Ctl) -> ExitCode {
         CtlCommand::History { limit } => {
             (Method::GET, format!("/api/v1/history?limit={limit}"), None)
         }
+        CtlCommand::RollingUpdate(args) => return super::rolling::run(&ctl, args).await,
         CtlCommand::Reload => (Method::POST, "/api/v1/reload".to_owned(), None),
         CtlCommand::Rollout {
             action: RolloutAction::Status,
@@ -202,6 +205,7 @@ async fn run(ctl: Ctl) -> ExitCode {
     match &ctl.command {
         CtlCommand::Status => print_status(&answer),
         CtlCommand::History { .. } => print_history(&answer),
+        CtlCommand::RollingUpdate(_) => unreachable!("rolling-update returns above"),
         CtlCommand::Drain { pool, addr } | CtlCommand::Undrain { pool, addr } => {
             let what = if matches!(ctl.command, CtlCommand::Drain { .. }) {
                 "drained"
@@ -242,7 +246,7 @@ async fn run(ctl: Ctl) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn call(
+pub(super) async fn call(
     ctl: &Ctl,
     method: Method,
     path: &str,
