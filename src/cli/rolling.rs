@@ -49,7 +49,8 @@ pub struct RollingUpdate {
     pool: String,
     /// Replaces one instance; run by `sh -c` with {addr}, {host}, {port} and
     /// {pool} filled in (also in $SWITCHYARD_BACKEND_ADDR, _HOST, _PORT,
-    /// $SWITCHYARD_POOL). Exit 0 means done.
+    /// $SWITCHYARD_POOL). Exit 0 only once the old instance has stopped
+    /// serving; the new one may still be starting.
     #[arg(long, value_name = "CMD")]
     exec: String,
     /// Backends out of rotation at the same time.
