@@ -172,6 +172,22 @@ async fn route(
             })
             .await
         }
+        (&Method::POST, ["backends", pool, addr, "probe"]) => {
+            let not_found = || ApiError::not_found(format!("backend {addr} in pool {pool:?}"));
+            let addr: SocketAddr = addr.parse().map_err(|_| not_found())?;
+            // Cloned out of the table: the probe awaits, and a table must
+            // not be held across an await.
+            let (pool, backend) = {
+                let table = admin.control.table().load();
+                let p = table
+                    .pool(pool.as_bytes())
+                    .ok_or_else(|| ApiError::not_found(format!("pool {pool:?}")))?;
+                let b = p.backends.iter().find(|b| b.addr == addr);
+                (p.clone(), b.cloned().ok_or_else(not_found)?)
+            };
+            let answer = super::probe::probe(&pool, &backend).await;
+            Ok(json_response(StatusCode::OK, &answer))
+        }
         (&Method::GET, ["routes", route, "rollout"]) => {
             let status = admin.rollouts.status(route).ok_or_else(|| {
                 ApiError::not_found(format!("no rollout of route {route:?} has run"))
@@ -203,7 +219,7 @@ async fn route(
         | (_, ["routes", _, "rollout"])
         | (_, ["routes", _, "rollout", "start" | "pause" | "resume" | "promote" | "abort"])
         | (_, ["routes", _, "split" | "flip" | "rollback"])
-        | (_, ["backends", _, _, "drain" | "undrain"]) => Err(ApiError(
+        | (_, ["backends", _, _, "drain" | "undrain" | "probe"]) => Err(ApiError(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed on {path}"),

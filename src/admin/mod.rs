@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::control::ControlHandle;
 
 mod api;
+mod probe;
 mod status;
 
 use api::json_response;

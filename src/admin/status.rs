@@ -7,6 +7,15 @@ use serde_json::json;
 use super::Admin;
 use crate::table::Health;
 
+/// The API's name of a health state (status and probe answers).
+pub fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Unknown => "unknown",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
 pub fn status(admin: &Admin) -> serde_json::Value {
     let table = admin.control.table().load();
     let reload = admin.control.status();
@@ -31,11 +40,7 @@ pub fn status(admin: &Admin) -> serde_json::Value {
                 .map(|b| {
                     json!({
                         "addr": b.addr.to_string(),
-                        "health": match b.health() {
-                            Health::Unknown => "unknown",
-                            Health::Healthy => "healthy",
-                            Health::Unhealthy => "unhealthy",
-                        },
+                        "health": health_name(b.health()),
                         "draining": b.is_draining(),
                         "in_flight": b.in_flight(),
                     })

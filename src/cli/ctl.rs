@@ -32,10 +32,10 @@ pub struct Ctl {
     token: Option<String>,
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(super) json: bool,
     /// Only apply if this generation is still in force (optimistic concurrency).
     #[arg(long, global = true)]
-    if_match: Option<u64>,
+    pub(super) if_match: Option<u64>,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -69,6 +69,8 @@ enum CtlCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Replace a pool's backends a few at a time: drain, run CMD, wait for health, undrain.
+    RollingUpdate(super::rolling::RollingUpdate),
     /// Re-read the configuration file now.
     Reload,
     /// Drive the canary engine of a route with `[routes.rollout]`.
@@ -234,6 +236,7 @@ async fn run(ctl: Ctl) -> ExitCode {
         CtlCommand::History { limit } => {
             (Method::GET, format!("/api/v1/history?limit={limit}"), None)
         }
+        CtlCommand::RollingUpdate(args) => return super::rolling::run(&ctl, args).await,
         CtlCommand::Reload => (Method::POST, "/api/v1/reload".to_owned(), None),
         CtlCommand::Rollout {
             action: RolloutAction::Status,
@@ -291,6 +294,7 @@ async fn run(ctl: Ctl) -> ExitCode {
     match &ctl.command {
         CtlCommand::Status => print_status(&answer),
         CtlCommand::History { .. } => print_history(&answer),
+        CtlCommand::RollingUpdate(_) => unreachable!("rolling-update returns above"),
         CtlCommand::Drain { pool, addr } | CtlCommand::Undrain { pool, addr } => {
             let what = if matches!(ctl.command, CtlCommand::Drain { .. }) {
                 "drained"

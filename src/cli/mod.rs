@@ -2,6 +2,7 @@
 
 mod ctl;
 mod demo;
+mod rolling;
 mod watch;
 
 use std::net::SocketAddr;
@@ -338,6 +339,8 @@ fn spawn_signal_handlers(_: &server::Running, shutdown: CancellationToken) -> an
 fn backend(listen: SocketAddr, pool: String, version: String) -> anyhow::Result<()> {
     let l = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
+    // The bound address: with port 0 the log line is how a caller learns it.
+    let listen = l.local_addr().context("bound address")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

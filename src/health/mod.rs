@@ -4,7 +4,10 @@
 //! by the supervisor (`supervisor`), which runs on the control runtime and
 //! is started by `server::start`. Probes write the backend's health atomic;
 //! no table is rebuilt for a health change. The pure threshold logic is in
-//! `counter`, the HTTP exchange in `probe`.
+//! `counter`, the HTTP exchange in `probe`. The admin API's one-off
+//! `POST .../probe` uses `probe_with` (or `connect_only` for a pool with
+//! checks off) and writes nothing: the probe task stays the only writer of
+//! its backend's health. Drained backends keep their probe task.
 //!
 //! Unknown (not probed yet) is handled so that start-up and reloads are both
 //! safe: at start-up the first round of probes runs at once and `/ready`
@@ -27,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::table::RoutingTable;
 
-pub use probe::probe;
+pub use probe::{connect_only, probe, probe_with};
 
 /// What readiness needs from health checking.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
@@ -40,15 +41,28 @@ pub async fn probe_with(
     }
 }
 
+/// A TCP connect to `addr` within `timeout`, nothing more: the check of a
+/// pool without HTTP health checks (`POST .../probe`).
+pub async fn connect_only(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeFailure> {
+    match tokio::time::timeout(timeout, connect(addr)).await {
+        Err(_) => Err(ProbeFailure::Timeout),
+        Ok(r) => r.map(drop),
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<TcpStream, ProbeFailure> {
+    TcpStream::connect(addr).await.map_err(|e| match e.kind() {
+        io::ErrorKind::ConnectionRefused => ProbeFailure::Refused,
+        _ => ProbeFailure::Connect,
+    })
+}
+
 async fn exchange(
     addr: SocketAddr,
     tls: Option<&UpstreamTls>,
     cfg: &HealthConfig,
 ) -> Result<u16, ProbeFailure> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
-        io::ErrorKind::ConnectionRefused => ProbeFailure::Refused,
-        _ => ProbeFailure::Connect,
-    })?;
+    let stream = connect(addr).await?;
     // Probes are tiny; Nagle would only delay them.
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(backend.addr = %addr, error = %e, "TCP_NODELAY failed on a probe");
