@@ -10,6 +10,7 @@ mod notify;
 mod raw;
 mod resilience;
 mod rollout;
+mod routes;
 mod tls;
 mod validate;
 mod values;

@@ -19,8 +19,7 @@ const KEEP: usize = 1000;
 
 /// Every action an event may have, for validating `[[notify]] events`.
 /// An action recorded anywhere must be listed here, or a webhook cannot
-/// ask for it by name. `flip_verified`, `flip_reverted` and
-/// `flip_verify_cancelled` come from the verified blue-green flip.
+/// ask for it by name (`History::record` checks it in debug builds).
 pub const ACTIONS: &[&str] = &[
     "reload",
     "split",
@@ -129,6 +128,12 @@ impl History {
     }
 
     pub fn record(&mut self, event: Event) {
+        // Tests catch an action that a webhook could not ask for by name.
+        debug_assert!(
+            ACTIONS.contains(&event.action),
+            "action {:?} is missing from history::ACTIONS",
+            event.action
+        );
         if let Some(path) = &self.file {
             let line = serde_json::to_string(&event).unwrap_or_default();
             let written = std::fs::OpenOptions::new()
