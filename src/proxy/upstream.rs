@@ -231,7 +231,9 @@ pub async fn send(
     loop {
         let (mut tx, reused_after) = match (!fresh_only).then(|| checkout(backend_id)).flatten() {
             Some(idle) => (idle.tx, Some(idle.since.elapsed())),
-            None => match connect(backend, settings.connect_timeout).await {
+            // Boxed: connecting (TCP, TLS, handshake) is the rare path and
+            // its future is large; inline it would be moved with every request.
+            None => match Box::pin(connect(backend, settings.connect_timeout)).await {
                 Ok(tx) => (tx, None),
                 Err(e) => return Err(SendError::new(e, Some(req))),
             },
