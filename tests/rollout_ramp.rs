@@ -149,6 +149,11 @@ async fn watch_exits_0_on_promotion() {
         stdout.contains("promoted: every step passed"),
         "no reason in {stdout}"
     );
+    let (_, status, _) = ctl(&proxy, &["status"]).await;
+    assert!(
+        status.contains("rollout of route r: promoted: step 2 of 2 [20% 100%]"),
+        "{status}"
+    );
     proxy.stop().await;
 }
 

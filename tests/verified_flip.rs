@@ -156,6 +156,12 @@ async fn flip_to_a_good_pool_stays_after_the_window() {
         .await
         .json();
     assert_eq!(status["flips"][0]["phase"], "verified");
+    let (code, stdout, _) = ctl(&proxy, &["status"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("verified flip of route r to green: verified ("),
+        "{stdout}"
+    );
 
     // And the command line waits for a good outcome with exit 0.
     let (code, stdout, stderr) = ctl(

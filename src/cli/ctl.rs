@@ -481,6 +481,21 @@ fn print_status(s: &Value) {
         }
     }
     println!("{pools}");
+    for r in s["rollouts"].as_array().into_iter().flatten() {
+        print!("rollout of route {}: ", r["route"].as_str().unwrap_or("?"));
+        print_rollout(r);
+    }
+    for f in s["flips"].as_array().into_iter().flatten() {
+        println!(
+            "verified flip of route {} to {}: {}{}",
+            f["route"].as_str().unwrap_or("?"),
+            f["to"].as_str().unwrap_or("?"),
+            f["phase"].as_str().unwrap_or("?"),
+            f["reason"]
+                .as_str()
+                .map_or_else(String::new, |r| format!(" ({r})")),
+        );
+    }
 }
 
 fn print_history(h: &Value) {
