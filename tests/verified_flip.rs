@@ -252,6 +252,12 @@ async fn a_later_change_of_the_split_ends_the_verification() {
     assert_ne!(now["generation"], first);
     assert_eq!(now["phase"], "verifying");
     assert_eq!(now["to"], "blue");
+    // A flip that changes nothing (blue has everything already) leaves it be.
+    let same = post_json(&proxy, "/api/v1/routes/r/flip", &json!({"to": "blue"})).await;
+    assert_eq!(same.json()["changed"], false, "{}", same.text());
+    let still = flip_status(&proxy).await;
+    assert_eq!(still["phase"], "verifying");
+    assert_eq!(still["generation"], now["generation"]);
     eventually(WAIT, "the replaced verification is recorded", || async {
         actions(&events(&proxy).await)
             .iter()

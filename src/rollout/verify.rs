@@ -183,15 +183,17 @@ impl Rollouts {
             .control
             .change(ChangeSource::Api, if_match, change)
             .await?;
-        // Any flip of the route ends the verification of an earlier one.
+        // A flip that changed nothing has nothing to go back to, and leaves
+        // a running verification alone.
+        if !applied.changed {
+            return Ok((applied, None));
+        }
+        // Any other flip of the route ends the verification of an earlier one.
         let mut flips = self.flips.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(old) = flips.get(route) {
             old.cancel.cancel();
         }
-        // A flip that changed nothing has nothing to go back to.
-        let (Some(spec), Some(previous), true) =
-            (verify, applied.previous_split.clone(), applied.changed)
-        else {
+        let (Some(spec), Some(previous)) = (verify, applied.previous_split.clone()) else {
             return Ok((applied, None));
         };
         let status = FlipStatus {
