@@ -280,7 +280,9 @@ impl Rollouts {
             ),
         )
         .await;
-        let tick = (spec.window / 10).clamp(Duration::from_millis(25), Duration::from_secs(1));
+        // Often: every tick a failing pool keeps the traffic costs requests,
+        // and a check only sums a few one-second slots.
+        let tick = (spec.window / 10).clamp(Duration::from_millis(25), Duration::from_millis(50));
         let outcome = loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
