@@ -51,8 +51,10 @@ impl Screen {
     fn show(&mut self, f: &Frame) {
         let mut out = std::io::stdout().lock();
         if self.tty {
-            // Erase the line and draw it again.
-            let _ = write!(out, "\r\x1b[2K{}", f.line);
+            // Erase the line and draw it again; a line wider than the
+            // terminal would wrap, and only its last row would be erased.
+            let line = fit(&f.line, terminal_width());
+            let _ = write!(out, "\r\x1b[2K{line}");
             if f.done.is_some() {
                 let _ = writeln!(out);
             }
@@ -68,6 +70,34 @@ impl Screen {
             let _ = writeln!(out, "{r}");
         }
         let _ = out.flush();
+    }
+}
+
+/// The terminal's width in columns (stdout), if known.
+fn terminal_width() -> Option<usize> {
+    #[cfg(unix)]
+    {
+        rustix::termios::tcgetwinsize(std::io::stdout())
+            .ok()
+            .map(|w| usize::from(w.ws_col))
+            .filter(|&w| w > 0)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// `line` cut to fit in `width` columns (every character here is one
+/// column wide), ending in `…` when cut.
+fn fit(line: &str, width: Option<usize>) -> std::borrow::Cow<'_, str> {
+    match width {
+        Some(w) if line.chars().count() >= w => {
+            let mut cut: String = line.chars().take(w.saturating_sub(2)).collect();
+            cut.push('…');
+            cut.into()
+        }
+        _ => line.into(),
     }
 }
 
@@ -257,6 +287,14 @@ mod tests {
         }
         // 1.25 of 3 steps done.
         assert!(f.line.contains(&bar(1.25 / 3.0, 20)), "{}", f.line);
+    }
+
+    #[test]
+    fn a_line_wider_than_the_terminal_is_cut() {
+        assert_eq!(fit("abcdef", Some(10)), "abcdef");
+        assert_eq!(fit("abcdef", None), "abcdef");
+        assert_eq!(fit("r [██░░] step", Some(8)), "r [██░…");
+        assert_eq!(fit("r [██░░] step", Some(8)).chars().count(), 7);
     }
 
     #[test]
