@@ -290,3 +290,53 @@ async fn bad_verification_requests_are_refused_and_change_nothing() {
     }
     proxy.stop().await;
 }
+
+/// The switch-back is a compare-and-set: it applies only while the flipped
+/// pool still has all the traffic, so a change that lands between the
+/// verification's last look and its switch-back is never overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_back_never_overwrites_a_later_split() {
+    use switchyard::control::{Change, ChangeError, ChangeSource};
+    let (_blue, _green, proxy) = start().await;
+    let control = &proxy.running.as_ref().unwrap().control;
+    let revert = |to: &str| Change::RevertFlip {
+        route: "r".into(),
+        to: to.into(),
+        split: vec![("blue".into(), 100), ("green".into(), 0)],
+    };
+    let flip = Change::Flip {
+        route: "r".into(),
+        to: "green".into(),
+    };
+    control.change(ChangeSource::Api, None, flip).await.unwrap();
+    // An operator's split lands first: the switch-back is refused.
+    let halves = Change::SetSplit {
+        route: "r".into(),
+        split: vec![("blue".into(), 50), ("green".into(), 50)],
+    };
+    control
+        .change(ChangeSource::Api, None, halves)
+        .await
+        .unwrap();
+    let e = control
+        .change(ChangeSource::Rollout, None, revert("green"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ChangeError::Superseded(_)), "{e}");
+    assert_eq!(
+        split(&proxy),
+        [("blue".to_owned(), 50), ("green".to_owned(), 50)]
+    );
+    // While green has everything, it applies.
+    let flip = Change::Flip {
+        route: "r".into(),
+        to: "green".into(),
+    };
+    control.change(ChangeSource::Api, None, flip).await.unwrap();
+    control
+        .change(ChangeSource::Rollout, None, revert("green"))
+        .await
+        .unwrap();
+    assert_eq!(split(&proxy), only("blue"));
+    proxy.stop().await;
+}

@@ -50,6 +50,7 @@ impl From<ChangeError> for ApiError {
             ChangeError::NothingToRollBack(_) => {
                 ApiError(StatusCode::CONFLICT, "nothing_to_roll_back", detail)
             }
+            ChangeError::Superseded(_) => ApiError(StatusCode::CONFLICT, "superseded", detail),
             ChangeError::Invalid(_) | ChangeError::Config(_) => {
                 ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid_change", detail)
             }

@@ -393,6 +393,19 @@ impl Controller {
                 .ok_or_else(|| ChangeError::NotFound(format!("route {r:?}")))
         };
         Ok(match change {
+            Change::RevertFlip { route, to, split } => {
+                let current = route_split(&self.config, route)?;
+                if !current.iter().all(|(p, w)| (p == to) == (*w > 0)) {
+                    return Err(ChangeError::Superseded(format!(
+                        "route {route:?} no longer sends everything to {to:?}; its split stands"
+                    )));
+                }
+                let set = Change::SetSplit {
+                    route: route.clone(),
+                    split: split.clone(),
+                };
+                return self.plan(&set);
+            }
             Change::Reload => return Err(ChangeError::Invalid("a reload is not an edit".into())),
             Change::SetSplit { route, split } => {
                 let current = route_split(&self.config, route)?;

@@ -68,6 +68,13 @@ pub enum Change {
     Flip { route: String, to: String },
     /// Restore the split in force before the route's last change.
     Rollback { route: String },
+    /// Undo a flip to `to`: set `split`, but only while `to` still has all
+    /// of the route's weight (a later change of the split stands).
+    RevertFlip {
+        route: String,
+        to: String,
+        split: Vec<(String, u32)>,
+    },
     /// Take a backend out of rotation (or put it back).
     Drain {
         pool: String,
@@ -103,6 +110,9 @@ pub enum ChangeError {
     Conflict { expected: u64, actual: u64 },
     #[error("route {0:?} has no earlier split to roll back to")]
     NothingToRollBack(String),
+    /// A conditional change whose condition no longer holds.
+    #[error("{0}")]
+    Superseded(String),
     /// The change is well-formed but would make an invalid configuration.
     #[error("{0}")]
     Invalid(String),

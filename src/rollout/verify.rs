@@ -221,8 +221,8 @@ impl Rollouts {
         flips.insert(route.to_owned(), entry);
         drop(flips);
         let me = self.clone();
-        let route = route.to_owned();
-        tokio::spawn(async move { me.verify(route, spec, cancel).await });
+        let mine = status.clone();
+        tokio::spawn(async move { me.verify(mine, spec, cancel).await });
         Ok((applied, Some(status)))
     }
 
@@ -248,17 +248,27 @@ impl Rollouts {
         v
     }
 
-    fn update_flip(&self, route: &str, f: impl FnOnce(&mut FlipStatus)) {
+    /// Updates the record of the flip of `route` made at `generation` (a
+    /// newer flip's record is left alone).
+    fn update_flip(&self, route: &str, generation: u64, f: impl FnOnce(&mut FlipStatus)) {
         let mut flips = self.flips.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = flips.get_mut(route) {
+        if let Some(e) = flips
+            .get_mut(route)
+            .filter(|e| e.status.generation == generation)
+        {
             f(&mut e.status);
         }
     }
 
-    async fn verify(self: Arc<Self>, route: String, spec: VerifySpec, cancel: CancellationToken) {
-        let Some(status) = self.flip_status(&route) else {
-            return;
-        };
+    /// The task of one verification. `status` is its own record as it
+    /// started (the map may already hold a newer flip's).
+    async fn verify(
+        self: Arc<Self>,
+        status: FlipStatus,
+        spec: VerifySpec,
+        cancel: CancellationToken,
+    ) {
+        let route = status.route.clone();
         let to = status.to.clone();
         let cfg = spec.as_rollout(&to);
         let started = Instant::now();
@@ -291,36 +301,33 @@ impl Rollouts {
                     }
                     let why = "a newer flip of the route replaced it";
                     // A newer verified flip has replaced the entry already.
-                    self.update_flip(&route, |s| {
-                        if s.generation == status.generation {
-                            s.phase = FlipPhase::Cancelled;
-                            s.reason = Some(why.into());
-                        }
+                    self.update_flip(&route, status.generation, |s| {
+                        s.phase = FlipPhase::Cancelled;
+                        s.reason = Some(why.into());
                     });
                     self.flip_event(&route, "flip_verify_cancelled", why.into()).await;
                     return;
                 }
                 _ = tokio::time::sleep_until((Instant::now() + tick).min(deadline)) => {}
             }
-            if let Some(outcome) = self.check_flip(&route, &to, &cfg, started, deadline) {
+            if let Some(outcome) = self.check_flip(&status, &cfg, started, deadline) {
                 break outcome;
             }
         };
         let (phase, why) = outcome;
-        let back = (phase == FlipPhase::Reverted).then_some(&status.previous_split);
-        self.end_flip(&route, phase, why, back).await;
+        self.end_flip(&status, phase, why).await;
     }
 
     /// One check of a verification: `None` to go on watching, else how it
     /// ends and why.
     fn check_flip(
         &self,
-        route: &str,
-        to: &str,
+        flip: &FlipStatus,
         cfg: &RolloutConfig,
         started: Instant,
         deadline: Instant,
     ) -> Option<(FlipPhase, String)> {
+        let (route, to) = (flip.route.as_str(), flip.to.as_str());
         let table = self.control.table().load();
         if !still_flipped(&table, route, to) {
             let why = "the route's split was changed during the window; that change stands";
@@ -339,7 +346,7 @@ impl Rollouts {
             .map(|w| w.since(clock::secs(started), clock::secs(Instant::now())))
             .unwrap_or_default();
         let p99 = stats.percentile(0.99).map(|d| d.as_secs_f64());
-        self.update_flip(route, |s| {
+        self.update_flip(route, flip.generation, |s| {
             s.requests = stats.requests;
             s.error_rate = stats.error_rate();
             s.p99_seconds = p99;
@@ -377,27 +384,25 @@ impl Rollouts {
         }
     }
 
-    /// Ends a verification: puts `back` in force if given, records why.
-    async fn end_flip(
-        &self,
-        route: &str,
-        mut phase: FlipPhase,
-        mut why: String,
-        back: Option<&Split>,
-    ) {
-        if let Some(back) = back {
-            let change = Change::SetSplit {
+    /// Ends a verification: a revert puts the split from before the flip
+    /// back (only while the flip is still in force); records why.
+    async fn end_flip(&self, flip: &FlipStatus, mut phase: FlipPhase, mut why: String) {
+        let route = flip.route.as_str();
+        if phase == FlipPhase::Reverted {
+            let change = Change::RevertFlip {
                 route: route.to_owned(),
-                split: back.0.clone(),
+                to: flip.to.clone(),
+                split: flip.previous_split.0.clone(),
             };
             if let Err(e) = self
                 .control
                 .change(ChangeSource::Rollout, None, change)
                 .await
             {
-                // The route or the pool went away: nothing to go back to.
-                tracing::error!(%route, error = %e, "cannot put the split before the flip back");
-                why = format!("{why}; switching back FAILED: {e}");
+                // A later change of the split, or the route or the pool
+                // went away: nothing to go back to.
+                tracing::warn!(%route, error = %e, "the split before the flip was not put back");
+                why = format!("{why}; not switched back: {e}");
                 phase = FlipPhase::Cancelled;
             }
         }
@@ -407,7 +412,7 @@ impl Rollouts {
             FlipPhase::Reverted => "flip_reverted",
             FlipPhase::Cancelled | FlipPhase::Verifying => "flip_verify_cancelled",
         };
-        self.update_flip(route, |s| {
+        self.update_flip(route, flip.generation, |s| {
             s.phase = phase;
             s.reason = Some(why.clone());
         });
