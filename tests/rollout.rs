@@ -206,6 +206,31 @@ fn split_events_canary(events: &[(String, String, String, Value)]) -> Vec<u64> {
         .collect()
 }
 
+/// A step cannot pass before its interval, but a canary that fails on
+/// `min_requests` requests is rolled back at once, not an hour later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_does_not_wait_for_the_step_to_end() {
+    let (blue, canary) = (
+        TestBackend::start("blue").await,
+        TestBackend::start("canary").await,
+    );
+    canary.set_fail_percent(50);
+    let proxy = TestProxy::start(&config(
+        &blue,
+        &canary,
+        "steps = [10, 100]\nstep_interval = \"1h\"\nmin_requests = 20\nmax_error_rate = 0.01",
+    ))
+    .await;
+    let _traffic = Load::start(proxy.url("/"), 4, Duration::ZERO);
+    post(&proxy, "/api/v1/routes/r/rollout/start").await;
+    let done = wait_phase(&proxy, "rolled_back").await;
+    assert_eq!(done["step"], 0, "{done}");
+    assert_eq!(done["last"]["check"]["metric"], "error_rate");
+    assert!(done["last"]["canary_requests"].as_u64().unwrap() >= 20);
+    assert_eq!(split(&proxy), weights(100, 0));
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_canary_is_rolled_back_on_p99() {
     let (blue, canary) = (

@@ -110,7 +110,8 @@ impl Rollouts {
             ),
         )
         .await;
-        let tick = (cfg.step_interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let tick =
+            (cfg.step_interval / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
         loop {
             let cmd = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -219,12 +220,13 @@ impl Rollouts {
             let live = Live::new(&canary, &stable);
             self.update_live(&route, live, &cfg);
             let elapsed = started.elapsed();
-            if elapsed < cfg.step_interval {
-                continue;
-            }
             let check = judge::check(&cfg, &canary, &stable);
             let (verdict, now_failed) = judge::decide(&cfg, step, elapsed, failed, &check);
             failed = now_failed;
+            // Before the interval only a failure acts; nothing to record.
+            if elapsed < cfg.step_interval && verdict == Verdict::Hold {
+                continue;
+            }
             let judgement = Judgement {
                 time: now_rfc3339(),
                 step,

@@ -128,19 +128,19 @@ pub fn decide(
     check: &Check,
 ) -> (Verdict, u32) {
     if elapsed < cfg.step_interval {
-        return (Verdict::Hold, failed);
+        // A step cannot pass before its interval, but a canary already
+        // failing on `min_requests` requests counts now: a bad release is
+        // not left serving its share of errors until the step ends.
+        return match check {
+            Check::Fail { .. } => fail(cfg, failed, check),
+            Check::Pass => (Verdict::Hold, 0),
+            Check::Insufficient { .. } => (Verdict::Hold, failed),
+        };
     }
     match check {
         Check::Pass if step + 1 >= cfg.steps.len() => (Verdict::Done, 0),
         Check::Pass => (Verdict::Advance, 0),
-        Check::Fail { .. } => {
-            let failed = failed + 1;
-            if failed >= cfg.failure_threshold {
-                (Verdict::Rollback(check.describe()), failed)
-            } else {
-                (Verdict::Hold, failed)
-            }
-        }
+        Check::Fail { .. } => fail(cfg, failed, check),
         Check::Insufficient { .. } if elapsed >= cfg.step_interval + cfg.max_wait => {
             let why = format!("{} after {:?}", check.describe(), elapsed);
             match cfg.on_insufficient_traffic {
@@ -149,6 +149,16 @@ pub fn decide(
             }
         }
         Check::Insufficient { .. } => (Verdict::Hold, failed),
+    }
+}
+
+/// One more failed check in a row: roll back at `failure_threshold`.
+fn fail(cfg: &RolloutConfig, failed: u32, check: &Check) -> (Verdict, u32) {
+    let failed = failed + 1;
+    if failed >= cfg.failure_threshold {
+        (Verdict::Rollback(check.describe()), failed)
+    } else {
+        (Verdict::Hold, failed)
     }
 }
 
@@ -273,6 +283,36 @@ mod tests {
         );
         c.on_insufficient_traffic = InsufficientTraffic::Hold;
         assert!(matches!(decide(&c, 0, late, 0, &few).0, Verdict::Pause(_)));
+    }
+
+    #[test]
+    fn a_failing_canary_is_rolled_back_before_the_step_ends() {
+        let mut c = cfg();
+        let early = Duration::from_secs(1);
+        let fail = Check::Fail {
+            metric: "error_rate",
+            value: 0.5,
+            limit: 0.01,
+        };
+        assert!(matches!(
+            decide(&c, 0, early, 0, &fail).0,
+            Verdict::Rollback(_)
+        ));
+        // In a row, like after the interval; an early pass resets the count
+        // but never advances.
+        c.failure_threshold = 2;
+        assert_eq!(decide(&c, 0, early, 0, &fail), (Verdict::Hold, 1));
+        assert_eq!(decide(&c, 0, early, 1, &Check::Pass), (Verdict::Hold, 0));
+        assert!(matches!(
+            decide(&c, 0, early, 1, &fail).0,
+            Verdict::Rollback(_)
+        ));
+        // Too little traffic to judge is never a failure early.
+        let few = Check::Insufficient {
+            requests: 3,
+            needed: 100,
+        };
+        assert_eq!(decide(&c, 0, early, 1, &few), (Verdict::Hold, 1));
     }
 
     proptest! {

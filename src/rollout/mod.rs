@@ -1,9 +1,10 @@
 //! The canary engine. One task per route with a running rollout walks the
 //! split from `stable` to `canary` through `[routes.rollout].steps`: each
 //! step asks the controller for the weights (`ChangeSource::Rollout`, so
-//! the file is written back like any API change), waits `step_interval`,
-//! then judges the canary's window of statistics (`judge`) every quarter
-//! interval until the step passes, fails or runs out of patience. Passing
+//! the file is written back like any API change) and judges the canary's
+//! window of statistics (`judge`) every quarter interval: a failure counts
+//! at once, a pass only after `step_interval`; until the step passes,
+//! fails or runs out of patience. Passing
 //! the last step promotes (100 % canary); failing rolls back to 100 %
 //! stable at once. Judgements are recorded in the controller's history.
 //!
