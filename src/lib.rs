@@ -1,7 +1,8 @@
 //! switchyard: a traffic-splitting reverse proxy for blue-green, canary and
 //! rolling deployments.
 //!
-//! Layers (see `docs/architecture.md`): `config` (TOML → validated model),
+//! Layers (see `docs/architecture.md`): `event` (the one event vocabulary:
+//! actions, outcomes, sources, history events), `config` (TOML → validated model),
 //! `table` (immutable routing snapshot and long-lived backend state),
 //! `proxy` (the data plane), `server` (listeners, workers, lifecycle),
 //! `control` (the single writer of the table), `tls` (certificates,
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod event;
 pub mod health;
 pub mod notify;
 pub mod proxy;

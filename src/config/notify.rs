@@ -15,7 +15,7 @@ use super::error::closest;
 use super::model::CaFile;
 use super::raw::{Ordered, RawNotify};
 use super::validate::Validator;
-use crate::control::ACTIONS;
+use crate::event::Action;
 
 /// The events a sink gets when it lists none.
 pub const DEFAULT_EVENTS: &[&str] = &["rollout_*", "flip", "flip_*", "rollback"];
@@ -53,8 +53,8 @@ pub struct NotifyConfig {
 
 impl NotifyConfig {
     /// Whether events with `action` go to this sink.
-    pub fn wants(&self, action: &str) -> bool {
-        self.events.iter().any(|p| p.matches(action))
+    pub fn wants(&self, action: Action) -> bool {
+        self.events.iter().any(|p| p.matches(action.as_str()))
     }
 }
 
@@ -250,7 +250,8 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for (i, p) in raw.get_ref().iter().enumerate() {
             let (name, key) = (p.get_ref(), format!("{key}[{i}]"));
-            let known = ACTIONS.join(", ");
+            let names = || Action::ALL.iter().map(|a| a.as_str());
+            let known = names().collect::<Vec<_>>().join(", ");
             let Some(pattern) = EventPattern::parse(name) else {
                 self.error(
                     p.span(),
@@ -262,8 +263,8 @@ impl Validator<'_> {
                 );
                 continue;
             };
-            if !ACTIONS.iter().any(|a| pattern.matches(a)) {
-                let hint = match closest(name.trim_end_matches('*'), ACTIONS.iter().copied()) {
+            if !names().any(|a| pattern.matches(a)) {
+                let hint = match closest(name.trim_end_matches('*'), names()) {
                     Some(c) => format!("did you mean {c:?}? actions: {known}"),
                     None => format!("actions: {known}"),
                 };

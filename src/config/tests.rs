@@ -363,18 +363,19 @@ fn notify_defaults_and_hints() {
         (a.retries, a.backoff),
         (3, std::time::Duration::from_secs(1))
     );
+    use crate::event::Action;
     for (action, wanted) in [
-        ("rollout_step", true),
-        ("rollout_promote", true),
-        ("flip", true),
-        ("flip_verified", true),
-        ("rollback", true),
-        ("split", false),
-        ("reload", false),
+        (Action::RolloutStep, true),
+        (Action::RolloutPromote, true),
+        (Action::Flip, true),
+        (Action::FlipVerified, true),
+        (Action::Rollback, true),
+        (Action::Split, false),
+        (Action::Reload, false),
     ] {
         assert_eq!(a.wants(action), wanted, "{action}");
     }
-    assert!(b.wants("reload") && b.wants("drain"));
+    assert!(b.wants(Action::Reload) && b.wants(Action::Drain));
     assert_eq!((b.retries, b.url.path.as_str()), (0, "/"));
     assert_eq!(b.headers.0[0].0.as_str(), "authorization");
     let err = parse(

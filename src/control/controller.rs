@@ -10,11 +10,12 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 
 use super::edit::{self, Edit, EditError};
-use super::history::{Event, History, Split};
+use super::history::History;
 use super::persist;
 use super::resolve::{self, Answers, Resolve};
 use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
 use crate::config::{self, Config};
+use crate::event::{Action, Event, Outcome, Split};
 use crate::rollout::window::StatsRegistry;
 use crate::table::{Registry, RoutingTable};
 use crate::telemetry::Telemetry;
@@ -127,9 +128,11 @@ impl Controller {
                 };
                 if let Some(t) = &self.telemetry {
                     match &result {
-                        Ok(a) if a.changed => t.count_change("applied", &source.to_string()),
+                        Ok(a) if a.changed => {
+                            t.count_change(Outcome::Applied.as_str(), source.as_str())
+                        }
                         Ok(_) => {}
-                        Err(_) => t.count_change("rejected", &source.to_string()),
+                        Err(_) => t.count_change(Outcome::Rejected.as_str(), source.as_str()),
                     }
                 }
                 // The caller may have stopped waiting; nothing to undo.
@@ -179,9 +182,14 @@ impl Controller {
         }
         let generation = self.rebuild();
         if let Some(t) = &self.telemetry {
-            t.count_change("applied", "resolver");
+            t.count_change(Outcome::Applied.as_str(), ChangeSource::Resolver.as_str());
         }
-        let mut ev = Event::new(generation, ChangeSource::Resolver, "resolve", "applied");
+        let mut ev = Event::new(
+            generation,
+            ChangeSource::Resolver,
+            Action::Resolve,
+            Outcome::Applied,
+        );
         ev.detail = Some(changed.join("; "));
         self.history.record(ev);
     }
@@ -216,7 +224,7 @@ impl Controller {
                 tracing::error!(source = %source, file = %path.display(),
                     "configuration rejected; the running routing table stays in force:\n{e}");
                 self.set_status(current, source, Some(e.to_string()));
-                let mut ev = Event::new(current, source, "reload", "rejected");
+                let mut ev = Event::new(current, source, Action::Reload, Outcome::Rejected);
                 ev.detail = Some(e.to_string());
                 self.history.record(ev);
                 return Err(ChangeError::Config(Arc::new(e)));
@@ -249,12 +257,16 @@ impl Controller {
         tracing::info!(source = %source, generation, file = %path.display(), "configuration applied");
         self.set_status(generation, source, None);
         if changed_splits.is_empty() {
-            self.history
-                .record(Event::new(generation, source, "reload", "applied"));
+            self.history.record(Event::new(
+                generation,
+                source,
+                Action::Reload,
+                Outcome::Applied,
+            ));
         }
         for (route, old, new) in changed_splits {
             self.remember(&route, old.clone());
-            let mut ev = Event::new(generation, source, "reload", "applied");
+            let mut ev = Event::new(generation, source, Action::Reload, Outcome::Applied);
             ev.route = Some(route);
             ev.old_split = Some(Split(old));
             ev.new_split = Some(Split(new));
@@ -355,14 +367,14 @@ impl Controller {
             Err(moved) => return Ok(Err(moved)),
         };
         if let (Some(r), Some(old)) = (&route, &old_split) {
-            if action != "rollback" {
+            if action != Action::Rollback {
                 self.remember(r, old.clone());
             }
         }
         let generation = self.apply(config, text);
-        tracing::info!(source = %source, action, route = route.as_deref().unwrap_or(""),
+        tracing::info!(source = %source, action = %action, route = route.as_deref().unwrap_or(""),
             backend = backend.as_deref().unwrap_or(""), generation, persisted = ?persisted, "change applied");
-        let mut ev = Event::new(generation, source, action, "applied");
+        let mut ev = Event::new(generation, source, action, Outcome::Applied);
         ev.route = route;
         ev.backend = backend;
         ev.old_split = old_split.clone().map(Split);
@@ -383,7 +395,7 @@ impl Controller {
     fn plan(
         &mut self,
         change: &Change,
-    ) -> Result<(&'static str, Edit, Option<String>, Option<String>), ChangeError> {
+    ) -> Result<(Action, Edit, Option<String>, Option<String>), ChangeError> {
         let pool_exists = |c: &Config, p: &str| c.pools.iter().any(|x| x.name == p);
         let route_split = |c: &Config, r: &str| {
             c.routes
@@ -430,7 +442,7 @@ impl Controller {
                     }
                 }
                 (
-                    "split",
+                    Action::Split,
                     Edit::SetSplit {
                         route: route.clone(),
                         split: merged,
@@ -452,7 +464,7 @@ impl Controller {
                     split.push((to.clone(), 100));
                 }
                 (
-                    "flip",
+                    Action::Flip,
                     Edit::SetSplit {
                         route: route.clone(),
                         split,
@@ -469,7 +481,7 @@ impl Controller {
                     .and_then(Vec::pop)
                     .ok_or_else(|| ChangeError::NothingToRollBack(route.clone()))?;
                 (
-                    "rollback",
+                    Action::Rollback,
                     Edit::SetSplit {
                         route: route.clone(),
                         split,
@@ -490,7 +502,11 @@ impl Controller {
                         "backend {addr} in pool {pool:?}"
                     )));
                 }
-                let action = if *drain { "drain" } else { "undrain" };
+                let action = if *drain {
+                    Action::Drain
+                } else {
+                    Action::Undrain
+                };
                 let edit = Edit::SetDrain {
                     pool: pool.clone(),
                     addr: *addr,

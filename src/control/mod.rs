@@ -1,10 +1,12 @@
 //! The control plane's single writer. The controller task owns the running
 //! configuration (as text and as a model) and the backend registry, and is
 //! the only code that stores a routing table. Every change — a file edit,
-//! SIGHUP, an admin API call, later the rollout engine — arrives as a
-//! message, is validated and built, stored with one `ArcSwap::store`,
-//! written back to the file when it came from the API, recorded in the
-//! history, and answered. A change that fails validation changes nothing.
+//! SIGHUP, a DNS answer, an admin API call, a rollout step or a verified
+//! flip's switch-back — arrives as a message, is validated and built,
+//! stored with one `ArcSwap::store`, written back to the file when it came
+//! from the API or the rollout engine, recorded in the history (events of
+//! the `event` vocabulary), and answered. A change that fails validation
+//! changes nothing.
 
 mod controller;
 mod edit;
@@ -22,37 +24,15 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
+/// Re-exported for callers of `ControlHandle::change`; defined in `event`.
+pub use crate::event::ChangeSource;
 pub use edit::{apply as apply_edit, Edit, EditError};
-pub use history::{Event, Split, ACTIONS};
 pub use resolve::{Resolve, SystemResolver};
 pub use watch::watch_file;
 
 use crate::config::{Config, ConfigError};
+use crate::event::{Event, Split};
 use crate::table::RoutingTable;
-
-/// What asked for a change; recorded with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeSource {
-    File,
-    Signal,
-    Api,
-    Rollout,
-    /// A DNS answer changed.
-    Resolver,
-}
-
-impl std::fmt::Display for ChangeSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ChangeSource::File => "file",
-            ChangeSource::Signal => "signal",
-            ChangeSource::Api => "api",
-            ChangeSource::Rollout => "rollout",
-            ChangeSource::Resolver => "resolver",
-        })
-    }
-}
 
 /// A change to ask of the controller.
 #[derive(Debug, Clone)]

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::{NotifyConfig, PoolTls};
+use crate::event::Action;
 use crate::telemetry::Telemetry;
 use crate::tls::UpstreamTls;
 
@@ -37,7 +38,7 @@ pub(super) struct Delivery {
     /// Sent as `X-Switchyard-Delivery` and `delivery`; the same on retries.
     pub id: String,
     /// Sent as `X-Switchyard-Event`.
-    pub action: &'static str,
+    pub action: Action,
     pub body: Bytes,
 }
 
@@ -132,14 +133,14 @@ async fn deliver(t: &Target, d: &Delivery) -> &'static str {
     loop {
         let error = match attempt(t, d).await {
             Ok(()) => {
-                tracing::debug!(notify.sink = %sink, notify.action = d.action,
+                tracing::debug!(notify.sink = %sink, notify.action = %d.action,
                     notify.delivery = %d.id, retries = retry, "notification delivered");
                 return "delivered";
             }
             Err(e) => e,
         };
         if error.is_permanent() || retry >= t.config.retries {
-            tracing::warn!(notify.sink = %sink, notify.action = d.action,
+            tracing::warn!(notify.sink = %sink, notify.action = %d.action,
                 notify.delivery = %d.id, attempts = retry + 1, error = %error,
                 "notification failed; giving up");
             return "failed";
@@ -153,7 +154,7 @@ async fn deliver(t: &Target, d: &Delivery) -> &'static str {
         // Up to a quarter more, so sinks that failed together do not
         // retry together.
         let wait = wait + wait.mul_f64(fastrand::f64() / 4.0);
-        tracing::debug!(notify.sink = %sink, notify.action = d.action,
+        tracing::debug!(notify.sink = %sink, notify.action = %d.action,
             notify.delivery = %d.id, error = %error, retry, wait_ms = wait.as_millis() as u64,
             "notification not delivered; retrying");
         tokio::time::sleep(wait).await;
@@ -233,7 +234,7 @@ fn request(config: &NotifyConfig, d: &Delivery) -> Result<Request<Full<Bytes>>, 
         .header(HOST, url.authority.as_str())
         .header(CONTENT_TYPE, "application/json")
         .header(USER_AGENT, AGENT)
-        .header("x-switchyard-event", d.action)
+        .header("x-switchyard-event", d.action.as_str())
         .header("x-switchyard-delivery", d.id.as_str())
         .body(Full::new(d.body.clone()))?;
     // The operator's headers win (a receiver may want its own User-Agent).

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::config::NotifyConfig;
-use crate::control::Event;
+use crate::event::Event;
 use crate::telemetry::Telemetry;
 use deliver::{Delivery, Target};
 
@@ -124,7 +124,7 @@ impl Notifier {
                 Err(TrySendError::Full(_)) => "its queue is full",
                 Err(TrySendError::Closed(_)) => "its task has stopped",
             };
-            tracing::warn!(notify.sink = %sink.config.url.authority, notify.action = event.action,
+            tracing::warn!(notify.sink = %sink.config.url.authority, notify.action = %event.action,
                 "notification dropped: {why}");
             if let Some(t) = &self.telemetry {
                 t.count_notification(&sink.config.url.authority, "dropped");

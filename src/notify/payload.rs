@@ -8,7 +8,7 @@ use std::fmt::Write;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::control::{Event, Split};
+use crate::event::{Event, Outcome};
 
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -42,15 +42,15 @@ pub fn summary(e: &Event) -> String {
     }
     match (&e.old_split, &e.new_split) {
         (Some(old), Some(new)) => {
-            let _ = write!(s, ": {} -> {}", split(old), split(new));
+            let _ = write!(s, ": {old} -> {new}");
         }
         (None, Some(new)) => {
-            let _ = write!(s, ": {}", split(new));
+            let _ = write!(s, ": {new}");
         }
         _ => {}
     }
     let _ = write!(s, " (by {}", e.source);
-    if e.result != "applied" {
+    if e.result != Outcome::Applied {
         let _ = write!(s, ", {}", e.result);
     }
     s.push(')');
@@ -68,15 +68,10 @@ pub fn summary(e: &Event) -> String {
     s
 }
 
-fn split(s: &Split) -> String {
-    let parts: Vec<String> = s.0.iter().map(|(p, w)| format!("{p}={w}")).collect();
-    parts.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::ChangeSource;
+    use crate::event::{Action, ChangeSource, Split};
 
     fn split(pairs: &[(&str, u32)]) -> Option<Split> {
         Some(Split(
@@ -86,7 +81,7 @@ mod tests {
 
     #[test]
     fn a_flip_reads_as_one_line() {
-        let mut e = Event::new(7, ChangeSource::Api, "flip", "applied");
+        let mut e = Event::new(7, ChangeSource::Api, Action::Flip, Outcome::Applied);
         e.route = Some("api".into());
         e.old_split = split(&[("blue", 100), ("green", 0)]);
         e.new_split = split(&[("blue", 0), ("green", 100)]);
@@ -98,14 +93,19 @@ mod tests {
 
     #[test]
     fn a_rollout_event_carries_its_detail_and_a_rejection_its_first_line() {
-        let mut e = Event::new(3, ChangeSource::Rollout, "rollout_start", "applied");
+        let mut e = Event::new(
+            3,
+            ChangeSource::Rollout,
+            Action::RolloutStart,
+            Outcome::Applied,
+        );
         e.route = Some("api".into());
         e.detail = Some("started at step 1 (5% on canary)".into());
         assert_eq!(
             summary(&e),
             "switchyard: rollout_start on route api (by rollout): started at step 1 (5% on canary)"
         );
-        let mut e = Event::new(3, ChangeSource::File, "reload", "rejected");
+        let mut e = Event::new(3, ChangeSource::File, Action::Reload, Outcome::Rejected);
         e.detail = Some("a.toml:3:1: x: bad\n    hint: fix it".into());
         assert_eq!(
             summary(&e),
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn the_body_is_the_history_event_plus_text_and_delivery() {
-        let mut e = Event::new(2, ChangeSource::Api, "drain", "applied");
+        let mut e = Event::new(2, ChangeSource::Api, Action::Drain, Outcome::Applied);
         e.backend = Some("blue/10.0.0.1:80".into());
         let v: serde_json::Value = serde_json::from_slice(&body(&e, "00ff")).unwrap();
         let mut want = serde_json::to_value(&e).unwrap();

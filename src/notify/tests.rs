@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::control::ChangeSource;
+use crate::event::{Action, ChangeSource, Outcome};
 
 /// A `[[notify]]` config posting to a port nothing listens on.
 fn sinks(extra: &str) -> Vec<NotifyConfig> {
@@ -18,8 +18,8 @@ fn sinks(extra: &str) -> Vec<NotifyConfig> {
     }
 }
 
-fn event(action: &'static str) -> Event {
-    Event::new(1, ChangeSource::Api, action, "applied")
+fn event(action: Action) -> Event {
+    Event::new(1, ChangeSource::Api, action, Outcome::Applied)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -30,11 +30,11 @@ async fn a_full_queue_drops_and_counts_and_unwanted_events_are_not_queued() {
     n.configure(&sinks(""));
     // The delivery task cannot run before this test yields, so the queue
     // holds exactly what was offered.
-    n.offer(&event("split")); // not in the default events: not queued
-    n.offer(&event("flip")); // queued
+    n.offer(&event(Action::Split)); // not in the default events: not queued
+    n.offer(&event(Action::Flip)); // queued
     assert_eq!(telemetry.notifications("127.0.0.1:9", "dropped"), 0);
-    n.offer(&event("rollout_step"));
-    n.offer(&event("flip_verified"));
+    n.offer(&event(Action::RolloutStep));
+    n.offer(&event(Action::FlipVerified));
     assert_eq!(telemetry.notifications("127.0.0.1:9", "dropped"), 2);
 }
 

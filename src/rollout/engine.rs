@@ -11,14 +11,15 @@ use super::judge::{self, Verdict};
 use super::state::{now_rfc3339, unix_ms};
 use super::{Command, Judgement, Live, Phase, Rollouts, Saved};
 use crate::config::RolloutConfig;
-use crate::control::{Change, ChangeSource, Event};
+use crate::control::Change;
+use crate::event::{Action, ChangeSource, Event, Outcome};
 use crate::table::clock;
 use crate::telemetry::ROLLOUTS;
 
 impl Rollouts {
-    async fn event(&self, route: &str, action: &'static str, detail: String) {
-        tracing::info!(%route, action, %detail, "rollout");
-        let mut ev = Event::new(0, ChangeSource::Rollout, action, "applied");
+    async fn event(&self, route: &str, action: Action, detail: String) {
+        tracing::info!(%route, %action, %detail, "rollout");
+        let mut ev = Event::new(0, ChangeSource::Rollout, action, Outcome::Applied);
         ev.route = Some(route.to_owned());
         ev.detail = Some(detail);
         self.control.record(ev).await;
@@ -51,9 +52,9 @@ impl Rollouts {
         self.set_weight(route, cfg, if promoted { 100 } else { 0 })
             .await;
         let (action, result) = if promoted {
-            ("rollout_promote", "promoted")
+            (Action::RolloutPromote, "promoted")
         } else {
-            ("rollout_rollback", "rolled_back")
+            (Action::RolloutRollback, "rolled_back")
         };
         self.update(route, |e| {
             e.tx = None;
@@ -95,9 +96,9 @@ impl Rollouts {
         let mut failed = 0;
         self.set_weight(&route, &cfg, cfg.steps[step]).await;
         let (action, what) = if step == 0 && ago < cfg.step_interval {
-            ("rollout_start", "started")
+            (Action::RolloutStart, "started")
         } else {
-            ("rollout_step", "resumed")
+            (Action::RolloutStep, "resumed")
         };
         self.event(
             &route,
@@ -142,7 +143,7 @@ impl Rollouts {
                     self.update(&route, |e| e.status.phase = Phase::Paused);
                     self.event(
                         &route,
-                        "rollout_pause",
+                        Action::RolloutPause,
                         format!("paused at step {} by the operator", step + 1),
                     )
                     .await;
@@ -159,7 +160,7 @@ impl Rollouts {
                     });
                     self.event(
                         &route,
-                        "rollout_resume",
+                        Action::RolloutResume,
                         format!("resumed at step {}; the step starts over", step + 1),
                     )
                     .await;
@@ -253,7 +254,7 @@ impl Rollouts {
                     });
                     self.event(
                         &route,
-                        "rollout_step",
+                        Action::RolloutStep,
                         format!(
                             "step {} passed ({} requests, error rate {:.4}); step {} ({}% on {})",
                             step,
@@ -293,7 +294,7 @@ impl Rollouts {
                     });
                     self.event(
                         &route,
-                        "rollout_pause",
+                        Action::RolloutPause,
                         format!("step {}: {why}; waiting for the operator", step + 1),
                     )
                     .await;

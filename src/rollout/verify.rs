@@ -26,7 +26,8 @@ use super::judge::{self, Check};
 use super::state::unix_ms;
 use super::{lookup, Rollouts};
 use crate::config::{InsufficientTraffic, RolloutConfig};
-use crate::control::{Applied, Change, ChangeError, ChangeSource, Event, Split};
+use crate::control::{Applied, Change, ChangeError};
+use crate::event::{Action, ChangeSource, Event, Outcome, Split};
 use crate::table::{clock, RoutingTable};
 
 /// How a flip is verified: the window and the limits.
@@ -283,7 +284,7 @@ impl Rollouts {
             .join(", ");
         self.flip_event(
             &route,
-            "flip_verify",
+            Action::FlipVerify,
             format!(
                 "verifying {to} for {:?}: error rate ≤ {}, p99 ≤ {:?}, at least {} requests; else back to {from}",
                 spec.window, spec.max_error_rate, spec.max_p99_latency, cfg.min_requests
@@ -305,7 +306,7 @@ impl Rollouts {
                         s.phase = FlipPhase::Cancelled;
                         s.reason = Some(why.into());
                     });
-                    self.flip_event(&route, "flip_verify_cancelled", why.into()).await;
+                    self.flip_event(&route, Action::FlipVerifyCancelled, why.into()).await;
                     return;
                 }
                 _ = tokio::time::sleep_until((Instant::now() + tick).min(deadline)) => {}
@@ -407,10 +408,10 @@ impl Rollouts {
             }
         }
         let action = match phase {
-            FlipPhase::Verified => "flip_verified",
-            FlipPhase::Unverified => "flip_unverified",
-            FlipPhase::Reverted => "flip_reverted",
-            FlipPhase::Cancelled | FlipPhase::Verifying => "flip_verify_cancelled",
+            FlipPhase::Verified => Action::FlipVerified,
+            FlipPhase::Unverified => Action::FlipUnverified,
+            FlipPhase::Reverted => Action::FlipReverted,
+            FlipPhase::Cancelled | FlipPhase::Verifying => Action::FlipVerifyCancelled,
         };
         self.update_flip(route, flip.generation, |s| {
             s.phase = phase;
@@ -419,9 +420,9 @@ impl Rollouts {
         self.flip_event(route, action, why).await;
     }
 
-    async fn flip_event(&self, route: &str, action: &'static str, detail: String) {
-        tracing::info!(%route, action, %detail, "flip verification");
-        let mut ev = Event::new(0, ChangeSource::Rollout, action, "applied");
+    async fn flip_event(&self, route: &str, action: Action, detail: String) {
+        tracing::info!(%route, %action, %detail, "flip verification");
+        let mut ev = Event::new(0, ChangeSource::Rollout, action, Outcome::Applied);
         ev.route = Some(route.to_owned());
         ev.detail = Some(detail);
         self.control.record(ev).await;
