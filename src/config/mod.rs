@@ -5,12 +5,15 @@
 
 mod backend;
 mod error;
+mod http;
 mod model;
+mod net;
 mod notify;
 mod raw;
 mod resilience;
 mod rollout;
 mod routes;
+pub mod template;
 mod tls;
 mod validate;
 mod values;
@@ -18,7 +21,12 @@ mod values;
 use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic};
+pub use http::{
+    Action, BodyLimit, HeaderRules, PathRewrite, RateKey, RateLimitConfig, Redirect, RouteHttp,
+    StaticResponse, StripPrefix, DEFAULT_MAX_BODY_BYTES,
+};
 pub use model::*;
+pub use net::{IpNet, IpNetError, TrustedProxies};
 pub use notify::{
     EventPattern, NotifyConfig, WebhookHeaders, WebhookUrl, DEFAULT_EVENTS as DEFAULT_NOTIFY_EVENTS,
 };
@@ -62,6 +70,11 @@ fn serde_diagnostic(text: &str, e: &toml::de::Error) -> Diagnostic {
     let mut hint = None;
     let mut key = table.clone();
     if let Some(field) = between(&message, "unknown field `", "`") {
+        let inline = inline_tables(text, span.start);
+        let table = match inline.is_empty() {
+            true => table.clone(),
+            false => join_key(&table, &inline),
+        };
         key = join_key(&table, field);
         let expected: Vec<&str> = message
             .split("expected ")
@@ -125,6 +138,34 @@ fn join_key(table: &str, key: &str) -> String {
 fn is_bare_key(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// The inline tables open at `offset` on its line, as a dotted key:
+/// `rate_limit = { brust = 5 }` is inside `rate_limit`.
+fn inline_tables(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or("");
+    let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+    let mut open: Vec<&str> = Vec::new();
+    let (mut start, mut quoted) = (0, None);
+    for (i, c) in line.char_indices() {
+        match (quoted, c) {
+            (Some(q), c) if c == q => quoted = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quoted = Some(c),
+            (None, '{') => {
+                let k = line[start..i].trim().trim_end_matches('=').trim();
+                open.push(k.trim_matches('"'));
+                start = i + 1;
+            }
+            (None, '}') => {
+                open.pop();
+                start = i + 1;
+            }
+            (None, ',') => start = i + 1,
+            _ => {}
+        }
+    }
+    open.join(".")
 }
 
 /// The `[table]` or `[[array]]` header in force at `offset`, as a dotted key.

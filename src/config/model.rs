@@ -74,6 +74,13 @@ pub struct ServerConfig {
     pub access_log_format: AccessLogFormat,
     /// Lines that may wait for the writer before new ones are dropped.
     pub access_log_buffer: usize,
+    /// Request body limit of routes without their own (`None`: no limit).
+    pub max_body_bytes: Option<u64>,
+    /// The listeners read a PROXY protocol header (v1 or v2) from peers in
+    /// `trusted_proxies` (`config::http`).
+    pub proxy_protocol: bool,
+    /// Peers whose PROXY header and `X-Forwarded-For` are believed.
+    pub trusted_proxies: super::TrustedProxies,
 }
 
 /// Where access-log lines are written.
@@ -129,6 +136,9 @@ impl Default for ServerConfig {
             access_log: None,
             access_log_format: AccessLogFormat::Json,
             access_log_buffer: 8192,
+            max_body_bytes: Some(super::DEFAULT_MAX_BODY_BYTES),
+            proxy_protocol: false,
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -313,6 +323,9 @@ pub struct RouteConfig {
     pub failover: bool,
     /// `[routes.rollout]`: the automated canary of this route.
     pub rollout: Option<RolloutConfig>,
+    /// Body limit, rewrites, header rules, rate limit, fixed answers,
+    /// standby (`config::http`).
+    pub http: super::RouteHttp,
 }
 
 /// `[routes.rollout]`: how the canary engine walks a route's split from

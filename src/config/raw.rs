@@ -85,6 +85,12 @@ pub struct RawServer {
     pub access_log: Option<Spanned<String>>,
     pub access_log_format: Option<Spanned<String>>,
     pub access_log_buffer: Option<Spanned<i64>>,
+    /// Request body limit (`config::http`).
+    pub max_body_bytes: Option<Spanned<super::http::RawSize>>,
+    /// PROXY protocol on the listeners (`config::http`).
+    pub proxy_protocol: Option<Spanned<bool>>,
+    /// Peers whose PROXY header and `X-Forwarded-For` are believed.
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +188,18 @@ pub struct RawRoute {
     pub force_header: Option<Spanned<String>>,
     pub failover: Option<bool>,
     pub rollout: Option<Spanned<RawRollout>>,
+    // What the route does besides choosing a pool (`config::http`).
+    pub max_body_bytes: Option<Spanned<super::http::RawSize>>,
+    pub strip_prefix: Option<Spanned<bool>>,
+    pub rewrite: Option<Spanned<super::http::RawRewrite>>,
+    pub request_headers: Option<Spanned<super::http::RawHeaderRules>>,
+    pub response_headers: Option<Spanned<super::http::RawHeaderRules>>,
+    pub rate_limit: Option<Spanned<super::http::RawRateLimit>>,
+    pub respond: Option<Spanned<super::http::RawRespond>>,
+    pub maintenance: Option<Spanned<bool>>,
+    pub maintenance_response: Option<Spanned<super::http::RawRespond>>,
+    pub redirect: Option<Spanned<super::http::RawRedirect>>,
+    pub standby: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

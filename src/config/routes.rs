@@ -66,7 +66,14 @@ impl Validator<'_> {
                     "/".to_owned()
                 }
             };
-            let split = self.split(&key, r.span(), route.split.as_ref(), pools, &pool_names);
+            // A route that answers by itself (respond, redirect) has no split.
+            let answers = route.respond.is_some() || route.redirect.is_some();
+            let split = if answers {
+                Vec::new()
+            } else {
+                self.split(&key, r.span(), route.split.as_ref(), pools, &pool_names)
+            };
+            let http = self.route_http(&key, r, &path_prefix, &split, pools);
             let sticky = route.sticky.as_ref().and_then(|s| self.sticky(&key, s));
             let force_header = route
                 .force_header
@@ -84,6 +91,7 @@ impl Validator<'_> {
                     .rollout
                     .as_ref()
                     .and_then(|ro| self.rollout(&key, ro, &pool_names)),
+                http,
             });
         }
         out
@@ -103,7 +111,10 @@ impl Validator<'_> {
                 route_span,
                 &key,
                 "route has no split",
-                Some("e.g. split = { blue = 100 }".into()),
+                Some(
+                    "e.g. split = { blue = 100 }; a route that answers by itself has respond or redirect"
+                        .into(),
+                ),
             );
             return Vec::new();
         };

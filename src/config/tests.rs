@@ -258,25 +258,32 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
 #[test]
 fn invalid_configs_name_line_column_and_key() {
     for (what, text, at, fragment) in INVALID {
-        let err = match parse(text, Path::new("bad.toml")) {
-            Ok(_) => panic!("{what}: expected an error"),
-            Err(e) => e,
-        };
-        let first = &err.diagnostics()[0];
-        let got = format!("{}:{}: {}", first.line, first.column, first.key);
-        assert_eq!(&got, at, "{what}: wrong position/key; full error:\n{err}");
-        assert!(
-            first.message.contains(fragment),
-            "{what}: message {:?} lacks {:?}",
-            first.message,
-            fragment
-        );
-        let rendered = err.to_string();
-        assert!(
-            rendered.starts_with(&format!("bad.toml:{at}")),
-            "{what}: {rendered}"
-        );
+        expect_invalid(what, text, at, fragment);
     }
+}
+
+/// `text` is refused, and its first error is at `at` ("line:column: key")
+/// with a message containing `fragment`; returns that error.
+pub(crate) fn expect_invalid(what: &str, text: &str, at: &str, fragment: &str) -> Diagnostic {
+    let err = match parse(text, Path::new("bad.toml")) {
+        Ok(_) => panic!("{what}: expected an error"),
+        Err(e) => e,
+    };
+    let first = err.diagnostics()[0].clone();
+    let got = format!("{}:{}: {}", first.line, first.column, first.key);
+    assert_eq!(got, at, "{what}: wrong position/key; full error:\n{err}");
+    assert!(
+        first.message.contains(fragment),
+        "{what}: message {:?} lacks {:?}",
+        first.message,
+        fragment
+    );
+    let rendered = err.to_string();
+    assert!(
+        rendered.starts_with(&format!("bad.toml:{at}")),
+        "{what}: {rendered}"
+    );
+    first
 }
 
 #[test]

@@ -58,6 +58,7 @@ impl<'a> Validator<'a> {
     pub(crate) fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let mut server = self.server(&raw.server);
         let tls = self.tls(&raw, &mut server);
+        self.server_http(&raw.server, &mut server);
         let admin = self.admin(&raw.admin);
         let health = self.health("health", &raw.health, &HealthConfig::default());
         let outlier = self.outlier("outlier", &raw.outlier, &OutlierConfig::default());
@@ -173,6 +174,10 @@ impl<'a> Validator<'a> {
             listen_tls: None,
             redirect: None,
             hsts: None,
+            // Filled in by `server_http` (config/http/validate.rs).
+            max_body_bytes: d.max_body_bytes,
+            proxy_protocol: false,
+            trusted_proxies: Default::default(),
             access_log: match raw.access_log.as_ref().map(|v| (v, v.get_ref().as_str())) {
                 None | Some((_, "off")) => None,
                 Some((_, "stdout")) => Some(AccessLogDest::Stdout),

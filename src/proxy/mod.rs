@@ -6,9 +6,14 @@
 //! come from the controller, backend state from the registry.
 
 mod body;
+pub mod client_addr;
 mod error;
+pub mod header_rules;
 pub mod headers;
+pub mod proxy_protocol;
+pub mod ratelimit;
 pub mod retry;
+pub mod rewrite;
 pub mod upstream;
 
 use std::net::SocketAddr;
