@@ -13,8 +13,12 @@ use serde_json::{json, Value};
 use super::Admin;
 use crate::control::{Applied, Change, ChangeError, ChangeSource};
 
-/// Largest request body the API reads.
-const MAX_BODY: usize = 64 * 1024;
+/// Largest request body the API reads (a larger declared length is
+/// refused by the guard before the body is awaited).
+use super::guard::MAX_BODY;
+/// A body must arrive within this; a client that declares more than it
+/// sends gets 408 instead of holding the handler.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An API failure: status, machine-readable code, human detail.
 pub struct ApiError(StatusCode, &'static str, String);
@@ -325,7 +329,15 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 async fn read_json(body: Incoming) -> Result<Value, ApiError> {
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+    let Ok(read) = read.await else {
+        return Err(ApiError(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {BODY_TIMEOUT:?}"),
+        ));
+    };
+    let bytes = match read {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(ApiError(

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::control::ControlHandle;
 
 mod api;
+pub mod guard;
 mod probe;
 mod status;
 
@@ -43,6 +44,8 @@ pub struct Admin {
     pub metrics_open: bool,
     /// The canary engine.
     pub rollouts: Arc<crate::rollout::Rollouts>,
+    /// Host, Origin, body size and content-type checks (`guard`).
+    pub guard: guard::Guard,
 }
 
 /// Serves the admin API until shutdown.
@@ -89,6 +92,10 @@ impl Admin {
         req: Request<Incoming>,
         peer: std::net::SocketAddr,
     ) -> Response<Full<Bytes>> {
+        let token_ok = self.token.is_some() && self.authorized(&req);
+        if let Err(refusal) = self.guard.check_source(req.headers(), token_ok) {
+            return refused(refusal, req.uri().path());
+        }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/health") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/metrics")
@@ -115,6 +122,9 @@ impl Admin {
                 )
             }
             (_, path) if path.starts_with("/api/v1/") => {
+                if let Err(refusal) = self.guard.check_body(req.method(), req.headers()) {
+                    return refused(refusal, path);
+                }
                 let (parts, body) = req.into_parts();
                 api::handle(
                     self,
@@ -162,10 +172,17 @@ impl Admin {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|v| guard::bearer(v.as_bytes()))
             .unwrap_or(b"");
         constant_time_eq(given, token.as_bytes())
     }
+}
+
+/// The answer to a request the guard refused.
+fn refused(refusal: guard::Refusal, path: &str) -> Response<Full<Bytes>> {
+    let (status, code, detail) = refusal.answer();
+    tracing::info!(path, code, "admin request refused");
+    json_response(status, &json!({"error": code, "detail": detail}))
 }
 
 /// Compares in time independent of where the inputs differ.

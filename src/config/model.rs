@@ -156,6 +156,9 @@ pub struct AdminConfig {
     pub metrics: bool,
     /// Serve `/metrics` without the token to clients on loopback.
     pub metrics_open: bool,
+    /// Host names (lower case, no port) the admin answers to besides IP
+    /// literals and localhost (`admin::guard`: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for AdminConfig {
@@ -167,6 +170,7 @@ impl Default for AdminConfig {
             history_file: None,
             metrics: true,
             metrics_open: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -102,6 +102,7 @@ pub struct RawAdmin {
     pub history_file: Option<Spanned<String>>,
     pub metrics: Option<bool>,
     pub metrics_open: Option<bool>,
+    pub allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -251,7 +251,37 @@ impl<'a> Validator<'a> {
                 .map(|s| PathBuf::from(s.get_ref())),
             metrics: raw.metrics.unwrap_or(d.metrics),
             metrics_open: raw.metrics_open.unwrap_or(d.metrics_open),
+            allowed_hosts: self.allowed_hosts(raw.allowed_hosts.as_ref()),
         }
+    }
+
+    /// `admin.allowed_hosts`: DNS names, lower-cased, without a port.
+    fn allowed_hosts(&mut self, raw: Option<&Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, h) in raw
+            .map(|r| r.get_ref().as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let name = h.get_ref().trim_end_matches('.');
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if name.len() > 253 || !name.split('.').all(label_ok) {
+                self.error(
+                    h.span(),
+                    format!("admin.allowed_hosts[{i}]"),
+                    format!("{:?} is not a host name", h.get_ref()),
+                    Some("list DNS names without scheme or port, e.g. [\"admin.internal\"]; IP addresses and localhost are always allowed".into()),
+                );
+                continue;
+            }
+            out.push(name.to_ascii_lowercase());
+        }
+        out
     }
 
     pub(crate) fn health(

@@ -163,6 +163,7 @@ pub fn start_with_resolver(
     let (watch_mode, watch_interval) = (config.server.watch, config.server.watch_interval);
     let telemetry = config.admin.metrics.then(Telemetry::new);
     let metrics_open = config.admin.metrics_open;
+    let guard = admin::guard::Guard::new(&config.admin.allowed_hosts);
     let control = control::spawn_with(
         config,
         source.path.clone(),
@@ -245,6 +246,7 @@ pub fn start_with_resolver(
         telemetry,
         metrics_open,
         tls: certs.clone(),
+        guard,
     });
     tokio::spawn(admin::serve(listeners.admin, admin));
     if let Some(path) = source.path {

@@ -197,7 +197,10 @@ pub async fn collect(resp: Response<hyper::body::Incoming>) -> Answer {
     }
 }
 
-/// Any method with a body and extra headers.
+/// Any method with a body and extra headers. A body that looks like JSON
+/// (an object or array, valid or not) goes with `Content-Type: application/json` unless `headers`
+/// name a type, as every API client sends it (the admin API refuses
+/// untyped bodies: `admin::guard`).
 pub async fn send(
     client: &HttpClient,
     method: &str,
@@ -208,6 +211,12 @@ pub async fn send(
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
+    }
+    let typed = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if !typed && body.trim_start().starts_with(['{', '[']) {
+        req = req.header("content-type", "application/json");
     }
     let resp = client
         .request(
