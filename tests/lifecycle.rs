@@ -7,14 +7,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::cli::{run, BIN};
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+/// Writes `text` to `dir/name`; answers the path.
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let p = dir.path().join(name);
     std::fs::write(&p, text).unwrap();
-    p
+    p.to_str().expect("a UTF-8 temp path").to_owned()
 }
 
 #[test]
@@ -26,17 +26,8 @@ fn check_prints_the_table_or_every_error() {
         "[pools.blue]\nbackends = [\"127.0.0.1:8001\"]\n[pools.canary]\nbackends = [\"127.0.0.1:8002\"]\n\
          [[routes]]\nname = \"api\"\nsplit = { blue = 90, canary = 10 }\n",
     );
-    let out = Command::new(BIN)
-        .args(["check"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = run(&["check", &good]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("blue 90.0%, canary 10.0%"), "{stdout}");
 
     let bad = write(
@@ -46,13 +37,8 @@ fn check_prints_the_table_or_every_error() {
          [[routes]]\nname = \"api\"\nsplit = { blue = 90, canry = 10 }\n\
          [pools.canary]\nbackends = [\"127.0.0.1:8002\"]\n",
     );
-    let out = Command::new(BIN)
-        .args(["check"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let (code, _, stderr) = run(&["check", &bad]);
+    assert_eq!(code, 64, "{stderr}");
     assert!(
         stderr.contains("bad.toml:2:31: pools.blue.backends[1]"),
         "{stderr}"
@@ -77,13 +63,8 @@ fn run_with_an_invalid_file_fails_before_binding() {
         "bad.toml",
         &format!("[server]\nlisten = \"127.0.0.1:{port}\"\nconnect_timeout = \"fast\"\n[pools.b]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"r\"\nsplit = {{ b = 1 }}\n"),
     );
-    let out = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let (code, _, stderr) = run(&["run", "--config", &bad]);
+    assert_eq!(code, 64, "{stderr}");
     assert!(
         stderr.contains("bad.toml:3:19: server.connect_timeout"),
         "{stderr}"
@@ -162,13 +143,9 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
 #[test]
 fn shipped_reference_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchyard.toml");
-    let out = Command::new(BIN).args(["check", path]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("blue 90.0%, green 0.0%, canary 10.0%"));
+    let (code, stdout, stderr) = run(&["check", path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("blue 90.0%, green 0.0%, canary 10.0%"));
 }
 
 /// `switchyard demo` end to end: its backends answer through the proxy, and

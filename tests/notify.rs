@@ -7,51 +7,33 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::release::{post, Load, WAIT};
+use support::route::canary_config;
 use support::webhook::{BlackHole, Receiver};
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Two pools, one route `r` with a rollout section, then `notify`.
+/// Route `r` from blue to canary (two steps of 300 ms, 5 requests each),
+/// then `notify`.
 fn config(blue: &TestBackend, canary: &TestBackend, notify: &str) -> String {
-    format!(
-        r#"[pools.blue]
-backends = ["{}"]
-
-[pools.canary]
-backends = ["{}"]
-
-[[routes]]
-name = "r"
-split = {{ blue = 100, canary = 0 }}
-
-[routes.rollout]
-canary = "canary"
-stable = "blue"
-steps = [50, 100]
-step_interval = "300ms"
-min_requests = 5
-
-{notify}
-"#,
-        blue.addr, canary.addr
+    canary_config(
+        blue,
+        canary,
+        "",
+        &format!("steps = [50, 100]\nstep_interval = \"300ms\"\nmin_requests = 5\n\n{notify}"),
     )
 }
 
-async fn post(proxy: &TestProxy, path: &str, body: &str) -> Answer {
-    send(&client(), "POST", &proxy.admin_url(path), &[], body).await
-}
-
 async fn flip(proxy: &TestProxy, to: &str) -> Answer {
-    let a = post(
-        proxy,
-        "/api/v1/routes/r/flip",
-        &json!({ "to": to }).to_string(),
+    let body = json!({ "to": to }).to_string();
+    let a = send(
+        &client(),
+        "POST",
+        &proxy.admin_url("/api/v1/routes/r/flip"),
+        &[],
+        &body,
     )
     .await;
     assert_eq!(a.status, 200, "flip to {to}: {}", a.text());
@@ -71,31 +53,6 @@ async fn notifications(proxy: &TestProxy, sink: &str, result: &str) -> f64 {
         .sum()
 }
 
-/// Requests from a few client loops until dropped.
-struct Traffic(Arc<AtomicBool>);
-
-impl Traffic {
-    fn start(url: String) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        for _ in 0..3 {
-            let (url, stop, c) = (url.clone(), stop.clone(), client());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    // Failures show up in the rollout's verdict, not here.
-                    let _ = c.get(url.parse().unwrap()).await;
-                }
-            });
-        }
-        Traffic(stop)
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_and_a_flip_reach_the_receiver_in_order_with_their_fields() {
     let (blue, canary) = (
@@ -108,8 +65,8 @@ async fn a_rollout_and_a_flip_reach_the_receiver_in_order_with_their_fields() {
         hook.url("/hooks/s3cret?channel=deploys")
     );
     let proxy = TestProxy::start(&config(&blue, &canary, &notify)).await;
-    let _traffic = Traffic::start(proxy.url("/"));
-    let started = post(&proxy, "/api/v1/routes/r/rollout/start", "").await;
+    let _traffic = Load::start(proxy.url("/"), 3, Duration::ZERO);
+    let started = post(&proxy, "/api/v1/routes/r/rollout/start").await;
     assert_eq!(started.status, 202, "{}", started.text());
     eventually(WAIT, "the rollout's promotion is delivered", || async {
         hook.delivered().contains(&"rollout_promote".to_owned())
@@ -283,7 +240,7 @@ async fn a_reload_moves_deliveries_and_a_bad_sink_is_rejected() {
         "[[notify]]\nurl = \"deploys.internal/s3cret\"\n",
     );
     std::fs::write(&proxy.path, &bad).unwrap();
-    let a = post(&proxy, "/api/v1/reload", "").await;
+    let a = post(&proxy, "/api/v1/reload").await;
     assert_ne!(a.status, 200, "{}", a.text());
     let line = bad.lines().position(|l| l.starts_with("url =")).unwrap() + 1;
     assert!(

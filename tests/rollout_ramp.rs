@@ -7,32 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use support::backend::Traffic;
-use support::release::{ctl, post, Load};
+use support::release::{ctl, post, rollout_status, Load, WAIT};
+use support::route::{canary_config, weight};
 use support::*;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-fn config(blue: &TestBackend, canary: &TestBackend, extra: &str, rollout: &str) -> String {
-    config_for(
-        &[("blue", &[blue]), ("canary", &[canary])],
-        &format!("split = {{ blue = 100, canary = 0 }}\n{extra}\n[routes.rollout]\ncanary = \"canary\"\nstable = \"blue\"\n{rollout}"),
-    )
-}
-
-async fn rollout(proxy: &TestProxy) -> Value {
-    get(&client(), &proxy.admin_url("/api/v1/routes/r/rollout"), &[])
-        .await
-        .json()
-}
-
-fn canary_weight(proxy: &TestProxy) -> u32 {
-    proxy.table().routes()[0]
-        .split()
-        .find(|(p, _)| &*p.name == "canary")
-        .map_or(0, |(_, w)| w)
-}
 
 /// Which of `users` the proxy sends to the canary now.
 async fn on_canary(proxy: &TestProxy, users: &[String]) -> Vec<bool> {
@@ -50,7 +28,7 @@ async fn on_canary(proxy: &TestProxy, users: &[String]) -> Vec<bool> {
 async fn sticky_users_stay_on_the_canary_as_it_ramps_and_all_return_on_rollback() {
     let blue = TestBackend::start("blue").await;
     let canary = TestBackend::start("canary").await;
-    let proxy = TestProxy::start(&config(
+    let proxy = TestProxy::start(&canary_config(
         &blue,
         &canary,
         "sticky = { header = \"X-User-ID\" }",
@@ -73,11 +51,11 @@ async fn sticky_users_stay_on_the_canary_as_it_ramps_and_all_return_on_rollback(
             202
         );
         eventually(WAIT, "paused", || async {
-            rollout(&proxy).await["phase"] == "paused"
+            rollout_status(&proxy, "r").await["phase"] == "paused"
         })
         .await;
-        let step = rollout(&proxy).await["step"].as_u64().unwrap();
-        let weight = canary_weight(&proxy);
+        let step = rollout_status(&proxy, "r").await["step"].as_u64().unwrap();
+        let weight = weight(&proxy, "canary");
         let now = on_canary(&proxy, &users).await;
         for (i, u) in users.iter().enumerate() {
             assert!(
@@ -100,7 +78,7 @@ async fn sticky_users_stay_on_the_canary_as_it_ramps_and_all_return_on_rollback(
             202
         );
         eventually(WAIT, "the next step", || async {
-            rollout(&proxy).await["step"].as_u64().unwrap() > step
+            rollout_status(&proxy, "r").await["step"].as_u64().unwrap() > step
         })
         .await;
     }
@@ -112,7 +90,7 @@ async fn sticky_users_stay_on_the_canary_as_it_ramps_and_all_return_on_rollback(
         202
     );
     eventually(WAIT, "rolled back", || async {
-        rollout(&proxy).await["phase"] == "rolled_back"
+        rollout_status(&proxy, "r").await["phase"] == "rolled_back"
     })
     .await;
     let after = on_canary(&proxy, &users).await;
@@ -127,7 +105,7 @@ const FAST: &str =
 async fn watch_exits_0_on_promotion() {
     let blue = TestBackend::start("blue").await;
     let canary = TestBackend::start("canary").await;
-    let proxy = TestProxy::start(&config(&blue, &canary, "", FAST)).await;
+    let proxy = TestProxy::start(&canary_config(&blue, &canary, "", FAST)).await;
     let _load = Load::start(proxy.url("/"), 2, Duration::ZERO);
     assert_eq!(
         post(&proxy, "/api/v1/routes/r/rollout/start").await.status,
@@ -162,7 +140,7 @@ async fn watch_exits_1_on_rollback_and_on_a_route_without_a_rollout() {
     let blue = TestBackend::start("blue").await;
     let canary = TestBackend::start("canary").await;
     canary.set_traffic(Traffic::Status(503));
-    let proxy = TestProxy::start(&config(&blue, &canary, "", FAST)).await;
+    let proxy = TestProxy::start(&canary_config(&blue, &canary, "", FAST)).await;
     // Nothing has run yet.
     let (code, _, stderr) = ctl(&proxy, &["rollout", "watch", "r"]).await;
     assert_eq!(code, 1);

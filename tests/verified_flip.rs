@@ -11,28 +11,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::backend::Traffic;
-use support::release::{ctl, post_json, route_history, Load};
+use support::release::{ctl, events, post_json, Event, Load, WAIT};
+use support::route::{blue_green, split};
 use support::*;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn start() -> (TestBackend, TestBackend, TestProxy) {
-    let blue = TestBackend::start("blue").await;
-    let green = TestBackend::start("green").await;
-    let proxy = TestProxy::start(&config_for(
-        &[("blue", &[&blue]), ("green", &[&green])],
-        "split = { blue = 100, green = 0 }",
-    ))
-    .await;
-    (blue, green, proxy)
-}
-
-fn split(proxy: &TestProxy) -> Vec<(String, u32)> {
-    proxy.table().routes()[0]
-        .split()
-        .map(|(p, w)| (p.name.to_string(), w))
-        .collect()
-}
 
 fn only(pool: &str) -> Vec<(String, u32)> {
     vec![(pool.to_owned(), 100)]
@@ -52,23 +33,17 @@ async fn wait_flip(proxy: &TestProxy, phase: &str) -> Value {
     flip_status(proxy).await
 }
 
-/// The route's (source, action, detail), oldest first.
-async fn events(proxy: &TestProxy) -> Vec<(String, String, String)> {
-    let text = |e: &Value, k: &str| e[k].as_str().unwrap_or("").to_owned();
-    route_history(proxy, "r")
-        .await
+/// Each event as `source action`.
+fn actions(events: &[Event]) -> Vec<String> {
+    events
         .iter()
-        .map(|e| (text(e, "source"), text(e, "action"), text(e, "detail")))
+        .map(|e| format!("{} {}", e.source, e.action))
         .collect()
-}
-
-fn actions(events: &[(String, String, String)]) -> Vec<String> {
-    events.iter().map(|(s, a, _)| format!("{s} {a}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flip_to_a_failing_pool_comes_back_by_itself() {
-    let (_blue, green, proxy) = start().await;
+    let (_blue, green, proxy) = blue_green().await;
     green.set_traffic(Traffic::Status(500));
     let load = Load::start(proxy.url("/"), 4, Duration::ZERO);
     // The command-line client waits for the outcome and exits 1.
@@ -103,7 +78,7 @@ async fn flip_to_a_failing_pool_comes_back_by_itself() {
     // The switch-back is written back to the file like any change.
     let text = std::fs::read_to_string(&proxy.path).unwrap();
     assert!(text.contains("blue = 100, green = 0"), "{text}");
-    let ev = events(&proxy).await;
+    let ev = events(&proxy, "r").await;
     assert_eq!(
         actions(&ev),
         [
@@ -114,7 +89,7 @@ async fn flip_to_a_failing_pool_comes_back_by_itself() {
         ],
         "{ev:?}"
     );
-    assert!(ev[3].2.contains("error_rate"), "{ev:?}");
+    assert!(ev[3].detail.contains("error_rate"), "{ev:?}");
     // Traffic goes to blue again.
     let before = load.sent.load(Ordering::Relaxed);
     let failed = load.failed.load(Ordering::Relaxed);
@@ -129,7 +104,7 @@ async fn flip_to_a_failing_pool_comes_back_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flip_to_a_good_pool_stays_after_the_window() {
-    let (_blue, green, proxy) = start().await;
+    let (_blue, green, proxy) = blue_green().await;
     let _load = Load::start(proxy.url("/"), 2, Duration::ZERO);
     let body = json!({"to": "green", "verify": {"window": "600ms", "min_requests": 5,
         "max_error_rate": 0.01, "max_p99_latency": "2s"}});
@@ -145,7 +120,7 @@ async fn flip_to_a_good_pool_stays_after_the_window() {
     assert_eq!(done["error_rate"], 0.0);
     assert_eq!(split(&proxy), only("green"));
     assert!(green.requests() >= 5);
-    let ev = events(&proxy).await;
+    let ev = events(&proxy, "r").await;
     assert_eq!(
         actions(&ev),
         ["api flip", "rollout flip_verify", "rollout flip_verified"],
@@ -186,7 +161,7 @@ async fn flip_to_a_good_pool_stays_after_the_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_little_traffic_keeps_or_reverts_as_asked() {
-    let (_blue, _green, proxy) = start().await;
+    let (_blue, _green, proxy) = blue_green().await;
     // No traffic at all. The default keeps the flip, saying so.
     let body = json!({"to": "green", "verify": {"window": "300ms", "min_requests": 5}});
     assert_eq!(
@@ -220,7 +195,7 @@ async fn too_little_traffic_keeps_or_reverts_as_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_change_of_the_split_ends_the_verification() {
-    let (_blue, _green, proxy) = start().await;
+    let (_blue, _green, proxy) = blue_green().await;
     let body = json!({"to": "green", "verify": {"window": "1h"}});
     let a = post_json(&proxy, "/api/v1/routes/r/flip", &body).await;
     assert_eq!(a.status, 200, "{}", a.text());
@@ -259,7 +234,7 @@ async fn a_later_change_of_the_split_ends_the_verification() {
     assert_eq!(still["phase"], "verifying");
     assert_eq!(still["generation"], now["generation"]);
     eventually(WAIT, "the replaced verification is recorded", || async {
-        actions(&events(&proxy).await)
+        actions(&events(&proxy, "r").await)
             .iter()
             .any(|a| a == "rollout flip_verify_cancelled")
     })
@@ -269,7 +244,7 @@ async fn a_later_change_of_the_split_ends_the_verification() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_verification_requests_are_refused_and_change_nothing() {
-    let (_blue, _green, proxy) = start().await;
+    let (_blue, _green, proxy) = blue_green().await;
     for (body, needle) in [
         (json!({"to": "green", "verify": {}}), "window"),
         (json!({"to": "green", "verify": "soon"}), "duration"),
@@ -297,7 +272,7 @@ async fn bad_verification_requests_are_refused_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_switch_back_never_overwrites_a_later_split() {
     use switchyard::control::{Change, ChangeError, ChangeSource};
-    let (_blue, _green, proxy) = start().await;
+    let (_blue, _green, proxy) = blue_green().await;
     let control = &proxy.running.as_ref().unwrap().control;
     let revert = |to: &str| Change::RevertFlip {
         route: "r".into(),

@@ -1,10 +1,31 @@
 //! Shared test harness: loopback backends on port 0 that count what they
 //! receive, a proxy started from a config string, and small HTTP helpers.
 //! Everything talks over real sockets; nothing is mocked.
+//!
+//! By concern:
+//! - here: [`TestProxy`], the HTTP clients and requests, [`eventually`];
+//! - `backend`: [`TestBackend`], the in-process backend that counts;
+//! - `route`: config builders for the usual pools and route `r`
+//!   ([`config_for`], `canary_config`, `blue_green`, `commented`), the split
+//!   the table holds (`split`, `weights`, `weight`) and `served_by`;
+//! - `admin`: admin API calls and documents (status, history, metrics,
+//!   readiness, a pool's backend states);
+//! - `cli`: the `switchyard` binary and `switchyard ctl` as child processes;
+//! - `health`: fast probe settings and a backend's live health;
+//! - `load`: steady load that keeps every client error; `release`: load
+//!   that runs until dropped, for the canary engine;
+//! - `rolling`: the demo-backend fleet and settings of rolling updates;
+//! - `tls`, `webhook`: certificates and TLS set-ups, webhook receivers.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod backend;
+pub mod cli;
+pub mod health;
+pub mod load;
 pub mod release;
+pub mod rolling;
+pub mod route;
 pub mod tls;
 pub mod webhook;
 
@@ -22,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use switchyard::server::{self, listener, Listeners, Running, Source};
 
 pub use backend::TestBackend;
+pub use route::config_for;
 
 /// A proxy running in this process on loopback ports, with its config in a
 /// temp file (so reload tests can edit it).
@@ -228,6 +250,13 @@ pub async fn send(
     collect(resp).await
 }
 
+/// A GET of `url` without a body, for a client's `request`.
+pub fn empty_request(url: &str) -> Request<Full<Bytes>> {
+    Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
 /// GET with extra headers.
 pub async fn get(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Answer {
     let mut req = Request::get(url);
@@ -267,8 +296,18 @@ where
     })
 }
 
-/// Polls `cond` until it holds or `deadline` passes.
-pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut cond: F)
+/// Polls `cond` every 20 ms until it holds or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, what: &str, cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_every(deadline, Duration::from_millis(20), what, cond).await;
+}
+
+/// Polls `cond` every `every` until it holds or `deadline` passes. `cond`
+/// may also assert what must stay true while it waits.
+pub async fn eventually_every<F, Fut>(deadline: Duration, every: Duration, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -281,22 +320,9 @@ where
         if tokio::time::Instant::now() > end {
             panic!("timed out waiting for: {what}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The poll interval of a deadline-bounded wait, not a fixed delay.
+        tokio::time::sleep(every).await;
     }
-}
-
-/// A config with one pool per (name, backends) and one route `r`.
-pub fn config_for(pools: &[(&str, &[&TestBackend])], route_extra: &str) -> String {
-    let mut s = String::new();
-    for (name, backends) in pools {
-        let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
-        s.push_str(&format!(
-            "[pools.{name}]\nbackends = [{}]\n\n",
-            list.join(", ")
-        ));
-    }
-    s.push_str(&format!("[[routes]]\nname = \"r\"\n{route_extra}\n"));
-    s
 }
 
 pub fn empty_body() -> Empty<Bytes> {

@@ -21,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::backend::Stats;
-use super::{client, collect, get, Answer, TestBackend, TestProxy};
+use super::{collect, Answer, TestBackend, TestProxy};
 
 /// A certificate authority.
 pub struct TestCa {
@@ -329,11 +329,8 @@ pub fn setup() -> (TestCa, tempfile::TempDir, Leaf) {
     (ca, dir, leaf)
 }
 
-pub async fn status(p: &TestProxy) -> serde_json::Value {
-    get(&client(), &p.admin_url("/api/v1/status"), &[])
-        .await
-        .json()
-}
+#[allow(unused_imports)]
+pub use super::admin::status;
 
 pub fn backend_pool(name: &str, addr: &str, keys: &str) -> String {
     format!("[pools.{name}]\nbackends = [\"{addr}\"]\nhealth = {{ enabled = false }}\n{keys}\n")
