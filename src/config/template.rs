@@ -29,11 +29,17 @@ pub enum Var {
     Scheme,
     /// `$request_uri`: path and query as the client sent them.
     RequestUri,
+    /// `$uri`: the path as forwarded (after `strip_prefix` and `rewrite`),
+    /// without the query.
+    Uri,
+    /// `$query`: `?` and the query string, or nothing when there is none
+    /// (nginx's `$is_args$args`).
+    Query,
 }
 
 impl Var {
     /// Every variable, for hints.
-    pub const ALL: [Var; 7] = [
+    pub const ALL: [Var; 9] = [
         Var::RemoteAddr,
         Var::RequestId,
         Var::Host,
@@ -41,6 +47,8 @@ impl Var {
         Var::Route,
         Var::Scheme,
         Var::RequestUri,
+        Var::Uri,
+        Var::Query,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +60,8 @@ impl Var {
             Var::Route => "route",
             Var::Scheme => "scheme",
             Var::RequestUri => "request_uri",
+            Var::Uri => "uri",
+            Var::Query => "query",
         }
     }
 
@@ -71,6 +81,8 @@ pub struct Vars<'a> {
     pub route: &'a [u8],
     pub scheme: &'a [u8],
     pub request_uri: &'a [u8],
+    pub uri: &'a [u8],
+    pub query: &'a [u8],
 }
 
 impl<'a> Vars<'a> {
@@ -83,6 +95,8 @@ impl<'a> Vars<'a> {
             Var::Route => self.route,
             Var::Scheme => self.scheme,
             Var::RequestUri => self.request_uri,
+            Var::Uri => self.uri,
+            Var::Query => self.query,
         }
     }
 }
@@ -258,6 +272,8 @@ mod tests {
             Var::Route => b"api",
             Var::Scheme => b"https",
             Var::RequestUri => b"/a?b=1",
+            Var::Uri => b"/a",
+            Var::Query => b"?b=1",
         }
     }
 

@@ -144,6 +144,24 @@ fn defaults_are_a_plain_route_and_a_ten_mib_limit() {
     assert_eq!(c.server.max_body_bytes, None);
 }
 
+#[test]
+fn a_redirect_may_use_the_stripped_path() {
+    let c = ok(&format!(
+        "{POOLS}[[routes]]\nname = \"docs\"\npath_prefix = \"/old-docs\"\nstrip_prefix = true\n\
+         redirect = {{ to = \"https://api.example.com/docs$uri$query\", status = 308 }}\n"
+    ));
+    let h = &c.routes[0].http;
+    assert!(h.strip_prefix.is_some());
+    match &h.action {
+        Action::Redirect(r) => {
+            assert_eq!(r.status, 308);
+            let refs: Vec<Var> = r.to.refs().copied().collect();
+            assert_eq!(refs, [Var::Uri, Var::Query]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// (what, route lines, position, key, message fragment). The file is
 /// `POOLS` (4 lines), `[[routes]]` (line 5), `name = "a"` (line 6), then
 /// the route lines from line 7.
@@ -339,6 +357,12 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
         "redirect = { to = \"/x\" }\nrespond = { status = 503 }",
         "7:12: routes[0].redirect",
         "either respond or redirect",
+    ),
+    (
+        "respond with strip_prefix",
+        "path_prefix = \"/x\"\nrespond = { status = 503 }\nstrip_prefix = true",
+        "9:16: routes[0].strip_prefix",
+        "has no effect on a route that answers by itself (respond)",
     ),
     (
         "standby naming an unknown pool",

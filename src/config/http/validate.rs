@@ -170,14 +170,21 @@ impl Validator<'_> {
         } else {
             "redirect"
         };
-        let present: [(&str, Option<Range<usize>>); 9] = [
+        // A redirect may build its target from the stripped or rewritten
+        // path ($uri); a fixed answer has no use for either.
+        let path_keys = match r.respond.is_some() {
+            true => [
+                ("strip_prefix", r.strip_prefix.as_ref().map(|s| s.span())),
+                ("rewrite", r.rewrite.as_ref().map(|s| s.span())),
+            ],
+            false => [("strip_prefix", None), ("rewrite", None)],
+        };
+        let present: [(&str, Option<Range<usize>>); 7] = [
             ("split", r.split.as_ref().map(|s| s.span())),
             ("sticky", r.sticky.as_ref().map(|s| s.span())),
             ("force_header", r.force_header.as_ref().map(|s| s.span())),
             ("rollout", r.rollout.as_ref().map(|s| s.span())),
             ("standby", r.standby.as_ref().map(|s| s.span())),
-            ("strip_prefix", r.strip_prefix.as_ref().map(|s| s.span())),
-            ("rewrite", r.rewrite.as_ref().map(|s| s.span())),
             (
                 "request_headers",
                 r.request_headers.as_ref().map(|s| s.span()),
@@ -187,7 +194,7 @@ impl Validator<'_> {
                 r.max_body_bytes.as_ref().map(|s| s.span()),
             ),
         ];
-        for (name, at) in present {
+        for (name, at) in present.into_iter().chain(path_keys) {
             if let Some(at) = at {
                 self.error(
                     at,
