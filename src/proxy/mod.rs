@@ -5,6 +5,7 @@
 //! response streamed back. Owns no state of its own beyond counters: tables
 //! come from the controller, backend state from the registry.
 
+pub mod answer;
 mod body;
 pub mod client_addr;
 mod error;

@@ -3,13 +3,14 @@
 //! balancers send it at the start of a connection to pass the client's
 //! address. [`parse`] is a strict, bounded parser of the bytes read so far:
 //! it says whether they are a complete header (and how long it is), need
-//! more bytes, or cannot be one. The I/O shell that reads a connection's
-//! first bytes ([`read_header`]) and the decision of whom to believe live
-//! with the listener; this file only reads bytes.
+//! more bytes, or cannot be one. [`read_header`] is the I/O shell that
+//! takes a header off a socket; the decision of whom to ask for one (peers
+//! in `trusted_proxies`) lives with the listener.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 /// The v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -241,28 +242,33 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads a PROXY header from the start of `io`. Returns what it says and
-/// the bytes read past it (the start of the application's data, which the
-/// caller must hand on before reading further). Bounded: at most
+/// Reads a PROXY header from the start of `stream` and nothing more: the
+/// bytes are looked at with `MSG_PEEK` and only the header's are consumed,
+/// so what follows (an HTTP request, a TLS ClientHello) is still in the
+/// socket for whoever serves the connection. Bounded: at most
 /// [`MAX_HEADER`] bytes; the caller bounds the time.
-pub async fn read_header<R: AsyncRead + Unpin>(
-    io: &mut R,
-) -> Result<(Addresses, bytes::Bytes), ReadError> {
-    let mut buf = vec![0u8; MAX_HEADER];
-    let mut have = 0;
+pub async fn read_header(stream: &mut TcpStream) -> Result<Addresses, ReadError> {
+    let mut header: Vec<u8> = Vec::new();
+    let mut peeked = vec![0u8; MAX_HEADER];
     loop {
-        let n = io.read(&mut buf[have..]).await?;
+        let room = MAX_HEADER - header.len();
+        let n = stream.peek(&mut peeked[..room]).await?;
         if n == 0 {
             return Err(ReadError::Closed);
         }
-        have += n;
-        match parse(&buf[..have])? {
-            Parsed::Incomplete if have < buf.len() => continue,
-            Parsed::Incomplete => return Err(ProxyHeaderError::V2TooLong.into()),
+        let had = header.len();
+        header.extend_from_slice(&peeked[..n]);
+        match parse(&header)? {
             Parsed::Header { len, addresses } => {
-                let rest = bytes::Bytes::copy_from_slice(&buf[len..have]);
-                return Ok((addresses, rest));
+                stream.read_exact(&mut peeked[..len - had]).await?;
+                return Ok(addresses);
             }
+            // Every byte seen so far belongs to the header: consume them
+            // and wait for more (a second peek would see the same bytes).
+            Parsed::Incomplete if header.len() < MAX_HEADER => {
+                stream.read_exact(&mut peeked[..n]).await?;
+            }
+            Parsed::Incomplete => return Err(ProxyHeaderError::V2TooLong.into()),
         }
     }
 }

@@ -224,45 +224,68 @@ fn every_prefix_of_a_header_asks_for_more() {
     }
 }
 
+/// A connected pair of loopback sockets: (client, server side).
+async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (c, s) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+    (c.unwrap(), s.unwrap().0)
+}
+
 #[tokio::test]
-async fn read_header_hands_back_what_follows() {
-    let (mut client, mut server) = tokio::io::duplex(4096);
+async fn read_header_leaves_what_follows_in_the_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client, mut server) = pair().await;
     let h = v2(0x21, 0x11, &inet([203, 0, 113, 9], [10, 0, 0, 1], 1234, 80));
-    let writer = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        // split across writes: the signature, then the rest with the request
-        client.write_all(&h[..5]).await.unwrap();
-        client.flush().await.unwrap();
-        let mut rest = h[5..].to_vec();
-        rest.extend_from_slice(b"GET / HTTP/1.1\r\n");
-        client.write_all(&rest).await.unwrap();
-        client
+    // split across writes: a first part of the signature, then the rest
+    // with the request right behind it
+    client.write_all(&h[..5]).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let addrs = read_header(&mut server).await;
+        (addrs, server)
     });
-    let (addrs, rest) = read_header(&mut server).await.unwrap();
+    tokio::task::yield_now().await;
+    let mut rest = h[5..].to_vec();
+    rest.extend_from_slice(b"GET / HTTP/1.1\r\n");
+    client.write_all(&rest).await.unwrap();
+    let (addrs, mut server) = reader.await.unwrap();
     assert_eq!(
-        addrs,
+        addrs.unwrap(),
         Addresses::Tcp {
             src: sa("203.0.113.9:1234"),
             dst: sa("10.0.0.1:80")
         }
     );
-    let _client = writer.await.unwrap();
-    // what was read past the header is handed back (all, or a first part)
-    assert!(b"GET / HTTP/1.1\r\n".starts_with(&rest));
+    let mut after = [0u8; 16];
+    server.read_exact(&mut after).await.unwrap();
+    assert_eq!(&after, b"GET / HTTP/1.1\r\n");
 
-    let (client, mut server) = tokio::io::duplex(64);
+    // v1, the shortest header, then a TLS record's first bytes
+    let (mut client, mut server) = pair().await;
+    client.write_all(b"PROXY UNKNOWN\r\n\x16\x03\x01").await.unwrap();
+    assert_eq!(read_header(&mut server).await.unwrap(), Addresses::Unknown);
+    let mut after = [0u8; 3];
+    server.read_exact(&mut after).await.unwrap();
+    assert_eq!(after, [0x16, 3, 1]);
+}
+
+#[tokio::test]
+async fn read_header_failures() {
+    use tokio::io::AsyncWriteExt;
+    let (client, mut server) = pair().await;
     drop(client);
-    assert!(matches!(
-        read_header(&mut server).await,
-        Err(ReadError::Closed)
-    ));
-    let (mut client, mut server) = tokio::io::duplex(64);
-    tokio::io::AsyncWriteExt::write_all(&mut client, b"GET / HTTP/1.1\r\n")
-        .await
-        .unwrap();
+    assert!(matches!(read_header(&mut server).await, Err(ReadError::Closed)));
+    let (mut client, mut server) = pair().await;
+    client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     assert!(matches!(
         read_header(&mut server).await,
         Err(ReadError::Header(ProxyHeaderError::Missing))
+    ));
+    let (mut client, mut server) = pair().await;
+    client.write_all(b"PROXY TCP4 1.2.3.4\r\n").await.unwrap();
+    assert!(matches!(
+        read_header(&mut server).await,
+        Err(ReadError::Header(ProxyHeaderError::V1Syntax))
     ));
 }
 
