@@ -16,14 +16,15 @@ declare -A RPS CPU
 # measure ROUND VARIANT CONFIG PORT [wrk args...]: runs switchyard with
 # CONFIG (listening on PORT), warms up, measures DURATION seconds and adds
 # the run's requests/s and CPU µs/request to RPS[VARIANT] and CPU[VARIANT].
+# PATH_SUFFIX (default /) is the path requested.
 measure() {
   local round=$1 v=$2 config=$3 p=$4; shift 4
   RUST_LOG=warn "$SWITCHYARD" run --config "$config" >/dev/null 2>&1 & local pid=$!; PIDS+=("$pid")
   wait_port "$p"
-  wrk -t2 -c"$CONNECTIONS" -d2s http://127.0.0.1:"$p"/ >/dev/null   # warm-up
+  wrk -t2 -c"$CONNECTIONS" -d2s "$@" http://127.0.0.1:"$p""${PATH_SUFFIX:-/}" >/dev/null   # warm-up
   local t0 t1 out reqs rps cpu non2xx
   t0=$(ticks "$pid")
-  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$@" http://127.0.0.1:"$p"/)
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$@" http://127.0.0.1:"$p""${PATH_SUFFIX:-/}")
   t1=$(ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
