@@ -4,6 +4,7 @@
 //! problem found is returned as a `ConfigError`.
 
 mod backend;
+mod cluster;
 mod error;
 mod http;
 mod model;
@@ -20,6 +21,7 @@ mod values;
 
 use std::path::Path;
 
+pub use cluster::{ClusterConfig, EtcdAuth, EtcdEndpoint, EtcdTls, DEFAULT_LEASE_TTL};
 pub use error::{ConfigError, Diagnostic};
 pub use http::{
     Action, BodyLimit, HeaderRules, PathRewrite, RateKey, RateLimitConfig, Redirect, RouteHttp,

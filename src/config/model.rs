@@ -27,6 +27,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[[notify]]`: webhooks that deployment events are posted to.
     pub notify: Vec<super::NotifyConfig>,
+    /// `[cluster]`: replicas coordinated through etcd; `None`: stand-alone.
+    pub cluster: Option<super::ClusterConfig>,
 }
 
 impl Config {

@@ -60,6 +60,7 @@ pub struct RawConfig {
     pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub notify: Vec<Spanned<RawNotify>>,
+    pub cluster: Option<Spanned<super::cluster::RawCluster>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

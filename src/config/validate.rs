@@ -66,6 +66,7 @@ impl<'a> Validator<'a> {
         let pools = self.pools(&raw.pools, &health, &outlier, &retry);
         let routes = self.routes(&raw.routes, &pools);
         let notify = self.notify(&raw.notify);
+        let cluster = self.cluster(raw.cluster.as_ref(), server.listen.port());
         if raw.routes.is_empty() {
             self.error(
                 0..0,
@@ -87,6 +88,7 @@ impl<'a> Validator<'a> {
             routes,
             tls,
             notify,
+            cluster,
         })
     }
 
