@@ -16,6 +16,12 @@
 FROM rust:1-slim-bookworm AS builder
 WORKDIR /build
 
+# protoc: the etcd client crate ([cluster]) generates its gRPC code at build
+# time.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler \
+ && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, in their own layer, against stub sources, so that
 # editing switchyard's code does not rebuild every crate. The stubs mirror
 # the targets declared in Cargo.toml (lib, bin, bench "routing"); a new

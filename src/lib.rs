@@ -11,6 +11,7 @@
 //! backends).
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -15,12 +15,16 @@
 //! - `load`: steady load that keeps every client error; `release`: load
 //!   that runs until dropped, for the canary engine;
 //! - `rolling`: the demo-backend fleet and settings of rolling updates;
-//! - `tls`, `webhook`: certificates and TLS set-ups, webhook receivers.
+//! - `tls`, `webhook`: certificates and TLS set-ups, webhook receivers;
+//! - `etcd`: real etcd nodes on loopback; `cluster`: `[cluster]` replicas
+//!   on them.
 #![allow(dead_code)]
 
 pub mod admin;
 pub mod backend;
 pub mod cli;
+pub mod cluster;
+pub mod etcd;
 pub mod health;
 pub mod load;
 pub mod release;
