@@ -45,7 +45,7 @@ pub use history::{ClusterEvent, History, KEEP as HISTORY_KEEP};
 pub use keys::Keys;
 pub use members::{stale, Member};
 pub use stats::{delta, sum, Baseline, Counts, PoolKey, Publication};
-pub use store::{Document, Fence, Seeded, Store};
+pub use store::{Document, Fence, Seeded, Store, PROPOSE_TIMEOUT};
 
 use crate::config::ClusterConfig;
 

@@ -20,9 +20,13 @@ use etcd_client::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::connect::rpc;
+use super::connect::{rpc, RPC_TIMEOUT};
 use super::error::ClusterError;
 use super::keys::Keys;
+
+/// Longest a proposal is tried (each attempt under `RPC_TIMEOUT`): a
+/// mutation is answered 503 after this when etcd does not answer.
+pub const PROPOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Version of the envelope; a replica refuses documents of a later one.
 const FORMAT: u32 = 1;
@@ -194,7 +198,44 @@ impl Store {
 
     /// Replaces the document if it is still at revision `planned`; answers
     /// the new document (with its revision) once etcd stored it.
+    ///
+    /// A request that got no answer (the etcd member lost its raft leader
+    /// mid-request, a connection died) may or may not have been applied:
+    /// it is sent again until `PROPOSE_TIMEOUT`. The compare makes that
+    /// safe — at most one of the attempts can succeed — and a conflict
+    /// after a retry whose current document is this replica's text is the
+    /// earlier attempt having landed, so it is answered as success.
     pub async fn propose(
+        &self,
+        planned: i64,
+        text: &str,
+        source: &str,
+    ) -> Result<Document, ClusterError> {
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        let mut retried = false;
+        loop {
+            match self.propose_once(planned, text, source).await {
+                Err(ClusterError::Unavailable(why)) => {
+                    let pause = std::time::Duration::from_millis(100);
+                    if tokio::time::Instant::now() + RPC_TIMEOUT + pause > deadline {
+                        return Err(ClusterError::Unavailable(why));
+                    }
+                    tracing::debug!(error = %why, "proposal not answered; sending it again");
+                    retried = true;
+                    tokio::time::sleep(pause).await;
+                }
+                Err(ClusterError::Conflict { planned, current }) if retried => {
+                    return match self.get().await? {
+                        (Some(d), _) if d.by == self.instance && d.text == text => Ok(d),
+                        _ => Err(ClusterError::Conflict { planned, current }),
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn propose_once(
         &self,
         planned: i64,
         text: &str,

@@ -94,6 +94,16 @@ impl Replica {
             .unwrap_or_default()
     }
 
+    /// Waits until this replica has a document (it seeded the cluster, or
+    /// found one). Replicas started together race to seed: tests that care
+    /// whose file seeds start the others after this.
+    pub async fn seeded(&self) {
+        super::eventually(Duration::from_secs(10), "seeded", || async {
+            self.revision() > 0
+        })
+        .await;
+    }
+
     /// Stops the replica's tasks (revoking its lease).
     pub async fn stop(&mut self) {
         if let Some(c) = self.cluster.take() {
