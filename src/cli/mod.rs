@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use switchyard::config::{self, Config, ConfigError};
 use switchyard::control::ChangeSource;
 use switchyard::server::{self, listener, Listeners, Source, TlsListener};
+use switchyard::telemetry::log_writer::LogWriter;
 use switchyard::tls::{pem::CertError, CertStore};
 
 /// Exit code for an invalid configuration or usage (BSD EX_USAGE).
@@ -79,10 +80,29 @@ enum Command {
     },
 }
 
+/// Writes to stderr, ignoring failure: `eprintln!` panics when stderr is
+/// gone (a closed pipe), and an exit message is not worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        // Nobody left to tell: the reader of stderr has gone.
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    let result = match cli.command {
+    let log = init_logging(cli.log_format);
+    let code = dispatch(cli.command);
+    if let Some(log) = log {
+        // The last lines ("shut down", errors) before the process ends.
+        log.flush(std::time::Duration::from_secs(2));
+    }
+    code
+}
+
+fn dispatch(command: Command) -> ExitCode {
+    let result = match command {
         Command::Check { file } => return check(&file),
         Command::Ctl(c) => return ctl::main(c),
         Command::Run { config } => {
@@ -110,29 +130,46 @@ pub fn main() -> ExitCode {
                 return config_error(ce);
             }
             if let Some(ce) = e.downcast_ref::<CertError>() {
-                eprintln!("switchyard: invalid configuration\n[tls]: {ce}");
+                say!("switchyard: invalid configuration\n[tls]: {ce}");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            eprintln!("switchyard: {e:#}");
+            say!("switchyard: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Lines the log writer holds before it drops new ones.
+const LOG_QUEUE: usize = 8192;
+
+/// Logs go to stderr through `LogWriter`: queued, written by a thread of
+/// their own, dropped and counted when stderr is slow or gone, so logging
+/// never blocks or kills serving.
+fn init_logging(format: LogFormat) -> Option<LogWriter> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let writer = match LogWriter::stderr(LOG_QUEUE) {
+        Ok(w) => w,
+        Err(e) => {
+            say!("switchyard: cannot start the log writer thread: {e}");
+            return None;
+        }
+    };
+    // Our writer never fails a write; were it to, tracing-subscriber's
+    // report of it would be an `eprintln!`, which panics without stderr.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer.clone())
+        .log_internal_errors(false);
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    Some(writer)
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {
-    eprintln!("switchyard: invalid configuration\n{e}");
+    say!("switchyard: invalid configuration\n{e}");
     ExitCode::from(EXIT_CONFIG)
 }
 
@@ -145,15 +182,21 @@ fn check(file: &Path) -> ExitCode {
     // reload never depends on them), so `check` reads them here.
     if let Some(tls) = &cfg.tls {
         if let Err(e) = CertStore::load(tls) {
-            eprintln!(
+            say!(
                 "switchyard: invalid configuration\n{}: [tls]: {e}",
                 file.display()
             );
             return ExitCode::from(EXIT_CONFIG);
         }
     }
-    println!("{}: configuration is valid", file.display());
-    print!("{}", summary(&cfg));
+    use std::io::Write as _;
+    // `check | head -1` closes stdout early; that is not an error of ours.
+    let _ = write!(
+        std::io::stdout(),
+        "{}: configuration is valid\n{}",
+        file.display(),
+        summary(&cfg)
+    );
     ExitCode::SUCCESS
 }
 

@@ -12,6 +12,7 @@
 //! dropped from the output; live series are touched at every scrape.
 
 pub mod access;
+pub mod log_writer;
 mod names;
 
 use std::collections::BTreeMap;
@@ -249,6 +250,8 @@ impl Telemetry {
             .set(1.0);
         self.counter(ACCESS_LOG_DROPPED, &[])
             .absolute(self.access_log_dropped.load(Ordering::Relaxed));
+        self.counter(LOG_LINES_DROPPED, &[])
+            .absolute(log_writer::dropped());
         for ((sink, result), n) in self
             .notifications
             .lock()
