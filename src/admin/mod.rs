@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::control::ControlHandle;
 
 mod api;
+mod console;
 pub mod guard;
 mod probe;
 mod status;
@@ -98,6 +99,8 @@ impl Admin {
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/health") => text(StatusCode::OK, "ok\n"),
+            // The console's files hold no data; its API calls carry the token.
+            (m, p) if console::is_asset(p) => console::serve(m, p, req.headers()),
             (&Method::GET, "/metrics")
                 if (self.metrics_open && peer.ip().is_loopback()) || self.authorized(&req) =>
             {
@@ -121,6 +124,7 @@ impl Admin {
                     &json!({"error": "unauthorized", "detail": "send Authorization: Bearer <token>"}),
                 )
             }
+            (m, "/api/v1/traffic") => console::traffic_endpoint(self, m, req.uri().query()),
             (_, path) if path.starts_with("/api/v1/") => {
                 if let Err(refusal) = self.guard.check_body(req.method(), req.headers()) {
                     return refused(refusal, path);
