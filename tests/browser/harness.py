@@ -209,11 +209,11 @@ def chromium(artifacts):
     return driver
 
 
-def wait(driver, timeout=20):
+def wait(driver, timeout=30):
     return WebDriverWait(driver, timeout, poll_frequency=0.1)
 
 
-def eventually(cond, what, timeout=20):
+def eventually(cond, what, timeout=30):
     """Polls `cond` (a function answering a truthy value) until it holds."""
     deadline = time.monotonic() + timeout
     last = None

@@ -86,7 +86,7 @@ split = {{ blue = 100, canary = 0 }}
 canary = "canary"
 stable = "blue"
 steps = [20, 50, 80, 100]
-step_interval = "2s"
+step_interval = "3s"
 min_requests = 5
 max_error_rate = 0.5
 max_p99_latency = "2s"
@@ -115,7 +115,36 @@ def page_split(driver, route):
         return None
 
 
-class Console(unittest.TestCase):
+def keep_evidence(test):
+    """On failure, saves the page as it was (screenshot and HTML) beside
+    the other artefacts before the error is reported."""
+
+    def run(self):
+        try:
+            test(self)
+        except BaseException:
+            name = "FAILED-" + test.__name__
+            self.shot(name)
+            with open(os.path.join(ARTIFACTS, name + ".html"), "w") as f:
+                f.write(self.driver.page_source)
+            raise
+
+    run.__name__ = test.__name__
+    run.__doc__ = test.__doc__
+    return run
+
+
+class Evident(type):
+    """Every test method of the class keeps its evidence."""
+
+    def __new__(mcs, name, bases, ns):
+        for k, v in list(ns.items()):
+            if k.startswith("test_") and callable(v):
+                ns[k] = keep_evidence(v)
+        return super().__new__(mcs, name, bases, ns)
+
+
+class Console(unittest.TestCase, metaclass=Evident):
     @classmethod
     def setUpClass(cls):
         os.makedirs(ARTIFACTS, exist_ok=True)
