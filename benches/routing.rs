@@ -33,7 +33,7 @@ fn table(routes: usize, sticky: bool) -> RoutingTable {
     let cfg = config::parse(&text, Path::new("bench.toml")).expect("valid bench config");
     let mut reg = Registry::default();
     reg.reconcile(&cfg);
-    RoutingTable::build(&cfg, &reg, 1)
+    RoutingTable::build(&cfg, &reg, &mut Default::default(), 1)
 }
 
 fn decide(t: &RoutingTable, host: &str, path: &str, key: Option<&[u8]>) -> usize {

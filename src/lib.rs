@@ -21,6 +21,7 @@ pub mod notify;
 pub mod proxy;
 pub mod rollout;
 pub mod server;
+pub mod stats;
 pub mod table;
 pub mod telemetry;
 pub mod tls;

@@ -267,7 +267,7 @@ fn two_independently_built_tables_agree_on_every_key() {
         let cfg = switchyard::config::parse(text, std::path::Path::new("t.toml")).unwrap();
         let mut reg = switchyard::table::Registry::default();
         reg.reconcile(&cfg);
-        switchyard::table::RoutingTable::build(&cfg, &reg, 1)
+        switchyard::table::RoutingTable::build(&cfg, &reg, &mut Default::default(), 1)
     };
     let (a, b) = (build(), build());
     let (ra, rb) = (a.route(None, "/").unwrap(), b.route(None, "/").unwrap());

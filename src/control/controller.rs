@@ -16,7 +16,7 @@ use super::resolve::{self, Answers, Resolve};
 use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
 use crate::config::{self, Config};
 use crate::event::{Action, Event, Outcome, Split};
-use crate::rollout::window::StatsRegistry;
+use crate::stats::{Meters, StatsRegistry};
 use crate::table::{Registry, RoutingTable};
 use crate::telemetry::Telemetry;
 
@@ -45,7 +45,7 @@ pub(super) struct Controller {
     /// Last good answers for the DNS names of the configuration.
     answers: Answers,
     telemetry: Option<Arc<Telemetry>>,
-    /// The rollout engine's windows, kept across tables by name.
+    /// Windows and metric handles, kept across tables by name.
     stats: StatsRegistry,
 }
 
@@ -63,10 +63,9 @@ impl Controller {
     ) {
         let mut registry = Registry::default();
         registry.reconcile(&config);
-        let mut first = RoutingTable::build(&config, &registry, 1);
-        first.metrics = telemetry.as_ref().map(|t| t.index(&first));
-        let mut stats = StatsRegistry::default();
-        first.stats = stats.index(&first);
+        let meters = telemetry.clone().map(|t| t as Arc<dyn Meters>);
+        let mut stats = StatsRegistry::new(meters);
+        let first = RoutingTable::build(&config, &registry, &mut stats, 1);
         let table = Arc::new(ArcSwap::from_pointee(first));
         let (status, status_rx) = watch::channel(ReloadStatus {
             generation: 1,
@@ -539,9 +538,7 @@ impl Controller {
         let generation = self.generation() + 1;
         let effective = resolve::expand(&self.config, &self.answers);
         self.registry.reconcile(&effective);
-        let mut table = RoutingTable::build(&effective, &self.registry, generation);
-        table.metrics = self.telemetry.as_ref().map(|t| t.index(&table));
-        table.stats = self.stats.index(&table);
+        let table = RoutingTable::build(&effective, &self.registry, &mut self.stats, generation);
         self.table.store(Arc::new(table));
         generation
     }

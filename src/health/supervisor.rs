@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::task::{self, FirstRound, ProbeSpec};
 use super::AbortOnDrop;
 use crate::config::HealthConfig;
-use crate::table::{clock, Backend, Health, RoutingTable};
+use crate::stats::clock;
+use crate::table::{Backend, Health, RoutingTable};
 
 /// How often the supervisor looks at the table's generation.
 const TICK: Duration = Duration::from_millis(25);

@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use super::counter::{self, Thresholds};
 use super::probe;
 use crate::config::HealthConfig;
-use crate::table::{clock, Backend, Health, ProbeFailure};
+use crate::stats::clock;
+use crate::table::{Backend, Health, ProbeFailure};
 
 /// Counts the start-up backends whose first probe has not finished; each
 /// probe task of the first round holds one and drops it after its first

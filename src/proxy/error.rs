@@ -35,6 +35,13 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// Which side failed: a downstream failure (the client's request or
+    /// body) is logged at debug, is not held against the backend and is
+    /// never retried. Whether an upstream failure may be retried is not
+    /// the error's to say: it depends on what was sent, which the send
+    /// answers with the error (`upstream::SendError::unsent`: the request
+    /// handed back untouched) and on whether a replay copy exists — see
+    /// `retry`.
     pub fn source_side(&self) -> Source {
         match self {
             ProxyError::NoRoute | ProxyError::MethodNotAllowed => Source::Downstream,
@@ -44,11 +51,6 @@ impl ProxyError {
             | ProxyError::NoPool
             | ProxyError::NoServablePool { .. } => Source::Internal,
         }
-    }
-
-    /// May the request be sent to another backend?
-    pub fn retryable(&self) -> bool {
-        matches!(self, ProxyError::Upstream(e) if e.nothing_sent())
     }
 
     /// Status code and the `X-Switchyard-Error` reason.

@@ -3,7 +3,10 @@
 //! backend) and a backend; then the request is forwarded — retried on
 //! another backend of the pool when that is safe (`retry`) — and the
 //! response streamed back. Owns no state of its own beyond counters: tables
-//! come from the controller, backend state from the registry.
+//! come from the controller, backend state from the registry. The request
+//! records its answer into the `stats::Recorder` its pick handed it (the
+//! access log takes the names from there too), so the table is loaded
+//! once per request, plus once per retry.
 
 pub mod answer;
 mod body;
@@ -35,22 +38,13 @@ use crate::telemetry::access::{AccessSink, Entry};
 use body::Pending;
 pub use error::{error_response, ProxyError, Source};
 
-use crate::table::{clock, Route, RoutingTable, Unservable};
+use crate::stats::{clock, Recorder};
+use crate::table::{Route, RoutingTable, Unservable};
 use headers::*;
 
 /// Requests whose force header named no known pool (they were routed by
 /// the split instead).
 pub static FORCE_UNKNOWN: AtomicU64 = AtomicU64::new(0);
-
-/// What the data plane decided for a request, for counting it.
-#[derive(Debug, Default)]
-struct Observed {
-    generation: Option<u64>,
-    place: crate::telemetry::Place,
-    /// The backend that answered (or was tried first).
-    backend: Option<u64>,
-    retries: u32,
-}
 
 /// One client connection, as the data plane needs to know it.
 #[derive(Debug, Clone)]
@@ -110,7 +104,7 @@ impl Proxy {
             }
         };
         let t0 = Instant::now();
-        let mut seen = Observed::default();
+        let mut rec = Recorder::default();
         let log = self.access.as_ref().map(|_| Entry {
             time: std::time::SystemTime::now(),
             request_id: request_id.clone(),
@@ -134,35 +128,26 @@ impl Proxy {
             bytes_out: 0,
             retries: 0,
         });
-        let resp = match self.forward(req, conn, &mut seen).await {
+        let resp = match self.forward(req, conn, &mut rec).await {
             Ok(resp) => resp,
             Err(e) => {
-                let (status, _) = e.status();
-                if status.is_server_error() {
-                    tracing::warn!(request_id = ?request_id, client = %conn.peer, error = %e, "request failed");
-                } else {
+                if e.source_side() == Source::Downstream {
                     tracing::debug!(request_id = ?request_id, client = %conn.peer, error = %e, "request rejected");
+                } else {
+                    tracing::warn!(request_id = ?request_id, client = %conn.peer, error = %e, "request failed");
                 }
                 error_response(&e, Some(&request_id))
             }
         };
         let mut resp = resp;
-        self.count(&seen, resp.status().as_u16(), t0);
+        let status = resp.status().as_u16();
         if let (Some(mut entry), Some(sink)) = (log, &self.access) {
-            entry.status = resp.status().as_u16();
+            entry.status = status;
             entry.upstream_secs = t0.elapsed().as_secs_f64();
-            entry.retries = seen.retries;
-            let table = self.table.load();
-            if seen.generation == Some(table.generation) {
-                let route = seen.place.route.and_then(|r| table.routes().get(r));
-                let pool = seen.place.pool.and_then(|p| table.pools().get(p));
-                entry.route = route.map(|r| r.name.clone());
-                entry.pool = pool.map(|p| p.name.clone());
-                entry.backend = pool
-                    .zip(seen.backend)
-                    .and_then(|(p, id)| p.backends.iter().find(|b| b.id == id))
-                    .map(|b| b.addr);
-            }
+            entry.retries = rec.retries();
+            entry.route = rec.route_name().cloned();
+            entry.pool = rec.pool_name().cloned();
+            entry.backend = rec.backend_addr();
             resp.body_mut().log_when_done(Pending {
                 entry,
                 sink: sink.clone(),
@@ -170,44 +155,20 @@ impl Proxy {
                 bytes_out: 0,
             });
         }
+        // Counted where it was routed, whatever table is in force now.
+        rec.finish(status, t0);
         resp
-    }
-
-    /// Counts the answer in the metrics of the table it was routed by.
-    /// A request that spanned a reload is not counted: its indices belong
-    /// to the old table (reloads are rare; the loss is a few requests).
-    fn count(&self, seen: &Observed, status: u16, t0: Instant) {
-        let table = self.table.load();
-        if seen.generation.is_some_and(|g| g != table.generation) {
-            return;
-        }
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(t0);
-        // The rollout engine's window of this route and pool.
-        if let (Some(r), Some(p)) = (seen.place.route, seen.place.pool) {
-            if let Some(w) = table.stats.get(r, p) {
-                let failed = crate::rollout::window::is_failure(status);
-                w.record(clock::secs(now), failed, elapsed);
-            }
-        }
-        let Some(m) = &table.metrics else { return };
-        let mut place = seen.place;
-        if let (Some(p), Some(id)) = (place.pool, seen.backend) {
-            place.backend = table
-                .pools()
-                .get(p)
-                .and_then(|pool| pool.backends.iter().position(|b| b.id == id));
-        }
-        m.response(place, status, elapsed.as_secs_f64(), seen.retries);
     }
 
     async fn forward(
         &self,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
-        seen: &mut Observed,
+        rec: &mut Recorder,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if req.method() == Method::CONNECT {
+            // Counted with the answers that matched no route (as ever).
+            *rec = self.table.load().no_route();
             return Err(ProxyError::MethodNotAllowed);
         }
         let client_upgrade =
@@ -219,16 +180,15 @@ impl Proxy {
         let now = Instant::now();
         let (inflight, pool_header, bucket, settings, plan) = {
             let table = self.table.load();
-            seen.generation = Some(table.generation);
             let host = parts
                 .headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-            let route = table
-                .route(host, parts.uri.path())
-                .ok_or(ProxyError::NoRoute)?;
-            seen.place.route = Some(route.index);
+            let Some(route) = table.route(host, parts.uri.path()) else {
+                *rec = table.no_route();
+                return Err(ProxyError::NoRoute);
+            };
             let forced = route
                 .force_header
                 .as_ref()
@@ -242,11 +202,14 @@ impl Proxy {
                 });
             let (pool, backend, bucket) = match forced {
                 Some(pool) => {
-                    seen.place.pool = Some(pool.index);
-                    let backend = pool.pick().ok_or_else(|| ProxyError::NoBackend {
-                        pool: pool.name.clone(),
-                    })?;
-                    (pool, backend, None)
+                    let Some(i) = pool.pick_index() else {
+                        *rec = route.recorder(pool, None);
+                        return Err(ProxyError::NoBackend {
+                            pool: pool.name.clone(),
+                        });
+                    };
+                    *rec = route.recorder(pool, Some(i));
+                    (pool, &pool.backends[i], None)
                 }
                 None => {
                     let key = route.sticky.as_ref().and_then(|s| {
@@ -269,16 +232,18 @@ impl Proxy {
                         (key, _) => key,
                     };
                     let pick = route.pick(key).map_err(|u| {
-                        if let Unservable::Pool(p) | Unservable::AllPools(p) = &u {
-                            seen.place.pool = Some(p.index);
-                        }
+                        *rec = match &u {
+                            Unservable::Pool(p) | Unservable::AllPools(p) => {
+                                route.recorder(p, None)
+                            }
+                            Unservable::NoPool => route.no_pool_recorder(),
+                        };
                         unservable(route, u)
                     })?;
+                    *rec = pick.recorder;
                     (pick.pool, pick.backend, pick.bucket)
                 }
             };
-            seen.place.pool = Some(pool.index);
-            seen.backend = Some(backend.id);
             pool.shared.budget.record_request(clock::secs(now));
             let plan = retry::Plan {
                 retry: pool.retry,
@@ -305,17 +270,8 @@ impl Proxy {
         let (body, waited) = retry::keep_body(&parts.method, body, plan.retry.retries).await?;
         let started = if waited { Instant::now() } else { now };
         let req = Request::from_parts(parts, body);
-        let (resp, pooled, inflight) = retry::send(
-            &self.table,
-            inflight,
-            req,
-            plan,
-            &settings,
-            started,
-            &mut seen.retries,
-        )
-        .await?;
-        seen.backend = Some(inflight.backend().id);
+        let (resp, pooled, inflight) =
+            retry::send(&self.table, inflight, req, plan, &settings, started, rec).await?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client) = client_upgrade {

@@ -24,10 +24,11 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::UpBody;
-use super::error::ProxyError;
+use super::error::{ProxyError, Source};
 use super::upstream::{self, is_idempotent, PooledConn, Replay, SendError, UpstreamError};
 use crate::config::{RetryConfig, MAX_RETRIES};
-use crate::table::{clock, InFlight, OutlierSettings, RoutingTable, Settings, UpstreamErrorKind};
+use crate::stats::{clock, Recorder};
+use crate::table::{InFlight, OutlierSettings, RoutingTable, Settings, UpstreamErrorKind};
 
 /// Largest request body read into memory so that an idempotent request can
 /// be replayed after a failure mid-way. Larger (or chunked) bodies stream.
@@ -89,8 +90,9 @@ impl Tried {
 }
 
 /// Sends `req` on `inflight`'s backend, retrying on others of its pool as
-/// the rules above allow. Answers the response with the connection and the
-/// in-flight guard of the backend that answered.
+/// the rules above allow (each retry noted on `rec`). Answers the response
+/// with the connection and the in-flight guard of the backend that
+/// answered.
 pub(super) async fn send(
     table: &ArcSwap<RoutingTable>,
     mut inflight: InFlight,
@@ -98,7 +100,7 @@ pub(super) async fn send(
     plan: Plan,
     settings: &Settings,
     started: Instant,
-    retries: &mut u32,
+    rec: &mut Recorder,
 ) -> Result<(Response<Incoming>, PooledConn, InFlight), ProxyError> {
     let replay = (plan.retry.retries > 0).then(|| Replay::of(&req)).flatten();
     let deadline = started + settings.upstream_timeout;
@@ -123,11 +125,15 @@ pub(super) async fn send(
                 }
                 return Ok((resp, conn, inflight));
             }
-            Ok(Err(SendError {
-                error: e @ UpstreamError::ClientBody { .. },
-                ..
-            })) => return Err(e.into()),
-            Ok(Err(SendError { error, unsent })) => (ProxyError::from(error), unsent),
+            Ok(Err(SendError { error, unsent })) => {
+                let error = ProxyError::from(error);
+                // The client's side failed (its body broke off): not the
+                // backend's fault, and nothing another backend could fix.
+                if error.source_side() == Source::Downstream {
+                    return Err(error);
+                }
+                (error, unsent)
+            }
             Err(_) if try_deadline < deadline => {
                 let per_try = plan
                     .retry
@@ -151,7 +157,7 @@ pub(super) async fn send(
         if unsent.is_none() && replay.is_none() {
             return Err(error);
         }
-        let Some(next) = retry_target(table, &inflight, &tried, &plan) else {
+        let Some(next) = retry_target(table, &inflight, &tried, &plan, rec) else {
             return Err(error);
         };
         req = match (unsent, &replay) {
@@ -162,18 +168,19 @@ pub(super) async fn send(
         tracing::debug!(pool = %backend.pool, from = %backend.addr, to = %next.backend().addr,
             error = %error, "retrying on another backend");
         tried.push(next.backend().id);
-        *retries += 1;
         inflight = next;
     }
 }
 
 /// Another available backend of the failed one's pool (in the table in
-/// force now), if one is left and the pool's retry budget allows it.
+/// force now), if one is left and the pool's retry budget allows it; the
+/// retry is noted on `rec`.
 fn retry_target(
     table: &ArcSwap<RoutingTable>,
     failed: &InFlight,
     tried: &Tried,
     plan: &Plan,
+    rec: &mut Recorder,
 ) -> Option<InFlight> {
     let table = table.load();
     let pool = table.pool(failed.backend().pool.as_bytes())?;
@@ -190,6 +197,12 @@ fn retry_target(
         return None;
     }
     RETRIES.fetch_add(1, Ordering::Relaxed);
+    // A backend that joined the pool after the request was routed is
+    // counted with this table's handles of the same route and pool.
+    rec.retried_on(backend.id, |route, _| {
+        let route = table.routes().iter().find(|r| &*r.name == route)?;
+        route.handles(pool).cloned()
+    });
     Some(backend.start_request())
 }
 

@@ -101,17 +101,6 @@ impl UpstreamError {
             UpstreamError::Reset { .. } | UpstreamError::ClientBody { .. } => K::Reset,
         }
     }
-
-    /// Nothing reached the backend: safe to retry elsewhere.
-    pub fn nothing_sent(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Connect { .. }
-                | UpstreamError::ConnectTimeout { .. }
-                | UpstreamError::Tls { .. }
-                | UpstreamError::Handshake { .. }
-        )
-    }
 }
 
 /// An upstream connection lent to one request; `release` returns it to the

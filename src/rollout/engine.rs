@@ -13,7 +13,7 @@ use super::{Command, Judgement, Live, Phase, Rollouts, Saved};
 use crate::config::RolloutConfig;
 use crate::control::Change;
 use crate::event::{Action, ChangeSource, Event, Outcome};
-use crate::table::clock;
+use crate::stats::clock;
 use crate::telemetry::ROLLOUTS;
 
 impl Rollouts {
@@ -206,13 +206,12 @@ impl Rollouts {
                 .await;
                 return;
             }
-            let Some(route_idx) = table.routes().iter().position(|r| *r.name == *route) else {
+            if !table.routes().iter().any(|r| *r.name == *route) {
                 continue;
-            };
-            let pool_idx = |name: &str| table.pools().iter().position(|p| &*p.name == name);
+            }
             let window = |name: &str| {
-                pool_idx(name)
-                    .and_then(|p| table.stats.get(route_idx, p))
+                table
+                    .window(&route, name)
                     .map(|w| w.since(clock::secs(started), clock::secs(Instant::now())))
                     .unwrap_or_default()
             };

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::window::Stats;
 use crate::config::{InsufficientTraffic, RolloutConfig};
+use crate::stats::Stats;
 
 /// The outcome of one check of a window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -165,7 +165,7 @@ fn fail(cfg: &RolloutConfig, failed: u32, check: &Check) -> (Verdict, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::window::{bucket_of, BUCKETS};
+    use crate::stats::window::{bucket_of, BUCKETS};
     use proptest::prelude::*;
 
     fn cfg() -> RolloutConfig {

@@ -16,7 +16,6 @@ mod engine;
 pub mod judge;
 mod state;
 mod verify;
-pub mod window;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RolloutConfig;
 use crate::control::ControlHandle;
+use crate::stats::Stats;
 use crate::table::RoutingTable;
 use crate::telemetry::{Telemetry, ROLLOUTS, ROLLOUT_STEP};
 use judge::Check;
@@ -97,8 +97,8 @@ pub struct Live {
 }
 
 impl Live {
-    fn new(canary: &window::Stats, stable: &window::Stats) -> Self {
-        let p99 = |s: &window::Stats| s.percentile(0.99).map(|d| d.as_secs_f64());
+    fn new(canary: &Stats, stable: &Stats) -> Self {
+        let p99 = |s: &Stats| s.percentile(0.99).map(|d| d.as_secs_f64());
         Live {
             canary_requests: canary.requests,
             canary_error_rate: canary.error_rate(),

@@ -28,7 +28,8 @@ use super::{lookup, Rollouts};
 use crate::config::{InsufficientTraffic, RolloutConfig};
 use crate::control::{Applied, Change, ChangeError};
 use crate::event::{Action, ChangeSource, Event, Outcome, Split};
-use crate::table::{clock, RoutingTable};
+use crate::stats::clock;
+use crate::table::RoutingTable;
 
 /// How a flip is verified: the window and the limits.
 #[derive(Debug, Clone, PartialEq)]
@@ -339,11 +340,7 @@ impl Rollouts {
             return Some((FlipPhase::Reverted, why));
         }
         let stats = table
-            .routes()
-            .iter()
-            .position(|r| *r.name == *route)
-            .zip(table.pools().iter().position(|p| *p.name == *to))
-            .and_then(|(r, p)| table.stats.get(r, p))
+            .window(route, to)
             .map(|w| w.since(clock::secs(started), clock::secs(Instant::now())))
             .unwrap_or_default();
         let p99 = stats.percentile(0.99).map(|d| d.as_secs_f64());

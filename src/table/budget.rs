@@ -4,79 +4,59 @@
 //! a quiet pool can still hide a dead backend). It keeps retry storms from
 //! multiplying the load on a pool that is failing as a whole.
 //!
-//! Lock-free and approximate: each slot is a few atomics stamped with its
-//! second; a slot is reset by whoever first sees it stale, and an increment
-//! racing that reset may be lost, as may the check-then-add of two
+//! Lock-free and approximate: the counts live in a `stats::ring::Ring` of
+//! one-second slots (the same ring as the rollout windows); an increment
+//! racing a slot's reset may be lost, as may the check-then-add of two
 //! concurrent retries. Both errors are a request or two, never a storm.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::stats::ring::{Ring, Slot};
 
 /// Length of the window, in one-second slots.
 pub const WINDOW_SECS: u64 = 10;
 /// Retries always allowed per window, whatever the request count.
 pub const MIN_RETRIES: u64 = 10;
 
-#[derive(Debug)]
-struct Slot {
-    /// The second this slot counts (`u64::MAX`: never used).
-    second: AtomicU64,
+/// One second of a budget.
+#[derive(Debug, Default)]
+struct Second {
     requests: AtomicU32,
     retries: AtomicU32,
 }
 
-#[derive(Debug)]
-pub struct RetryBudget {
-    slots: [Slot; WINDOW_SECS as usize],
+impl Slot for Second {
+    fn clear(&self) {
+        // Relaxed throughout: the counters are statistics (module doc).
+        self.requests.store(0, Ordering::Relaxed);
+        self.retries.store(0, Ordering::Relaxed);
+    }
 }
 
-impl Default for RetryBudget {
-    fn default() -> Self {
-        Self::new()
-    }
+#[derive(Debug, Default)]
+pub struct RetryBudget {
+    ring: Ring<Second, { WINDOW_SECS as usize }>,
 }
 
 impl RetryBudget {
     pub fn new() -> Self {
-        Self {
-            slots: std::array::from_fn(|_| Slot {
-                second: AtomicU64::new(u64::MAX),
-                requests: AtomicU32::new(0),
-                retries: AtomicU32::new(0),
-            }),
-        }
-    }
-
-    /// The slot for `second`, reset first when it still holds an older one.
-    #[inline]
-    fn slot(&self, second: u64) -> &Slot {
-        let slot = &self.slots[(second % WINDOW_SECS) as usize];
-        // Relaxed throughout: the counters are statistics; a reset racing
-        // an increment can lose that increment (see the module doc).
-        let seen = slot.second.load(Ordering::Relaxed);
-        if seen != second
-            && slot
-                .second
-                .compare_exchange(seen, second, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            slot.requests.store(0, Ordering::Relaxed);
-            slot.retries.store(0, Ordering::Relaxed);
-        }
-        slot
+        Self::default()
     }
 
     /// Counts a request (a first try) at `second`.
     #[inline]
     pub fn record_request(&self, second: u64) {
-        self.slot(second).requests.fetch_add(1, Ordering::Relaxed);
+        self.ring
+            .at(second)
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests and retries in the window ending at `second`.
     pub fn window(&self, second: u64) -> (u64, u64) {
         let first = second.saturating_sub(WINDOW_SECS - 1);
-        self.slots
-            .iter()
-            .filter(|s| (first..=second).contains(&s.second.load(Ordering::Relaxed)))
+        self.ring
+            .between(first, second)
             .fold((0, 0), |(req, ret), s| {
                 (
                     req + u64::from(s.requests.load(Ordering::Relaxed)),
@@ -91,7 +71,7 @@ impl RetryBudget {
         if retries >= allowed_retries(requests, percent) {
             return false;
         }
-        self.slot(second).retries.fetch_add(1, Ordering::Relaxed);
+        self.ring.at(second).retries.fetch_add(1, Ordering::Relaxed);
         true
     }
 }

@@ -2,10 +2,13 @@
 //! built by the controller from a validated `Config` and swapped in whole
 //! (`ArcSwap`). The data plane loads it once per request and makes every
 //! routing decision from it without locks or allocation.
+//!
+//! The table keeps, on its routes, the statistics handles of every route ×
+//! pool (from `stats::StatsRegistry`, which keeps them by name across
+//! generations); a pick hands the request a `stats::Recorder` with them.
 
 mod backend;
 pub mod budget;
-pub mod clock;
 mod outlier;
 mod pool;
 mod probe_failure;
@@ -27,6 +30,7 @@ pub use probe_failure::ProbeFailure;
 pub use route::{Pick, PoolPick, Route, Unservable};
 
 use crate::config::{Config, HostMatch};
+use crate::stats::{Classes, Recorder, StatsRegistry, Window};
 
 /// Per-request settings that may change on reload.
 #[derive(Debug, Clone, Copy)]
@@ -53,19 +57,22 @@ pub struct RoutingTable {
     suffix: Box<[(Box<str>, Candidates)]>,
     /// Routes without a host matcher, best first.
     any_host: Candidates,
-    /// Metric handles for this generation (`None`: metrics off).
-    pub metrics: Option<crate::telemetry::TableMetrics>,
-    /// The rollout engine's windows by route and pool index (set by the
-    /// controller; empty until then).
-    pub stats: crate::rollout::window::TableStats,
+    /// Counters of answers that matched no route (`None`: metrics off).
+    no_route: Option<Arc<Classes>>,
     /// Each route's `[routes.rollout]`, by route index.
     pub rollouts: Box<[Option<Arc<crate::config::RolloutConfig>>]>,
 }
 
 impl RoutingTable {
     /// Builds a table from `config`, taking backend state from `registry`
-    /// (which must already be reconciled with `config`).
-    pub fn build(config: &Config, registry: &Registry, generation: u64) -> Self {
+    /// (which must already be reconciled with `config`) and the statistics
+    /// handles of every route × pool from `stats`.
+    pub fn build(
+        config: &Config,
+        registry: &Registry,
+        stats: &mut StatsRegistry,
+        generation: u64,
+    ) -> Self {
         let pools: Box<[Arc<Pool>]> = config
             .pools
             .iter()
@@ -76,13 +83,13 @@ impl RoutingTable {
                 Arc::new(pool)
             })
             .collect();
-        let find = |name: &str| pools.iter().find(|p| &*p.name == name).cloned();
+        let mut stats = stats.generation();
         let routes: Box<[Route]> = config
             .routes
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let mut route = Route::new(r, find);
+                let mut route = Route::new(r, &pools, &mut stats);
                 route.index = i;
                 route
             })
@@ -126,10 +133,33 @@ impl RoutingTable {
                 .iter()
                 .map(|r| r.rollout.clone().map(Arc::new))
                 .collect(),
+            no_route: stats.no_route(),
             routes,
             pools,
-            metrics: None,
-            stats: Default::default(),
+        }
+    }
+
+    /// The recorder of a request that matched no route.
+    pub fn no_route(&self) -> Recorder {
+        Recorder::no_route(self.no_route.as_ref())
+    }
+
+    /// The rollout window of (`route`, `pool`) (the same `Arc` in every
+    /// generation that has both).
+    pub fn window(&self, route: &str, pool: &str) -> Option<&Arc<Window>> {
+        let route = self.routes.iter().find(|r| &*r.name == route)?;
+        let pool = self.pools.iter().find(|p| &*p.name == pool)?;
+        route.handles(pool).map(|h| h.window())
+    }
+
+    /// Keeps the metric series of this table from expiring (at every
+    /// `/metrics` scrape).
+    pub fn touch_metrics(&self) {
+        if let Some(c) = &self.no_route {
+            c.touch();
+        }
+        for r in self.routes.iter() {
+            r.touch_metrics();
         }
     }
 

@@ -75,26 +75,37 @@ impl Pool {
     /// slow start is admitted with the probability of its ramp.
     #[inline]
     pub fn pick(&self) -> Option<&Arc<Backend>> {
+        self.pick_index().map(|i| &self.backends[i])
+    }
+
+    /// `pick`, answering the backend's position in `backends` (which
+    /// indexes its statistics handles, `Route::recorder`).
+    #[inline]
+    pub fn pick_index(&self) -> Option<usize> {
         let n = self.slots.len();
         if n == 0 {
             return None;
         }
-        let at = |i: usize| &self.backends[self.slots[i % n] as usize];
-        let ok = |b: &Backend| b.is_available() && b.slow_start_admits();
+        let at = |i: usize| self.slots[i % n] as usize;
+        let ok = |i: usize| {
+            let b = &self.backends[i];
+            b.is_available() && b.slow_start_admits()
+        };
         match self.balance {
             Balance::RoundRobin => {
                 // Relaxed: the counter only spreads load; no ordering needed.
                 let start = self.rr.fetch_add(1, Ordering::Relaxed);
                 (0..n)
                     .map(|k| at(start + k))
-                    .find(|b| ok(b))
+                    .find(|&i| ok(i))
                     .or_else(|| self.least_loaded_available(&[]))
             }
             Balance::LeastRequest => {
                 let a = at(fastrand::usize(..n));
                 let b = at(fastrand::usize(..n));
+                let load = |i: usize| self.backends[i].in_flight();
                 match (ok(a), ok(b)) {
-                    (true, true) if b.in_flight() < a.in_flight() => Some(b),
+                    (true, true) if load(b) < load(a) => Some(b),
                     (true, _) => Some(a),
                     (false, true) => Some(b),
                     (false, false) => self.least_loaded_available(&[]),
@@ -107,21 +118,28 @@ impl Pool {
     /// `None` when every available one was tried.
     pub fn pick_other(&self, tried: &[u64]) -> Option<&Arc<Backend>> {
         self.least_loaded_available(tried)
+            .map(|i| &self.backends[i])
     }
 
     /// Slow path: the least loaded available backend not in `skip`,
     /// preferring backends past their slow start; never `None` while an
     /// available backend is left, so slow start cannot empty a pool.
-    fn least_loaded_available(&self, skip: &[u64]) -> Option<&Arc<Backend>> {
+    fn least_loaded_available(&self, skip: &[u64]) -> Option<usize> {
         let n = self.backends.len();
         if n == 0 {
             return None;
         }
         let start = fastrand::usize(..n);
         (0..n)
-            .map(|k| &self.backends[(start + k) % n])
-            .filter(|b| b.is_available() && !skip.contains(&b.id))
-            .min_by_key(|b| (b.in_slow_start(), b.in_flight()))
+            .map(|k| (start + k) % n)
+            .filter(|&i| {
+                let b = &self.backends[i];
+                b.is_available() && !skip.contains(&b.id)
+            })
+            .min_by_key(|&i| {
+                let b = &self.backends[i];
+                (b.in_slow_start(), b.in_flight())
+            })
     }
 
     /// Has at least one backend that can take a request.
@@ -169,7 +187,7 @@ mod tests {
             .unwrap();
             let mut reg = Registry::default();
             reg.reconcile(&cfg);
-            let t = RoutingTable::build(&cfg, &reg, 1);
+            let t = RoutingTable::build(&cfg, &reg, &mut Default::default(), 1);
             let pool = &t.pools()[0];
             let share = |n: usize| {
                 (0..n)

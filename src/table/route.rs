@@ -3,7 +3,9 @@
 //! chosen pool has no available backend, its share goes to the route's
 //! other pools (weighted for anonymous requests; for a sticky key, the pool
 //! that would own its bucket without the dead one, so those users stick
-//! to their new pool and come back when it recovers).
+//! to their new pool and come back when it recovers). A route also holds
+//! the statistics handles of its answers in every pool of the table (a
+//! forced pool need not be in the split), which the pick hands on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use super::backend::Backend;
 use super::pool::Pool;
 use super::sticky;
 use crate::config::{RouteConfig, StickyConfig};
+use crate::stats::{BackendRef, Generation, PoolHandles, Recorder, RouteHandles};
 
 /// A route: matchers, the weighted split and the sticky settings.
 #[derive(Debug)]
@@ -31,6 +34,11 @@ pub struct Route {
     pub force_header: Option<HeaderName>,
     /// Send a dead pool's share to the other pools (else answer 503).
     pub failover: bool,
+    /// Statistics handles of this route's answers in each pool of the
+    /// table, by pool index.
+    handles: Box<[Arc<PoolHandles>]>,
+    /// Statistics handles of this route's answers that had no pool.
+    no_pool: Arc<RouteHandles>,
 }
 
 #[derive(Debug)]
@@ -62,6 +70,8 @@ pub struct Pick<'t> {
     pub pool: &'t Arc<Pool>,
     pub backend: &'t Arc<Backend>,
     pub bucket: Option<u16>,
+    /// Where the request records its answer (`Recorder::finish`).
+    pub recorder: Recorder,
 }
 
 /// Why a route could not serve a request.
@@ -77,7 +87,19 @@ pub enum Unservable<'t> {
 }
 
 impl Route {
-    pub(super) fn new(r: &RouteConfig, find: impl Fn(&str) -> Option<Arc<Pool>>) -> Self {
+    pub(super) fn new(r: &RouteConfig, pools: &[Arc<Pool>], stats: &mut Generation<'_>) -> Self {
+        let find = |name: &str| pools.iter().find(|p| &*p.name == name).cloned();
+        let name: Arc<str> = r.name.as_str().into();
+        let handles = pools
+            .iter()
+            .map(|p| {
+                let backends = p.backends.iter().map(|b| BackendRef {
+                    id: b.id,
+                    addr: b.addr,
+                });
+                stats.pool(&name, &p.name, backends)
+            })
+            .collect();
         let mut acc = 0u32;
         let split: Box<[SplitEntry]> = r
             .split
@@ -105,7 +127,9 @@ impl Route {
         });
         Route {
             index: 0,
-            name: r.name.as_str().into(),
+            no_pool: stats.route(&name),
+            handles,
+            name,
             path_prefix: r.path_prefix.as_str().into(),
             split,
             total: acc,
@@ -145,22 +169,55 @@ impl Route {
         })
     }
 
+    /// The statistics handles of this route's answers in `pool`.
+    pub fn handles(&self, pool: &Pool) -> Option<&Arc<PoolHandles>> {
+        self.handles.get(pool.index)
+    }
+
+    /// The recorder of a request of this route sent to `pool` — to its
+    /// `backend`-th backend, or to none (the proxy answered itself).
+    #[inline]
+    pub fn recorder(&self, pool: &Pool, backend: Option<usize>) -> Recorder {
+        self.handles(pool)
+            .map_or_else(Recorder::default, |h| Recorder::pool(h, backend))
+    }
+
+    /// The recorder of a request of this route that had no pool.
+    pub fn no_pool_recorder(&self) -> Recorder {
+        Recorder::route(&self.no_pool)
+    }
+
+    /// Keeps this route's metric series from expiring.
+    pub(super) fn touch_metrics(&self) {
+        self.no_pool.touch();
+        for h in self.handles.iter() {
+            h.touch();
+        }
+    }
+
+    /// A pick of `pool`'s `backend`-th backend.
+    #[inline]
+    fn picked<'t>(&'t self, pool: &'t Arc<Pool>, backend: usize, bucket: Option<u16>) -> Pick<'t> {
+        Pick {
+            pool,
+            backend: &pool.backends[backend],
+            bucket,
+            recorder: self.recorder(pool, Some(backend)),
+        }
+    }
+
     /// The pool and backend for a request, failing over to the route's
     /// other pools when the chosen pool has no available backend.
     #[inline]
     pub fn pick(&self, sticky_key: Option<&[u8]>) -> Result<Pick<'_>, Unservable<'_>> {
         let first = self.pick_pool(sticky_key).ok_or(Unservable::NoPool)?;
         let entry = &self.split[first.index];
-        if let Some(backend) = first.pool.pick() {
+        if let Some(backend) = first.pool.pick_index() {
             // Relaxed: a flag for logging only.
             if entry.failing_over.load(Ordering::Relaxed) {
                 self.failover_ended(entry);
             }
-            return Ok(Pick {
-                pool: first.pool,
-                backend,
-                bucket: first.bucket,
-            });
+            return Ok(self.picked(first.pool, backend, first.bucket));
         }
         if !self.failover || self.split.len() == 1 {
             return Err(Unservable::Pool(first.pool));
@@ -171,11 +228,8 @@ impl Route {
         };
         let picked = alternative.and_then(|i| {
             let pool = &self.split[i].pool;
-            pool.pick().map(|backend| Pick {
-                pool,
-                backend,
-                bucket: first.bucket,
-            })
+            pool.pick_index()
+                .map(|backend| self.picked(pool, backend, first.bucket))
         });
         if !entry.failing_over.swap(true, Ordering::Relaxed) {
             match &picked {
@@ -251,7 +305,7 @@ mod tests {
         let cfg = config::parse(text, Path::new("t.toml")).expect("valid config");
         let mut reg = Registry::default();
         reg.reconcile(&cfg);
-        RoutingTable::build(&cfg, &reg, 1)
+        RoutingTable::build(&cfg, &reg, &mut Default::default(), 1)
     }
 
     const SPLIT: &str = "[pools.a]\nbackends = [\"127.0.0.1:1\"]\n[pools.b]\nbackends = [\"127.0.0.1:2\"]\n\

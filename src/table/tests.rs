@@ -7,7 +7,10 @@ fn table(text: &str) -> (RoutingTable, Registry) {
     let cfg = config::parse(text, Path::new("t.toml")).expect("valid config");
     let mut reg = Registry::default();
     reg.reconcile(&cfg);
-    (RoutingTable::build(&cfg, &reg, 1), reg)
+    (
+        RoutingTable::build(&cfg, &reg, &mut Default::default(), 1),
+        reg,
+    )
 }
 
 const ROUTES: &str = r#"
@@ -92,7 +95,7 @@ fn backend_state_survives_a_rebuild() {
     )
     .unwrap();
     reg.reconcile(&cfg);
-    let t2 = RoutingTable::build(&cfg, &reg, 2);
+    let t2 = RoutingTable::build(&cfg, &reg, &mut Default::default(), 2);
     assert!(Arc::ptr_eq(&t2.pools()[0].backends[0], &b1));
     assert_eq!(t2.pools()[0].backends[0].in_flight(), 1);
     // backend removed: drained, not reused
@@ -147,4 +150,35 @@ fn least_request_prefers_idle_backends() {
     // two random choices: the busy one wins only when both draws hit it
     assert!(idle > 650, "idle backend picked {idle}/1000");
     drop(busy);
+}
+
+#[test]
+fn windows_survive_table_rebuilds_by_name() {
+    let text = |pools: &str| format!("{pools}[[routes]]\nname = \"r\"\nsplit = {{ blue = 1 }}\n");
+    let two = text("[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[pools.canary]\nbackends = [\"127.0.0.1:2\"]\n");
+    let one = text("[pools.canary]\nbackends = [\"127.0.0.1:2\"]\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n");
+    let mut stats = crate::stats::StatsRegistry::new(None);
+    let mut registry = Registry::default();
+    let mut build = |t: &str, generation| {
+        let c = config::parse(t, Path::new("t.toml")).unwrap();
+        registry.reconcile(&c);
+        RoutingTable::build(&c, &registry, &mut stats, generation)
+    };
+    let t1 = build(&two, 1);
+    let route = t1.route(None, "/").unwrap();
+    let canary = t1.pool(b"canary").unwrap();
+    // A request to the canary, answered after the pools were reordered.
+    let rec = route.recorder(canary, Some(0));
+    let t2 = build(&one, 2);
+    assert_ne!(canary.index, t2.pool(b"canary").unwrap().index);
+    rec.finish(500, tokio::time::Instant::now());
+    let (w1, w2) = (
+        t1.window("r", "canary").unwrap(),
+        t2.window("r", "canary").unwrap(),
+    );
+    assert!(Arc::ptr_eq(w1, w2));
+    let now = crate::stats::clock::secs(tokio::time::Instant::now());
+    assert_eq!(w2.last(now, 2).failures, 1);
+    assert_eq!(t2.window("r", "blue").unwrap().last(now, 2).requests, 0);
+    assert!(t2.window("r", "green").is_none());
 }

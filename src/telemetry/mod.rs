@@ -3,10 +3,10 @@
 //! switchyard owns one `Telemetry` (so tests in one process do not share
 //! counts).
 //!
-//! The hot path never looks a metric up: `TableMetrics` holds the handles of
-//! every (route, pool, backend, status class) and is built with each routing
-//! table; the registry hands a rebuilt table the same counters for the same
-//! labels, so counts continue across reloads. Gauges, and counters that
+//! The hot path never looks a metric up: the request handles of every
+//! (route, pool, backend, status class) live in `stats` (made through this
+//! module's `Meters`), are kept there by name across generations, and sit
+//! on the routes of each table; a request holds its own. Gauges, and counters that
 //! live as atomics on backends, are set when `/metrics` is scraped. Series
 //! that nothing touches for `IDLE` (a backend that left and drained) are
 //! dropped from the output; live series are touched at every scrape.
@@ -28,6 +28,7 @@ use metrics_util::MetricKindMask;
 
 pub use names::*;
 
+use crate::stats::Meters;
 use crate::table::{Health, RoutingTable, UpstreamErrorKind};
 
 /// Buckets of `switchyard_request_duration_seconds`: web APIs, 1 ms to 10 s.
@@ -37,13 +38,6 @@ pub const BUCKETS: [f64; 14] = [
 
 /// Untouched series are dropped after this long.
 const IDLE: Duration = Duration::from_secs(60);
-
-/// Status classes, 1xx to 5xx.
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-fn class(status: u16) -> usize {
-    usize::from(status / 100).clamp(1, 5) - 1
-}
 
 /// The metrics of one running switchyard.
 pub struct Telemetry {
@@ -141,65 +135,6 @@ impl Telemetry {
         self.handle.run_upkeep();
     }
 
-    /// The handles for a new table generation.
-    pub fn index(&self, table: &RoutingTable) -> TableMetrics {
-        let routes = table
-            .routes()
-            .iter()
-            .map(|r| RouteMetrics {
-                no_pool: CLASSES.map(|code| {
-                    self.counter(
-                        REQUESTS,
-                        &[
-                            ("route", &r.name),
-                            ("pool", ""),
-                            ("backend", ""),
-                            ("code", code),
-                        ],
-                    )
-                }),
-                pools: table
-                    .pools()
-                    .iter()
-                    .map(|p| {
-                        let (route, pool) = (&*r.name, &*p.name);
-                        let by_class = |backend: &str| {
-                            CLASSES.map(|code| {
-                                self.counter(
-                                    REQUESTS,
-                                    &[
-                                        ("route", route),
-                                        ("pool", pool),
-                                        ("backend", backend),
-                                        ("code", code),
-                                    ],
-                                )
-                            })
-                        };
-                        RoutePoolMetrics {
-                            duration: self
-                                .histogram(REQUEST_DURATION, &[("route", route), ("pool", pool)]),
-                            retries: self.counter(RETRIES, &[("route", route), ("pool", pool)]),
-                            by_backend: p
-                                .backends
-                                .iter()
-                                .map(|b| by_class(&b.addr.to_string()))
-                                .collect(),
-                            no_backend: by_class(""),
-                        }
-                    })
-                    .collect(),
-            })
-            .collect();
-        let no_route = CLASSES.map(|code| {
-            self.counter(
-                REQUESTS,
-                &[("route", ""), ("pool", ""), ("backend", ""), ("code", code)],
-            )
-        });
-        TableMetrics { routes, no_route }
-    }
-
     /// The Prometheus text for `/metrics`: sets the gauges from `table`,
     /// copies backend counters, touches live series, renders.
     pub fn render(
@@ -208,9 +143,7 @@ impl Telemetry {
         connections: usize,
         tls_failures: &[(&'static str, u64)],
     ) -> String {
-        if let Some(m) = &table.metrics {
-            m.touch();
-        }
+        table.touch_metrics();
         for pool in table.pools() {
             for b in pool.backends.iter() {
                 let addr = b.addr.to_string();
@@ -269,74 +202,26 @@ impl Telemetry {
     }
 }
 
-/// Metric handles of one table generation, by route index, then pool index
-/// (the table's order), then backend index (the pool's order).
-#[derive(Debug)]
-pub struct TableMetrics {
-    routes: Box<[RouteMetrics]>,
-    no_route: [Counter; 5],
-}
-
-#[derive(Debug)]
-struct RouteMetrics {
-    pools: Box<[RoutePoolMetrics]>,
-    /// Answers for which no pool was chosen (a route without weight).
-    no_pool: [Counter; 5],
-}
-
-#[derive(Debug)]
-struct RoutePoolMetrics {
-    duration: Histogram,
-    retries: Counter,
-    by_backend: Box<[[Counter; 5]]>,
-    /// Answers the proxy made itself before a backend was chosen.
-    no_backend: [Counter; 5],
-}
-
-/// Where a request went, for counting it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Place {
-    pub route: Option<usize>,
-    pub pool: Option<usize>,
-    pub backend: Option<usize>,
-}
-
-impl TableMetrics {
-    /// Counts one answer; `secs` is the time to the response headers.
-    #[inline]
-    pub fn response(&self, place: Place, status: u16, secs: f64, retries: u32) {
-        let Some(route) = place.route.and_then(|r| self.routes.get(r)) else {
-            self.no_route[class(status)].increment(1);
-            return;
-        };
-        let Some(m) = place.pool.and_then(|p| route.pools.get(p)) else {
-            route.no_pool[class(status)].increment(1);
-            return;
-        };
-        let counters = place
-            .backend
-            .and_then(|b| m.by_backend.get(b))
-            .unwrap_or(&m.no_backend);
-        counters[class(status)].increment(1);
-        m.duration.record(secs);
-        if retries > 0 {
-            m.retries.increment(u64::from(retries));
-        }
+/// The request handles of `stats` (which knows no metric names): made
+/// here, with this recorder, under the names and labels of `/metrics`.
+impl Meters for Telemetry {
+    fn requests(&self, route: &str, pool: &str, backend: &str, class: &str) -> Counter {
+        self.counter(
+            REQUESTS,
+            &[
+                ("route", route),
+                ("pool", pool),
+                ("backend", backend),
+                ("code", class),
+            ],
+        )
     }
 
-    /// Keeps every live series from expiring (see the module docs).
-    fn touch(&self) {
-        for c in &self.no_route {
-            c.increment(0);
-        }
-        for c in self.routes.iter().flat_map(|r| r.no_pool.iter()) {
-            c.increment(0);
-        }
-        for m in self.routes.iter().flat_map(|r| r.pools.iter()) {
-            m.retries.increment(0);
-            for c in m.by_backend.iter().flatten().chain(m.no_backend.iter()) {
-                c.increment(0);
-            }
-        }
+    fn duration(&self, route: &str, pool: &str) -> Histogram {
+        self.histogram(REQUEST_DURATION, &[("route", route), ("pool", pool)])
+    }
+
+    fn retries(&self, route: &str, pool: &str) -> Counter {
+        self.counter(RETRIES, &[("route", route), ("pool", pool)])
     }
 }

@@ -1,19 +1,17 @@
-//! Windowed statistics per (route, pool), written by the data plane with
-//! relaxed atomics and no locks: a ring of one-second slots, each holding
-//! the requests, failures and a latency histogram of that second. Readers
-//! sum the slots of the seconds they ask for (`Window::since`).
+//! The rollout engine's statistics of one (route, pool): a ring of
+//! `SLOTS` one-second slots (`ring`), each holding the requests, failures
+//! and a latency histogram of that second, written by the data plane with
+//! relaxed atomics and no lock (`Window::record`, from `Recorder::finish`).
+//! Readers sum the slots of the seconds they ask for (`Window::since`).
 //!
-//! A slot is claimed for a new second by the first writer that sees an old
-//! second in it (compare-and-swap on `sec`), which then zeroes it; a writer
-//! racing with that reset may lose its one sample. Statistics, not
-//! accounting: close enough for judging a canary.
+//! The histogram buckets are the same in every process and every version
+//! (`bucket_bound_us`), so windows of several replicas add up bucket by
+//! bucket (`Stats::add`).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::table::RoutingTable;
+use super::ring::{Ring, Slot};
 
 /// Slots in the ring: the longest window that can be read, in seconds.
 pub const SLOTS: usize = 120;
@@ -42,19 +40,24 @@ pub fn bucket_of(us: u64) -> usize {
     bounds().partition_point(|&b| b < us).min(BUCKETS - 1)
 }
 
+/// Is this answer a failure for the canary? Every 5xx: the backend's, and
+/// the proxy's own 502/503/504.
+#[inline]
+pub fn is_failure(status: u16) -> bool {
+    status >= 500
+}
+
+/// One second of a window.
 #[derive(Debug)]
-struct Slot {
-    /// The second this slot holds (`u64::MAX`: never used).
-    sec: AtomicU64,
+struct Second {
     requests: AtomicU64,
     failures: AtomicU64,
     hist: [AtomicU32; BUCKETS],
 }
 
-impl Default for Slot {
+impl Default for Second {
     fn default() -> Self {
-        Slot {
-            sec: AtomicU64::new(u64::MAX),
+        Second {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             hist: std::array::from_fn(|_| AtomicU32::new(0)),
@@ -62,18 +65,20 @@ impl Default for Slot {
     }
 }
 
-/// The ring of one (route, pool).
-#[derive(Debug)]
-pub struct Window {
-    slots: Box<[Slot]>,
-}
-
-impl Default for Window {
-    fn default() -> Self {
-        Window {
-            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+impl Slot for Second {
+    fn clear(&self) {
+        self.requests.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        for h in &self.hist {
+            h.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// The ring of one (route, pool).
+#[derive(Debug, Default)]
+pub struct Window {
+    ring: Ring<Second, SLOTS>,
 }
 
 /// Totals over some seconds.
@@ -81,6 +86,7 @@ impl Default for Window {
 pub struct Stats {
     pub requests: u64,
     pub failures: u64,
+    /// Answers per latency bucket (`bucket_bound_us`).
     pub hist: [u64; BUCKETS],
 }
 
@@ -110,6 +116,15 @@ impl Stats {
     pub fn percentile(&self, q: f64) -> Option<Duration> {
         percentile(&self.hist, q)
     }
+
+    /// Adds `other` (e.g. another replica's window of the same seconds).
+    pub fn add(&mut self, other: &Stats) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+        for (t, o) in self.hist.iter_mut().zip(other.hist.iter()) {
+            *t += o;
+        }
+    }
 }
 
 /// The `q` quantile of a histogram, as its bucket's upper bound.
@@ -131,23 +146,10 @@ pub fn percentile(hist: &[u64; BUCKETS], q: f64) -> Option<Duration> {
 }
 
 impl Window {
-    /// Records one answer at second `sec` of `table::clock`.
+    /// Records one answer at second `sec` of `clock`.
     #[inline]
     pub fn record(&self, sec: u64, failed: bool, latency: Duration) {
-        let slot = &self.slots[(sec % SLOTS as u64) as usize];
-        let held = slot.sec.load(Ordering::Acquire);
-        if held != sec
-            && slot
-                .sec
-                .compare_exchange(held, sec, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            slot.requests.store(0, Ordering::Relaxed);
-            slot.failures.store(0, Ordering::Relaxed);
-            for h in &slot.hist {
-                h.store(0, Ordering::Relaxed);
-            }
-        }
+        let slot = self.ring.at(sec);
         slot.requests.fetch_add(1, Ordering::Relaxed);
         if failed {
             slot.failures.fetch_add(1, Ordering::Relaxed);
@@ -158,13 +160,8 @@ impl Window {
 
     /// Totals of the seconds `from..=to` (at most the last `SLOTS`).
     pub fn since(&self, from: u64, to: u64) -> Stats {
-        let from = from.max(to.saturating_sub(SLOTS as u64 - 1));
         let mut s = Stats::default();
-        for slot in self.slots.iter() {
-            let sec = slot.sec.load(Ordering::Acquire);
-            if sec < from || sec > to {
-                continue;
-            }
+        for slot in self.ring.between(from, to) {
             s.requests += slot.requests.load(Ordering::Relaxed);
             s.failures += slot.failures.load(Ordering::Relaxed);
             for (t, h) in s.hist.iter_mut().zip(slot.hist.iter()) {
@@ -177,58 +174,6 @@ impl Window {
     /// Totals of the last `secs` seconds up to and including `now`.
     pub fn last(&self, now: u64, secs: u64) -> Stats {
         self.since(now.saturating_sub(secs.saturating_sub(1)), now)
-    }
-}
-
-/// Is this answer a failure for the canary? Every 5xx: the backend's, and
-/// the proxy's own 502/503/504.
-#[inline]
-pub fn is_failure(status: u16) -> bool {
-    status >= 500
-}
-
-/// The windows of one table generation, by route index then pool index.
-#[derive(Debug, Default)]
-pub struct TableStats {
-    routes: Box<[Box<[Arc<Window>]>]>,
-}
-
-impl TableStats {
-    #[inline]
-    pub fn get(&self, route: usize, pool: usize) -> Option<&Arc<Window>> {
-        self.routes.get(route).and_then(|r| r.get(pool))
-    }
-}
-
-/// Windows keyed by (route, pool) name, so a rebuilt table keeps counting
-/// into the same rings. Owned by the controller.
-#[derive(Debug, Default)]
-pub struct StatsRegistry {
-    windows: HashMap<(Arc<str>, Arc<str>), Arc<Window>>,
-}
-
-impl StatsRegistry {
-    /// The windows for `table`; pairs no longer in it are forgotten.
-    pub fn index(&mut self, table: &RoutingTable) -> TableStats {
-        let mut keep = HashMap::new();
-        let routes = table
-            .routes()
-            .iter()
-            .map(|r| {
-                table
-                    .pools()
-                    .iter()
-                    .map(|p| {
-                        let key = (r.name.clone(), p.name.clone());
-                        let w = self.windows.get(&key).cloned().unwrap_or_default();
-                        keep.insert(key, w.clone());
-                        w
-                    })
-                    .collect()
-            })
-            .collect();
-        self.windows = keep;
-        TableStats { routes }
     }
 }
 
@@ -274,46 +219,6 @@ mod tests {
     }
 
     #[test]
-    fn windows_survive_table_rebuilds_by_name() {
-        let text =
-            |pools: &str| format!("{pools}[[routes]]\nname = \"r\"\nsplit = {{ blue = 1 }}\n");
-        let two = text("[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[pools.canary]\nbackends = [\"127.0.0.1:2\"]\n");
-        let one = text("[pools.canary]\nbackends = [\"127.0.0.1:2\"]\n[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n");
-        let build = |t: &str, reg: &mut StatsRegistry| {
-            let c = crate::config::parse(t, std::path::Path::new("t.toml")).unwrap();
-            let mut registry = crate::table::Registry::default();
-            registry.reconcile(&c);
-            let table = RoutingTable::build(&c, &registry, 1);
-            (reg.index(&table), table)
-        };
-        let mut reg = StatsRegistry::default();
-        let (first, t1) = build(&two, &mut reg);
-        let canary = t1
-            .pools()
-            .iter()
-            .position(|p| &*p.name == "canary")
-            .unwrap();
-        first
-            .get(0, canary)
-            .unwrap()
-            .record(3, true, Duration::from_millis(2));
-        // Pools in another order: the same window under the new index.
-        let (second, t2) = build(&one, &mut reg);
-        let moved = t2
-            .pools()
-            .iter()
-            .position(|p| &*p.name == "canary")
-            .unwrap();
-        assert_ne!(canary, moved);
-        assert!(Arc::ptr_eq(
-            first.get(0, canary).unwrap(),
-            second.get(0, moved).unwrap()
-        ));
-        assert_eq!(second.get(0, moved).unwrap().last(3, 1).failures, 1);
-        assert!(second.get(1, 0).is_none());
-    }
-
-    #[test]
     fn windows_sum_only_the_seconds_asked_for_and_slots_are_reused() {
         let w = Window::default();
         for sec in 0..5u64 {
@@ -333,5 +238,18 @@ mod tests {
         // Seconds older than the ring are never counted.
         // (seconds 2, 3, 4 and the new one; 0 fell out of the ring's reach)
         assert_eq!(w.since(0, later).requests, 3 + 4 + 5 + 1);
+    }
+
+    #[test]
+    fn stats_of_several_windows_add_up_bucket_by_bucket() {
+        let (a, b) = (Window::default(), Window::default());
+        a.record(7, false, Duration::from_millis(5));
+        b.record(7, true, Duration::from_millis(5));
+        b.record(7, false, Duration::from_millis(900));
+        let mut sum = a.last(7, 1);
+        sum.add(&b.last(7, 1));
+        assert_eq!((sum.requests, sum.failures), (3, 1));
+        assert_eq!(sum.hist[bucket_of(5_000)], 2);
+        assert_eq!(sum.hist[bucket_of(900_000)], 1);
     }
 }

@@ -1,6 +1,8 @@
 //! A coarse process clock for state that lives in atomics: milliseconds
 //! and seconds since the first time anyone asked. Built on tokio's
-//! `Instant`, so a paused test clock moves it too.
+//! `Instant`, so a paused test clock moves it too. The rings of this layer
+//! are keyed by its seconds; `table` keys ejections and ramps by its
+//! milliseconds.
 
 use std::sync::OnceLock;
 
