@@ -12,13 +12,15 @@
 //!            └─ history (history.rs): P/history/…, the cluster's events
 //! ```
 //!
-//! Key layout: `keys`. Writes on the document are compare-and-swaps on the
+//! What is shared and what stays local, and how a replica's file takes in
+//! the cluster's version: `document` (pure). Key layout: `keys`. Writes on the document are compare-and-swaps on the
 //! revision they were planned on (`Store::propose`); leadership writes are
 //! fenced (`Cluster::fenced`). Serving never waits for etcd: every task
 //! retries with backoff, and the last document received stays the one
 //! served until a newer one arrives.
 
 mod connect;
+pub mod document;
 mod election;
 mod error;
 mod health;

@@ -73,9 +73,8 @@ mod tests {
     use crate::config;
 
     fn route(keys: &str) -> RouteHttp {
-        let text = format!(
-            "[pools.a]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"r\"\n{keys}\n"
-        );
+        let text =
+            format!("[pools.a]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"r\"\n{keys}\n");
         let c = config::parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
         c.routes[0].http.clone()
     }
@@ -110,7 +109,8 @@ mod tests {
 
     #[test]
     fn respond_and_redirect() {
-        let r = route("respond = { status = 200, body = \"ok\\n\", content_type = \"text/plain\" }");
+        let r =
+            route("respond = { status = 200, body = \"ok\\n\", content_type = \"text/plain\" }");
         let resp = route_answer(&r, &vars()).unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/plain");
@@ -123,7 +123,9 @@ mod tests {
             resp.headers()[header::LOCATION],
             "https://new.example/a/b?c=1"
         );
-        let r = route("path_prefix = \"/a\"\nstrip_prefix = true\nredirect = { to = \"/docs$uri$query\" }");
+        let r = route(
+            "path_prefix = \"/a\"\nstrip_prefix = true\nredirect = { to = \"/docs$uri$query\" }",
+        );
         let resp = route_answer(&r, &vars()).unwrap();
         assert_eq!(resp.status(), 302);
         assert_eq!(resp.headers()[header::LOCATION], "/docs/b?c=1");

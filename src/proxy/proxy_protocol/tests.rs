@@ -262,7 +262,10 @@ async fn read_header_leaves_what_follows_in_the_socket() {
 
     // v1, the shortest header, then a TLS record's first bytes
     let (mut client, mut server) = pair().await;
-    client.write_all(b"PROXY UNKNOWN\r\n\x16\x03\x01").await.unwrap();
+    client
+        .write_all(b"PROXY UNKNOWN\r\n\x16\x03\x01")
+        .await
+        .unwrap();
     assert_eq!(read_header(&mut server).await.unwrap(), Addresses::Unknown);
     let mut after = [0u8; 3];
     server.read_exact(&mut after).await.unwrap();
@@ -274,7 +277,10 @@ async fn read_header_failures() {
     use tokio::io::AsyncWriteExt;
     let (client, mut server) = pair().await;
     drop(client);
-    assert!(matches!(read_header(&mut server).await, Err(ReadError::Closed)));
+    assert!(matches!(
+        read_header(&mut server).await,
+        Err(ReadError::Closed)
+    ));
     let (mut client, mut server) = pair().await;
     client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     assert!(matches!(
