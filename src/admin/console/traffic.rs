@@ -12,8 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rollout::window::{Stats, Window, SLOTS};
-use crate::table::{clock, Pool, Route, RoutingTable, RAMP_FULL};
+use crate::stats::clock;
+use crate::stats::window::{Stats, Window, SLOTS};
+use crate::table::{Pool, Route, RoutingTable, RAMP_FULL};
 
 /// Seconds summed for the "now" figures (requests/s, error rate, p99).
 pub const RECENT_SECONDS: u64 = 10;
@@ -121,7 +122,7 @@ pub fn series_seconds(query: Option<&str>) -> Result<u64, String> {
         .ok_or_else(|| format!("seconds must be a whole number from 1 to {SLOTS}, got {v:?}"))
 }
 
-/// The answer for `table` at second `now` of `table::clock`.
+/// The answer for `table` at second `now` of `stats::clock`.
 pub fn traffic(table: &RoutingTable, now: u64, series_seconds: u64) -> Traffic {
     let routes = table
         .routes()
@@ -156,7 +157,7 @@ fn route(table: &RoutingTable, r: &Route, now: u64, seconds: u64) -> RouteTraffi
     let mut weighted = Vec::new();
     let mut others = Vec::new();
     for p in table.pools() {
-        let Some(window) = table.stats.get(r.index, p.index) else {
+        let Some(window) = r.handles(p).map(|h| h.window()) else {
             continue;
         };
         let t = pool(&p.name, weight(p).unwrap_or(0), window, now, seconds);
@@ -250,9 +251,7 @@ mod tests {
         let c = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap();
         let mut registry = crate::table::Registry::default();
         registry.reconcile(&c);
-        let mut t = RoutingTable::build(&c, &registry, 3);
-        t.stats = crate::rollout::window::StatsRegistry::default().index(&t);
-        t
+        RoutingTable::build(&c, &registry, &mut Default::default(), 3)
     }
 
     const CONFIG: &str = r#"
@@ -277,8 +276,7 @@ step_interval = "2s"
     #[test]
     fn pools_come_in_split_order_with_rates_over_complete_seconds() {
         let t = table(CONFIG);
-        let idx = |name: &str| t.pools().iter().position(|p| &*p.name == name).unwrap();
-        let blue = t.stats.get(0, idx("blue")).unwrap();
+        let blue = t.window("web", "blue").unwrap();
         // Seconds 91..=100 complete, 101 is the current one (not counted).
         for sec in 91..=100 {
             for i in 0..4 {
@@ -287,8 +285,7 @@ step_interval = "2s"
         }
         blue.record(101, true, Duration::from_millis(3));
         // Green has no weight but served forced requests: listed last.
-        t.stats
-            .get(0, idx("green"))
+        t.window("web", "green")
             .unwrap()
             .record(99, false, Duration::from_millis(1));
         let a = traffic(&t, 101, 5);
