@@ -14,6 +14,7 @@ mod raw;
 mod resilience;
 mod rollout;
 mod routes;
+mod shadow;
 pub mod template;
 mod tls;
 mod validate;
@@ -37,6 +38,11 @@ pub use notify::{
 #[cfg(test)]
 pub(crate) use raw::RawConfig as RawConfigProbe;
 pub use resilience::MAX_RETRIES;
+pub use shadow::{
+    BodyCompare, CompareConfig, JsonPath, MirrorConfig, MirrorOptions, PathError, Segment,
+    ShadowStepConfig, Step, DEFAULT_COMPARE_BODY_BYTES, DEFAULT_MIRROR_BODY_BYTES,
+    DEFAULT_MIRROR_IN_FLIGHT, DEFAULT_MIRROR_METHODS,
+};
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<(Config, String), ConfigError> {

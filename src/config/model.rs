@@ -332,6 +332,8 @@ pub struct RouteConfig {
     /// Body limit, rewrites, header rules, rate limit, fixed answers,
     /// standby (`config::http`).
     pub http: super::RouteHttp,
+    /// `mirror`: copies of some requests to another pool, compared.
+    pub mirror: Option<super::MirrorConfig>,
 }
 
 /// `[routes.rollout]`: how the canary engine walks a route's split from
@@ -356,6 +358,8 @@ pub struct RolloutConfig {
     /// How long past `step_interval` a step may wait for `min_requests`.
     pub max_wait: std::time::Duration,
     pub on_insufficient_traffic: InsufficientTraffic,
+    /// `shadow`: a mirrored, judged phase before the first step.
+    pub shadow: Option<super::ShadowStepConfig>,
 }
 
 /// What happens when a step has not seen `min_requests` after `max_wait`.

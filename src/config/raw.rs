@@ -202,6 +202,8 @@ pub struct RawRoute {
     pub maintenance_response: Option<Spanned<super::http::RawRespond>>,
     pub redirect: Option<Spanned<super::http::RawRedirect>>,
     pub standby: Option<Spanned<String>>,
+    /// Shadow traffic (`config::shadow`).
+    pub mirror: Option<Spanned<super::shadow::RawMirror>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +221,7 @@ pub struct RawRollout {
     pub failure_threshold: Option<Spanned<i64>>,
     pub max_wait: Option<Spanned<String>>,
     pub on_insufficient_traffic: Option<Spanned<String>>,
+    pub shadow: Option<Spanned<super::shadow::RawShadowStep>>,
 }
 
 #[derive(Debug, Deserialize)]

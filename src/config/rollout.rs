@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use super::model::*;
 use super::raw::*;
+use super::shadow::StepDefaults;
 use super::validate::Validator;
 
 impl Validator<'_> {
@@ -145,6 +146,15 @@ impl Validator<'_> {
                 InsufficientTraffic::Rollback
             }
         };
+        let shadow = r.shadow.as_ref().map(|s| {
+            let defaults = StepDefaults {
+                duration: step_interval,
+                max_error_rate,
+                max_latency_ratio,
+                min_requests,
+            };
+            self.shadow_step(&key, s, defaults)
+        });
         ok.then_some(RolloutConfig {
             canary,
             stable,
@@ -158,6 +168,7 @@ impl Validator<'_> {
             failure_threshold,
             max_wait,
             on_insufficient_traffic,
+            shadow,
         })
     }
 }

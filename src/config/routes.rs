@@ -74,6 +74,10 @@ impl Validator<'_> {
                 self.split(&key, r.span(), route.split.as_ref(), pools, &pool_names)
             };
             let http = self.route_http(&key, r, &path_prefix, &split, pools);
+            let mirror = route
+                .mirror
+                .as_ref()
+                .and_then(|m| self.mirror(&key, m, &pool_names, answers));
             let sticky = route.sticky.as_ref().and_then(|s| self.sticky(&key, s));
             let force_header = route
                 .force_header
@@ -92,6 +96,7 @@ impl Validator<'_> {
                     .as_ref()
                     .and_then(|ro| self.rollout(&key, ro, &pool_names)),
                 http,
+                mirror,
             });
         }
         out

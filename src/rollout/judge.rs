@@ -182,6 +182,7 @@ mod tests {
             failure_threshold: 1,
             max_wait: Duration::from_secs(30),
             on_insufficient_traffic: InsufficientTraffic::Rollback,
+            shadow: None,
         }
     }
 

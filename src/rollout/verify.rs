@@ -84,6 +84,7 @@ impl VerifySpec {
             } else {
                 InsufficientTraffic::Hold
             },
+            shadow: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::template::{Capture, Template, Var};
 
+pub(super) use parse::parse_size;
 pub(super) use raw::*;
 
 /// Default of `[server] max_body_bytes`: 10 MiB (nginx: 1 MiB). switchyard
