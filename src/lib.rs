@@ -2,7 +2,8 @@
 //! rolling deployments.
 //!
 //! Layers (see `docs/architecture.md`): `event` (the one event vocabulary:
-//! actions, outcomes, sources, history events), `config` (TOML → validated model),
+//! actions, outcomes, sources, history events), `config` (TOML → validated model), `shadow` (comparing a
+//! mirrored answer with the primary's: JSON diff, mismatch samples),
 //! `table` (immutable routing snapshot and long-lived backend state),
 //! `proxy` (the data plane), `server` (listeners, workers, lifecycle),
 //! `control` (the single writer of the table), `tls` (certificates,
@@ -21,6 +22,7 @@ pub mod notify;
 pub mod proxy;
 pub mod rollout;
 pub mod server;
+pub mod shadow;
 pub mod stats;
 pub mod table;
 pub mod telemetry;

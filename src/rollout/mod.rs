@@ -14,6 +14,7 @@
 
 mod engine;
 pub mod judge;
+pub mod shadow;
 mod state;
 mod verify;
 

@@ -19,6 +19,7 @@ pub mod clock;
 mod recorder;
 mod registry;
 pub mod ring;
+pub mod shadow;
 pub mod window;
 
 use std::net::SocketAddr;
