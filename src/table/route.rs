@@ -6,6 +6,12 @@
 //! to their new pool and come back when it recovers). A route also holds
 //! the statistics handles of its answers in every pool of the table (a
 //! forced pool need not be in the split), which the pick hands on.
+//!
+//! A route may have a **standby** pool (`standby = "blue"`, kept by a flip
+//! or a promotion): it takes the route's traffic only when no pool of the
+//! split can (after failover), and gives it back as soon as one can. The
+//! route also carries its `RouteHttp` (body limit, rewrites, header rules,
+//! rate limit, fixed answers) for the data paths.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +21,7 @@ use http::HeaderName;
 use super::backend::Backend;
 use super::pool::Pool;
 use super::sticky;
-use crate::config::{RouteConfig, StickyConfig};
+use crate::config::{RouteConfig, RouteHttp, StickyConfig};
 use crate::stats::{BackendRef, Generation, PoolHandles, Recorder, RouteHandles};
 
 /// A route: matchers, the weighted split and the sticky settings.
@@ -39,6 +45,20 @@ pub struct Route {
     handles: Box<[Arc<PoolHandles>]>,
     /// Statistics handles of this route's answers that had no pool.
     no_pool: Arc<RouteHandles>,
+    /// Takes the traffic while no pool of the split has an available
+    /// backend.
+    standby: Option<Standby>,
+    /// What the route does besides choosing a pool (`config::http`); a
+    /// route using none of it has `http.is_plain()`.
+    pub http: Arc<RouteHttp>,
+}
+
+#[derive(Debug)]
+struct Standby {
+    pool: Arc<Pool>,
+    /// Traffic is on the standby; set and cleared by the request that sees
+    /// the change, so each transition is logged once.
+    serving: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -137,6 +157,16 @@ impl Route {
             sticky: r.sticky.clone(),
             force_header: r.force_header.clone(),
             failover: r.failover,
+            standby: r
+                .http
+                .standby
+                .as_deref()
+                .and_then(find)
+                .map(|pool| Standby {
+                    pool,
+                    serving: AtomicBool::new(false),
+                }),
+            http: Arc::new(r.http.clone()),
         }
     }
 
@@ -207,20 +237,66 @@ impl Route {
     }
 
     /// The pool and backend for a request, failing over to the route's
-    /// other pools when the chosen pool has no available backend.
+    /// other pools when the chosen pool has no available backend, and to
+    /// the standby when none of them has.
     #[inline]
     pub fn pick(&self, sticky_key: Option<&[u8]>) -> Result<Pick<'_>, Unservable<'_>> {
-        let first = self.pick_pool(sticky_key).ok_or(Unservable::NoPool)?;
+        let Some(first) = self.pick_pool(sticky_key) else {
+            return self.or_standby(Unservable::NoPool, None);
+        };
         let entry = &self.split[first.index];
         if let Some(backend) = first.pool.pick_index() {
-            // Relaxed: a flag for logging only.
+            // Relaxed: flags for logging only.
             if entry.failing_over.load(Ordering::Relaxed) {
                 self.failover_ended(entry);
             }
+            if let Some(s) = &self.standby {
+                if s.serving.load(Ordering::Relaxed) {
+                    self.standby_released(s, first.pool);
+                }
+            }
             return Ok(self.picked(first.pool, backend, first.bucket));
         }
+        let picked = self.failover_pick(&first, entry);
+        match picked {
+            Some(p) => Ok(p),
+            None if !self.failover || self.split.len() == 1 => {
+                self.or_standby(Unservable::Pool(first.pool), first.bucket)
+            }
+            None => self.or_standby(Unservable::AllPools(first.pool), first.bucket),
+        }
+    }
+
+    /// The standby's backend when the split could not serve (`why`).
+    fn or_standby<'t>(
+        &'t self,
+        why: Unservable<'t>,
+        bucket: Option<u16>,
+    ) -> Result<Pick<'t>, Unservable<'t>> {
+        let Some(s) = &self.standby else {
+            return Err(why);
+        };
+        let Some(backend) = s.pool.pick_index() else {
+            return Err(why);
+        };
+        if !s.serving.swap(true, Ordering::Relaxed) {
+            tracing::warn!(route = %self.name, standby = %s.pool.name,
+                "no pool of the split has an available backend; traffic falls back to the standby pool");
+        }
+        Ok(self.picked(&s.pool, backend, bucket))
+    }
+
+    fn standby_released(&self, s: &Standby, to: &Pool) {
+        if s.serving.swap(false, Ordering::Relaxed) {
+            tracing::info!(route = %self.name, standby = %s.pool.name, pool = %to.name,
+                "the split serves again; traffic returns from the standby pool");
+        }
+    }
+
+    /// Failover inside the split: another pool for the chosen one's share.
+    fn failover_pick<'t>(&'t self, first: &PoolPick<'t>, entry: &SplitEntry) -> Option<Pick<'t>> {
         if !self.failover || self.split.len() == 1 {
-            return Err(Unservable::Pool(first.pool));
+            return None;
         }
         let alternative = match first.bucket {
             Some(bucket) => self.sticky_alternative(bucket, first.index),
@@ -239,7 +315,7 @@ impl Route {
                     "pool has no available backend and no other pool of the route has one"),
             }
         }
-        picked.ok_or(Unservable::AllPools(first.pool))
+        picked
     }
 
     fn failover_ended(&self, entry: &SplitEntry) {
@@ -283,9 +359,19 @@ impl Route {
         best.map(|(_, i)| i)
     }
 
-    /// Has at least one pool with weight that can take a request.
+    /// Has at least one pool with weight, or the standby, that can take a
+    /// request.
     pub fn is_servable(&self) -> bool {
         self.split.iter().any(|e| e.pool.is_servable())
+            || self.standby.as_ref().is_some_and(|s| s.pool.is_servable())
+    }
+
+    /// The standby pool, and whether it is taking the traffic now (no pool
+    /// of the split can, and it can).
+    pub fn standby(&self) -> Option<(&Arc<Pool>, bool)> {
+        let s = self.standby.as_ref()?;
+        let engaged = !self.split.iter().any(|e| e.pool.is_servable()) && s.pool.is_servable();
+        Some((&s.pool, engaged))
     }
 
     /// The pools with weight and their weights, in the order written.
@@ -358,6 +444,51 @@ mod tests {
         t.pools()[0].backends[0].set_health(Health::Healthy);
         for (u, &h) in users.iter().zip(&home) {
             assert_eq!(r.pick(Some(u.as_bytes())).unwrap().backend.addr.port(), h);
+        }
+    }
+
+    const STANDBY: &str = "[pools.blue]\nbackends = [\"127.0.0.1:1\"]\n[pools.green]\nbackends = [\"127.0.0.1:2\", \"127.0.0.1:3\"]\n\
+        [[routes]]\nname = \"r\"\nsplit = { blue = 0, green = 100 }\nstandby = \"blue\"\nsticky = { header = \"X-User\" }\n";
+
+    #[test]
+    fn the_standby_serves_only_while_the_split_cannot() {
+        for extra in ["", "failover = false\n"] {
+            let t = table(&format!("{STANDBY}{extra}"));
+            let r = t.route(None, "/").unwrap();
+            let port =
+                |key: Option<&str>| r.pick(key.map(str::as_bytes)).unwrap().backend.addr.port();
+            for _ in 0..100 {
+                assert_ne!(
+                    port(None),
+                    1,
+                    "no traffic on the standby while green serves"
+                );
+                assert_ne!(port(Some("u1")), 1);
+            }
+            assert_eq!(
+                r.standby().map(|(p, on)| (&*p.name, on)),
+                Some(("blue", false))
+            );
+            for b in &t.pools()[1].backends {
+                b.set_health(Health::Unhealthy);
+            }
+            for _ in 0..100 {
+                assert_eq!(port(None), 1, "{extra}");
+                assert_eq!(port(Some("u1")), 1);
+            }
+            assert_eq!(r.standby().map(|(_, on)| on), Some(true));
+            assert!(r.is_servable());
+            t.pools()[1].backends[1].set_health(Health::Healthy);
+            for _ in 0..100 {
+                assert_eq!(port(None), 3, "back on green");
+            }
+            assert_eq!(r.standby().map(|(_, on)| on), Some(false));
+            // nothing available anywhere: the split's error
+            for b in t.pools().iter().flat_map(|p| p.backends.iter()) {
+                b.set_health(Health::Unhealthy);
+            }
+            assert!(r.pick(None).is_err());
+            assert!(!r.is_servable());
         }
     }
 
