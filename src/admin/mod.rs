@@ -106,23 +106,13 @@ impl Admin {
             {
                 self.metrics()
             }
-            (&Method::GET, "/ready") => {
-                let table = self.control.table().load();
-                match crate::health::readiness(&table, &self.health, self.shutdown.is_cancelled()) {
-                    Ok(()) => text(StatusCode::OK, "ready\n"),
-                    Err(why) => {
-                        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "");
-                        *r.body_mut() = Full::new(Bytes::from(format!("not ready: {why}\n")));
-                        r
-                    }
-                }
-            }
+            (&Method::GET, "/ready") => self.ready(),
             (_, path) if !self.authorized(&req) => {
                 tracing::info!(path, "admin request without a valid token");
-                json_response(
+                closing(json_response(
                     StatusCode::UNAUTHORIZED,
                     &json!({"error": "unauthorized", "detail": "send Authorization: Bearer <token>"}),
-                )
+                ))
             }
             (m, "/api/v1/traffic") => console::traffic_endpoint(self, m, req.uri().query()),
             (_, path) if path.starts_with("/api/v1/") => {
@@ -145,6 +135,25 @@ impl Admin {
                 &json!({"error": "not_found", "detail": format!("no admin endpoint {}", req.uri().path())}),
             ),
         }
+    }
+
+    /// 200 when the proxy can serve every route; 503 with the reason when
+    /// it cannot, is shutting down, or its controller stopped (no change
+    /// could apply any more: restart it).
+    fn ready(&self) -> Response<Full<Bytes>> {
+        let why = match self.control.stopped() {
+            Some(why) => format!("the controller has stopped ({why}); restart switchyard"),
+            None => {
+                let table = self.control.table().load();
+                match crate::health::readiness(&table, &self.health, self.shutdown.is_cancelled()) {
+                    Ok(()) => return text(StatusCode::OK, "ready\n"),
+                    Err(why) => why.to_string(),
+                }
+            }
+        };
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "");
+        *r.body_mut() = Full::new(Bytes::from(format!("not ready: {why}\n")));
+        r
     }
 
     fn metrics(&self) -> Response<Full<Bytes>> {
@@ -186,7 +195,19 @@ impl Admin {
 fn refused(refusal: guard::Refusal, path: &str) -> Response<Full<Bytes>> {
     let (status, code, detail) = refusal.answer();
     tracing::info!(path, code, "admin request refused");
-    json_response(status, &json!({"error": code, "detail": detail}))
+    closing(json_response(
+        status,
+        &json!({"error": code, "detail": detail}),
+    ))
+}
+
+/// A refusal answered before the request's body was read: the client must
+/// not send another request on this connection, which still holds those
+/// unread bytes (a client that reused it saw its next request fail).
+pub(crate) fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    r
 }
 
 /// Compares in time independent of where the inputs differ.

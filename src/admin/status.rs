@@ -54,6 +54,11 @@ pub fn status(admin: &Admin) -> serde_json::Value {
         "routes": routes,
         "pools": pools,
         "connections": admin.connections.load(Ordering::Relaxed),
+        // Issue 18: a dead controller applies nothing; say so and why.
+        "controller": {
+            "running": admin.control.stopped().is_none(),
+            "error": admin.control.stopped(),
+        },
         "last_reload": {
             "generation": reload.generation,
             "source": reload.source.map(|s| s.to_string()),

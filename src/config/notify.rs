@@ -15,6 +15,7 @@ use super::error::closest;
 use super::model::CaFile;
 use super::raw::{Ordered, RawNotify};
 use super::validate::Validator;
+use super::values::{secs, HOUR, MS};
 use crate::event::Action;
 
 /// The events a sink gets when it lists none.
@@ -172,18 +173,18 @@ impl Validator<'_> {
                 .filter_map(|p| EventPattern::parse(p))
                 .collect(),
         };
-        let timeout = self.duration(
+        let timeout = self.duration_in(
             &format!("{key}.timeout"),
             n.timeout.as_ref(),
             Duration::from_secs(5),
-            false,
+            MS..=secs(300),
         );
         let retries = self.int(&format!("{key}.retries"), n.retries.as_ref(), 0, 10, 3) as u32;
-        let backoff = self.duration(
+        let backoff = self.duration_in(
             &format!("{key}.backoff"),
             n.backoff.as_ref(),
             Duration::from_secs(1),
-            false,
+            MS..=HOUR,
         );
         let headers = match &n.headers {
             Some(h) => self.webhook_headers(&format!("{key}.headers"), h),

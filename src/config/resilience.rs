@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::model::{OutlierConfig, RetryConfig};
 use super::raw::{RawOutlier, RawRetry};
 use super::validate::Validator;
+use super::values::{DAY, HOUR, MS};
 
 /// Upper bound on `retries`; the proxy tracks tried backends in a fixed
 /// array of `MAX_RETRIES + 1` ids.
@@ -30,17 +31,17 @@ impl Validator<'_> {
             1000,
             i64::from(base.consecutive_failures),
         ) as u32;
-        let ejection_time = self.duration(
+        let ejection_time = self.duration_in(
             &format!("{key}.ejection_time"),
             raw.ejection_time.as_ref(),
             base.ejection_time,
-            false,
+            MS..=DAY,
         );
-        let max_ejection_time = self.duration(
+        let max_ejection_time = self.duration_in(
             &format!("{key}.max_ejection_time"),
             raw.max_ejection_time.as_ref(),
             base.max_ejection_time,
-            false,
+            MS..=DAY,
         );
         if max_ejection_time < ejection_time {
             let (name, at) = match (&raw.max_ejection_time, &raw.ejection_time) {
@@ -83,11 +84,11 @@ impl Validator<'_> {
         ) as u32;
         let per_try_timeout = match &raw.per_try_timeout {
             None => base.per_try_timeout,
-            Some(t) => Some(self.duration(
+            Some(t) => Some(self.duration_in(
                 &format!("{key}.per_try_timeout"),
                 Some(t),
                 Duration::from_secs(1),
-                false,
+                MS..=DAY,
             )),
         };
         let budget_percent = self.int(
@@ -110,18 +111,12 @@ impl Validator<'_> {
         pool_key: &str,
         raw: Option<&Spanned<String>>,
     ) -> Option<Duration> {
-        let d = self.duration(&format!("{pool_key}.slow_start"), raw, Duration::ZERO, true);
-        if d > Duration::from_secs(3600) {
-            if let Some(raw) = raw {
-                self.error(
-                    raw.span(),
-                    format!("{pool_key}.slow_start"),
-                    format!("slow start {d:?} is longer than an hour"),
-                    Some("use a few seconds to a few minutes".into()),
-                );
-            }
-            return None;
-        }
+        let d = self.duration_in(
+            &format!("{pool_key}.slow_start"),
+            raw,
+            Duration::ZERO,
+            Duration::ZERO..=HOUR,
+        );
         (!d.is_zero()).then_some(d)
     }
 }

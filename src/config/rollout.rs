@@ -9,6 +9,7 @@ use super::model::*;
 use super::raw::*;
 use super::shadow::StepDefaults;
 use super::validate::Validator;
+use super::values::{ms, DAY, HOUR, MAX_DURATION, MS};
 
 impl Validator<'_> {
     /// `[routes.rollout]`.
@@ -74,17 +75,17 @@ impl Validator<'_> {
                 v.iter().map(|&p| p.clamp(0, 100) as u32).collect()
             }
         };
-        let step_interval = self.duration(
+        let step_interval = self.duration_in(
             &format!("{key}.step_interval"),
             r.step_interval.as_ref(),
             Duration::from_secs(60),
-            false,
+            ms(10)..=DAY,
         );
         let min_requests = self.int(
             &format!("{key}.min_requests"),
             r.min_requests.as_ref(),
             0,
-            i64::MAX,
+            1_000_000_000,
             100,
         ) as u64;
         let mut ratio =
@@ -109,11 +110,11 @@ impl Validator<'_> {
             1.0,
         );
         let max_latency_ratio = ratio(self, "max_latency_ratio", &r.max_latency_ratio, f64::MAX);
-        let max_p99_latency = self.duration(
+        let max_p99_latency = self.duration_in(
             &format!("{key}.max_p99_latency"),
             r.max_p99_latency.as_ref(),
             Duration::from_secs(2),
-            false,
+            MS..=HOUR,
         );
         let failure_threshold = self.int(
             &format!("{key}.failure_threshold"),
@@ -122,11 +123,11 @@ impl Validator<'_> {
             1000,
             1,
         ) as u32;
-        let max_wait = self.duration(
+        let max_wait = self.duration_in(
             &format!("{key}.max_wait"),
             r.max_wait.as_ref(),
-            step_interval * 5,
-            true,
+            step_interval.saturating_mul(5),
+            Duration::ZERO..=MAX_DURATION,
         );
         let on_insufficient_traffic = match r
             .on_insufficient_traffic

@@ -12,6 +12,7 @@ use super::backend::{BackendAddr, Schemes};
 use super::error::{position, Diagnostic};
 use super::model::*;
 use super::raw::*;
+use super::values::{ms, secs, DAY, HOUR, MS};
 
 /// Largest per-backend weight; the pool expands weights into a slot array.
 const MAX_BACKEND_WEIGHT: i64 = 100;
@@ -97,29 +98,29 @@ impl<'a> Validator<'a> {
         ServerConfig {
             listen: self.socket_addr("server.listen", raw.listen.as_ref(), d.listen),
             workers: self.int("server.workers", raw.workers.as_ref(), 0, 256, 0) as usize,
-            shutdown_grace: self.duration(
+            shutdown_grace: self.duration_in(
                 "server.shutdown_grace",
                 raw.shutdown_grace.as_ref(),
                 d.shutdown_grace,
-                true,
+                Duration::ZERO..=HOUR,
             ),
-            connect_timeout: self.duration(
+            connect_timeout: self.duration_in(
                 "server.connect_timeout",
                 raw.connect_timeout.as_ref(),
                 d.connect_timeout,
-                false,
+                MS..=secs(300),
             ),
-            upstream_timeout: self.duration(
+            upstream_timeout: self.duration_in(
                 "server.upstream_timeout",
                 raw.upstream_timeout.as_ref(),
                 d.upstream_timeout,
-                false,
+                MS..=DAY,
             ),
-            upstream_idle_timeout: self.duration(
+            upstream_idle_timeout: self.duration_in(
                 "server.upstream_idle_timeout",
                 raw.upstream_idle_timeout.as_ref(),
                 d.upstream_idle_timeout,
-                true,
+                Duration::ZERO..=HOUR,
             ),
             upstream_max_idle: self.int(
                 "server.upstream_max_idle",
@@ -128,11 +129,11 @@ impl<'a> Validator<'a> {
                 100_000,
                 d.upstream_max_idle as i64,
             ) as usize,
-            client_header_timeout: self.duration(
+            client_header_timeout: self.duration_in(
                 "server.client_header_timeout",
                 raw.client_header_timeout.as_ref(),
                 d.client_header_timeout,
-                false,
+                ms(100)..=HOUR,
             ),
             max_header_bytes: self.int(
                 "server.max_header_bytes",
@@ -166,11 +167,11 @@ impl<'a> Validator<'a> {
                     }
                 },
             },
-            watch_interval: self.duration(
+            watch_interval: self.duration_in(
                 "server.watch_interval",
                 raw.watch_interval.as_ref(),
                 d.watch_interval,
-                false,
+                ms(10)..=HOUR,
             ),
             // Filled in by `tls` (config/tls.rs), which checks them together.
             listen_tls: None,
@@ -305,17 +306,17 @@ impl<'a> Validator<'a> {
             Some(p) => p.get_ref().clone(),
             None => base.path.clone(),
         };
-        let interval = self.duration(
+        let interval = self.duration_in(
             &format!("{key}.interval"),
             raw.interval.as_ref(),
             base.interval,
-            false,
+            ms(10)..=HOUR,
         );
-        let timeout = self.duration(
+        let timeout = self.duration_in(
             &format!("{key}.timeout"),
             raw.timeout.as_ref(),
             base.timeout,
-            false,
+            MS..=HOUR,
         );
         let culprit = match (&raw.timeout, &raw.interval) {
             (Some(t), _) => Some(("timeout", t)),
@@ -397,11 +398,11 @@ impl<'a> Validator<'a> {
             let pool_ref = pool.get_ref();
             let mut backends = Vec::new();
             let mut names: Vec<NamedBackend> = Vec::new();
-            let resolve_interval = self.duration(
+            let resolve_interval = self.duration_in(
                 &format!("{key}.resolve_interval"),
                 pool_ref.resolve_interval.as_ref(),
                 Duration::from_secs(5),
-                false,
+                ms(100)..=DAY,
             );
             let mut seen = HashSet::new();
             let mut schemes = Schemes::default();

@@ -136,6 +136,8 @@ pub struct ControlHandle {
     tx: mpsc::Sender<Command>,
     table: Arc<ArcSwap<RoutingTable>>,
     status: tokio_watch::Receiver<ReloadStatus>,
+    /// Set, with the reason, if the controller task ever dies.
+    stopped: Arc<std::sync::OnceLock<String>>,
 }
 
 impl ControlHandle {
@@ -194,6 +196,12 @@ impl ControlHandle {
     pub fn status(&self) -> ReloadStatus {
         self.status.borrow().clone()
     }
+
+    /// Why the controller task died, if it did: no change can apply any
+    /// more, so `/ready` fails and the status says so.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.get().map(String::as_str)
+    }
 }
 
 /// Builds the first table from `config` and starts the controller task on
@@ -214,6 +222,69 @@ pub fn spawn_with(
     let (controller, table, status) =
         controller::Controller::new(config, path, text, resolver, telemetry);
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(controller.run(rx));
-    ControlHandle { tx, table, status }
+    let stopped = report_panic(tokio::spawn(controller.run(rx)));
+    ControlHandle {
+        tx,
+        table,
+        status,
+        stopped,
+    }
+}
+
+/// Watches the controller task: if it panics (a bug; validation keeps every
+/// value in range so none should), the reason is logged and kept, so that
+/// `/ready` fails and `/api/v1/status` says why instead of every later
+/// change answering 503 with nothing visible.
+fn report_panic(task: tokio::task::JoinHandle<()>) -> Arc<std::sync::OnceLock<String>> {
+    let stopped = Arc::new(std::sync::OnceLock::new());
+    let why = stopped.clone();
+    tokio::spawn(async move {
+        // Cancelled at runtime shutdown, or ended because every handle was
+        // dropped: nothing to report.
+        let Err(e) = task.await else { return };
+        if !e.is_panic() {
+            return;
+        }
+        let payload = e.into_panic();
+        let reason = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        tracing::error!(
+            reason,
+            "the controller stopped; no configuration change can apply until a restart"
+        );
+        // Set once: the task can die only once.
+        let _ = why.set(format!("panicked: {reason}"));
+    });
+    stopped
+}
+
+#[cfg(test)]
+mod stopped_tests {
+    use super::report_panic;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_with_its_reason() {
+        let stopped = report_panic(tokio::spawn(async { panic!("overflow in step") }));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while stopped.get().is_none() && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            stopped.get().map(String::as_str),
+            Some("panicked: overflow in step")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_normally_is_not_reported() {
+        let task = tokio::spawn(async {});
+        let stopped = report_panic(task);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(stopped.get().is_none());
+    }
 }

@@ -146,7 +146,10 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
     drop(listener);
     drop(tls);
     let grace = ctx.server.shutdown_grace;
-    let deadline = tokio::time::Instant::now() + grace;
+    // Validation bounds shutdown_grace (an hour); checked anyway, since an
+    // overflowing deadline here would panic the worker mid-shutdown.
+    let now = tokio::time::Instant::now();
+    let deadline = now.checked_add(grace).unwrap_or(now);
     tracing::debug!(worker = id, "draining connections");
     if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
