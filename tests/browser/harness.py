@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -210,7 +211,12 @@ def chromium(artifacts):
 
 
 def wait(driver, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1)
+    """Waits for a page condition. The page redraws its cards once a
+    second, so an element a condition found may be replaced before it is
+    read: that try counts as not yet, and the next poll looks again."""
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
 
 def eventually(cond, what, timeout=30):
