@@ -21,7 +21,10 @@ fn the_guides_fastapi_config_loads_and_means_what_it_says() {
     let c = config::parse(&text, Path::new("guide.toml")).unwrap_or_else(|e| panic!("{e}"));
 
     assert!(c.server.proxy_protocol);
-    assert!(c.server.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+    assert!(c
+        .server
+        .trusted_proxies
+        .contains("10.1.2.3".parse().unwrap()));
     assert_eq!(c.server.max_body_bytes, Some(1 << 20));
     assert_eq!(c.outlier.consecutive_failures, 3);
 
