@@ -17,7 +17,7 @@ use switchyard::config::{self, Config, ConfigError};
 use switchyard::control::ChangeSource;
 use switchyard::server::{self, listener, Listeners, Source, TlsListener};
 use switchyard::telemetry::log_writer::LogWriter;
-use switchyard::tls::{pem::CertError, CertStore};
+use switchyard::tls::pem::CertError;
 
 /// Exit code for an invalid configuration or usage (BSD EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -110,7 +110,13 @@ fn dispatch(command: Command) -> ExitCode {
                 Ok(ok) => ok,
                 Err(e) => return config_error(&e),
             };
-            run(cfg, Some(config), text)
+            return match run(cfg, Some(config.clone()), text) {
+                Err(e) => match e.downcast_ref::<server::StartError>() {
+                    Some(se) if se.is_config() => start_error(&config, se),
+                    _ => report(e),
+                },
+                Ok(()) => ExitCode::SUCCESS,
+            };
         }
         Command::Demo {
             listen,
@@ -125,18 +131,20 @@ fn dispatch(command: Command) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if let Some(ce) = e.downcast_ref::<ConfigError>() {
-                return config_error(ce);
-            }
-            if let Some(ce) = e.downcast_ref::<CertError>() {
-                say!("switchyard: invalid configuration\n[tls]: {ce}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            say!("switchyard: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report(e),
     }
+}
+
+fn report(e: anyhow::Error) -> ExitCode {
+    if let Some(ce) = e.downcast_ref::<ConfigError>() {
+        return config_error(ce);
+    }
+    if let Some(ce) = e.downcast_ref::<CertError>() {
+        say!("switchyard: invalid configuration\n[tls]: {ce}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    say!("switchyard: {e:#}");
+    ExitCode::FAILURE
 }
 
 /// Lines the log writer holds before it drops new ones.
@@ -168,6 +176,13 @@ fn init_logging(format: LogFormat) -> Option<LogWriter> {
     Some(writer)
 }
 
+/// A configuration that parses but that `run` cannot start with (issue
+/// 18, item 3: `check` and `run` say the same, with the same exit code).
+fn start_error(file: &Path, e: &server::StartError) -> ExitCode {
+    say!("switchyard: invalid configuration\n{}: {e}", file.display());
+    ExitCode::from(EXIT_CONFIG)
+}
+
 fn config_error(e: &ConfigError) -> ExitCode {
     say!("switchyard: invalid configuration\n{e}");
     ExitCode::from(EXIT_CONFIG)
@@ -178,16 +193,10 @@ fn check(file: &Path) -> ExitCode {
         Ok(ok) => ok,
         Err(e) => return config_error(&e),
     };
-    // Certificates are read at start, not when the file is validated (a
-    // reload never depends on them), so `check` reads them here.
-    if let Some(tls) = &cfg.tls {
-        if let Err(e) = CertStore::load(tls) {
-            say!(
-                "switchyard: invalid configuration\n{}: [tls]: {e}",
-                file.display()
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    // What `run` reads besides the file (token, certificates, access log)
+    // is checked by the same function `run` calls.
+    if let Err(e) = server::preflight(&cfg) {
+        return start_error(file, &e);
     }
     use std::io::Write as _;
     // `check | head -1` closes stdout early; that is not an error of ours.
@@ -284,11 +293,9 @@ pub(crate) fn summary(cfg: &Config) -> String {
 
 /// Binds, starts, and runs until SIGTERM/SIGINT; SIGHUP reloads.
 pub(crate) fn run(cfg: Config, path: Option<PathBuf>, text: String) -> anyhow::Result<()> {
-    // Unusable certificates stop us before any port is bound (exit 64).
-    let certs = match &cfg.tls {
-        Some(tls) => Some(std::sync::Arc::new(CertStore::load(tls)?)),
-        None => None,
-    };
+    // A missing token, unusable certificates or an access log that cannot
+    // be opened stop us before any port is bound (exit 64, as `check`).
+    let certs = server::preflight(&cfg)?;
     let proxy = listener::bind(cfg.server.listen)
         .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
     let admin = listener::bind_single(cfg.admin.listen)

@@ -10,9 +10,11 @@
 
 mod https;
 pub mod listener;
+mod preflight;
 mod worker;
 
 pub use https::TlsListener;
+pub use preflight::preflight;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -42,14 +44,25 @@ pub enum StartError {
     Thread(#[source] std::io::Error),
     #[error("admin token: {0}")]
     Token(String),
-    #[error("cannot open the access log: {0}")]
-    AccessLog(#[source] std::io::Error),
+    #[error("server.access_log: cannot open {0}: {1}")]
+    AccessLog(String, #[source] std::io::Error),
     #[error("{0}")]
     Certificate(#[source] crate::tls::pem::CertError),
     #[error("TLS configuration: {0}")]
     Tls(#[source] rustls::Error),
     #[error("{0}")]
     TlsListener(&'static str),
+}
+
+impl StartError {
+    /// A fault of the configuration (its token, certificates or log file)
+    /// rather than of the machine: `run` exits 64 for it, as `check` does.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Self::Token(_) | Self::Certificate(_) | Self::Tls(_) | Self::AccessLog(..)
+        )
+    }
 }
 
 /// Sockets bound by the caller.
@@ -129,7 +142,7 @@ pub fn start_with_resolver(
     shutdown: CancellationToken,
     resolver: Arc<dyn control::Resolve>,
 ) -> Result<Running, StartError> {
-    let token = resolve_token(&config)?;
+    let token = preflight::resolve_token(&config)?;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -200,7 +213,13 @@ pub fn start_with_resolver(
                 dropped,
                 server_cfg.access_log_buffer,
             )
-            .map_err(StartError::AccessLog)?;
+            .map_err(|e| {
+                let name = match dest {
+                    crate::config::AccessLogDest::File(p) => p.display().to_string(),
+                    crate::config::AccessLogDest::Stdout => "stdout".into(),
+                };
+                StartError::AccessLog(name, e)
+            })?;
             Some(Arc::new(log))
         }
     };
@@ -272,26 +291,4 @@ pub fn start_with_resolver(
         workers: done,
         access,
     })
-}
-
-fn resolve_token(config: &Config) -> Result<Option<String>, StartError> {
-    if let Some(var) = &config.admin.token_env {
-        return match std::env::var(var) {
-            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
-            _ => Err(StartError::Token(format!(
-                "environment variable {var} is unset or empty"
-            ))),
-        };
-    }
-    if let Some(path) = &config.admin.token_file {
-        return match std::fs::read_to_string(path) {
-            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
-            Ok(_) => Err(StartError::Token(format!("{} is empty", path.display()))),
-            Err(e) => Err(StartError::Token(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
-        };
-    }
-    Ok(None)
 }
