@@ -51,27 +51,38 @@ fn run(path: &std::path::Path, token: Option<&str>) -> Result<(), (i32, String)>
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut all = String::new();
     let mut line = String::new();
-    loop {
+    // The child ends its stderr by exiting (or says it listens): the read
+    // returns in either case, without any deadline of ours.
+    let listened = loop {
         line.clear();
-        // The child ends its stderr by exiting (or says it listens): the
-        // read returns in either case, without any deadline of ours.
         if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let status = loop {
-                if let Some(s) = child.try_wait().unwrap() {
-                    break s;
-                }
-                assert!(Instant::now() < deadline, "run neither listened nor exited");
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            return Err((status.code().unwrap_or(-1), all));
+            break false;
         }
         all.push_str(&line);
         if line.contains("switchyard listening") {
+            break true;
+        }
+    };
+    if listened {
+        let _ = child.kill();
+    }
+    // Bounded: stderr is closed, so the process has exited or is exiting.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Ok(());
+            panic!("run neither listened nor exited");
         }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if listened {
+        Ok(())
+    } else {
+        Err((status.code().unwrap_or(-1), all))
     }
 }
 
