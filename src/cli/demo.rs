@@ -74,36 +74,113 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, path: &Path) -> anyhow::Result
         .lines()
         .position(|l| l.starts_with("split"))
         .map_or(0, |i| i + 1);
-    // `switchyard` may not be on PATH under `cargo run`.
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| {
-            let cwd = std::env::current_dir().ok()?;
-            Some(p.strip_prefix(&cwd).map(|r| r.to_path_buf()).unwrap_or(p))
-        })
-        .map_or_else(|| "switchyard".to_owned(), |p| p.display().to_string());
-    println!(
-        "\nswitchyard demo: proxy on http://{listen}, admin on http://{admin}\n\
-         backends: {}\n\n\
-         try:\n  \
-         curl -s http://{listen}/                                   # 90% blue, 10% canary\n  \
-         for i in $(seq 20); do curl -s http://{listen}/; done | sort | uniq -c\n  \
-         curl -s -H 'X-User-ID: alice' http://{listen}/           # sticky: same pool every time\n  \
-         curl -s -H 'X-Switchyard-Pool: green' http://{listen}/     # force a pool\n  \
-         curl -s http://{admin}/api/v1/status\n\n\
-         shift traffic: edit line {split_line} of {} (split = ...) and save; it applies within a second.\n\n\
-         release by the book (in another terminal; export SWITCHYARD_ADMIN=http://{admin}):\n  \
-         while sleep 0.02; do curl -s http://{listen}/ >/dev/null; done &   # some traffic\n  \
-         {exe} ctl rollout start web && {exe} ctl rollout watch web\n  \
-         {exe} ctl flip web green --verify 20s --wait     # blue-green, checked\n",
-        addrs
-            .iter()
-            .map(|(p, a)| format!("{p} {}", a.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")))
-            .collect::<Vec<_>>()
-            .join(", "),
-        path.display()
-    );
+    let guide = Guide {
+        listen,
+        admin,
+        pools: &addrs,
+        config: path,
+        split_line,
+        exe: &command_name(),
+    };
+    println!("{}", guide.text());
     super::run(cfg, Some(path.to_owned()), text)
+}
+
+/// How the user can run this binary from the directory they are in:
+/// `switchyard` when it is the one on `PATH` (`cargo install --path .`),
+/// else `./target/release/switchyard` (under `cargo run`), else its full
+/// path.
+fn command_name() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "switchyard".to_owned();
+    };
+    let same = |p: &Path| p.canonicalize().ok() == exe.canonicalize().ok();
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            let candidate = d.join("switchyard");
+            candidate.is_file() && same(&candidate)
+        })
+    });
+    if on_path {
+        return "switchyard".to_owned();
+    }
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    {
+        Some(rel) => format!("./{}", rel.display()),
+        None => exe.display().to_string(),
+    }
+}
+
+/// What the demo prints at start: where everything is, what to try, and
+/// how to make the canary fail so that its rollout rolls back. Kept under
+/// 80 columns for loopback addresses.
+struct Guide<'a> {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    pools: &'a [(&'a str, Vec<SocketAddr>)],
+    config: &'a Path,
+    split_line: usize,
+    exe: &'a str,
+}
+
+impl Guide<'_> {
+    fn text(&self) -> String {
+        let Guide {
+            listen,
+            admin,
+            config,
+            split_line,
+            exe,
+            ..
+        } = self;
+        let config = config.display();
+        let backends: String = self
+            .pools
+            .iter()
+            .map(|(p, a)| {
+                let a: Vec<_> = a.iter().map(ToString::to_string).collect();
+                format!("\n  {p:<7} {}", a.join(" "))
+            })
+            .collect();
+        let canary = self
+            .pools
+            .iter()
+            .find(|(p, _)| *p == "canary")
+            .and_then(|(_, a)| a.first())
+            .map_or_else(|| "CANARY".to_owned(), ToString::to_string);
+        format!(
+            "
+switchyard demo: proxy on http://{listen}, admin on http://{admin}
+console: open http://{admin}/ in a browser
+config:  {config} (written at each start; a rollout's progress is
+         kept in {config}.rollout.json)
+backends:{backends}
+
+try:
+  curl -s http://{listen}/                        # 90 % blue, 10 % canary
+  for i in $(seq 20); do curl -s http://{listen}/; done | sort | uniq -c
+  curl -s -H 'X-User-ID: alice' http://{listen}/  # sticky
+  curl -s -H 'X-Switchyard-Pool: green' http://{listen}/
+
+shift traffic: edit line {split_line} of {config} (split = ...) and save.
+
+a canary rollout, in another terminal:
+  export SWITCHYARD_ADMIN=http://{admin}
+  while sleep 0.02; do curl -s http://{listen}/ >/dev/null; done &
+  {exe} ctl rollout start web
+  {exe} ctl rollout watch web
+
+make the canary bad, and the rollout rolls back (rate=0, ms=0 undo):
+  curl -X POST 'http://{canary}/_fail?rate=0.3'  # 30 % answer 503
+  curl -X POST 'http://{canary}/_slow?ms=600'    # p99 over 500 ms
+
+a verified blue-green flip (switches back by itself if green fails):
+  {exe} ctl flip web green --verify 20s --wait
+"
+        )
+    }
 }
 
 fn demo_config(listen: SocketAddr, admin: SocketAddr, pools: &[(&str, Vec<SocketAddr>)]) -> String {
@@ -123,7 +200,70 @@ fn demo_config(listen: SocketAddr, admin: SocketAddr, pools: &[(&str, Vec<Socket
         "[[routes]]\nname = \"web\"\n\
          split = { blue = 90, green = 0, canary = 10 }\n\
          sticky = { header = \"X-User-ID\" }\n\
-         force_header = \"X-Switchyard-Pool\"\n\n         # `switchyard ctl rollout start web` walks canary from 10 % to 100 %,\n         # judging each step by what the proxy sees (needs some traffic).\n         [routes.rollout]\ncanary = \"canary\"\nstable = \"blue\"\n         steps = [10, 25, 50, 100]\nstep_interval = \"10s\"\nmin_requests = 20\n         max_error_rate = 0.01\nmax_p99_latency = \"500ms\"\n",
+         force_header = \"X-Switchyard-Pool\"\n\n\
+         # `switchyard ctl rollout start web` walks canary from 10 % to 100 %,\n\
+         # judging each step by what the proxy sees (needs some traffic).\n\
+         [routes.rollout]\ncanary = \"canary\"\nstable = \"blue\"\n\
+         steps = [10, 25, 50, 100]\nstep_interval = \"10s\"\nmin_requests = 20\n\
+         max_error_rate = 0.01\nmax_p99_latency = \"500ms\"\n",
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs() -> Vec<(&'static str, Vec<SocketAddr>)> {
+        let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        vec![
+            ("blue", vec![a(40001), a(40002)]),
+            ("green", vec![a(40003), a(40004)]),
+            ("canary", vec![a(40005)]),
+        ]
+    }
+
+    #[test]
+    fn the_generated_file_is_valid_and_not_indented() {
+        let (listen, admin) = (
+            "127.0.0.1:8080".parse().unwrap(),
+            "127.0.0.1:9901".parse().unwrap(),
+        );
+        let text = demo_config(listen, admin, &addrs());
+        for line in text.lines() {
+            assert_eq!(line, line.trim_start(), "indented line in demo.toml");
+        }
+        let cfg = config::parse(&text, Path::new("demo.toml")).unwrap();
+        assert_eq!(cfg.routes.len(), 1);
+        assert!(text.contains("\n[routes.rollout]\n"));
+    }
+
+    #[test]
+    fn the_guide_fits_80_columns_and_names_commands_that_run() {
+        let pools = addrs();
+        let guide = Guide {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            admin: "127.0.0.1:9901".parse().unwrap(),
+            pools: &pools,
+            config: Path::new("config/demo.toml"),
+            split_line: 18,
+            exe: "./target/release/switchyard",
+        };
+        let text = guide.text();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{} columns: {line}", line.len());
+        }
+        assert!(text.contains("\n  ./target/release/switchyard ctl rollout start web\n"));
+        assert!(text.contains("curl -X POST 'http://127.0.0.1:40005/_fail?rate=0.3'"));
+        assert!(text.contains("config/demo.toml.rollout.json"));
+        assert!(text.contains("open http://127.0.0.1:9901/ in a browser"));
+    }
+
+    #[test]
+    fn the_command_name_is_one_a_shell_can_run() {
+        let name = command_name();
+        // Under the test harness the binary is not on PATH: a path, which
+        // a shell runs only when it has a slash.
+        assert!(name == "switchyard" || name.contains('/'), "{name}");
+    }
 }
