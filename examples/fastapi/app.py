@@ -8,7 +8,10 @@ Environment:
   APP_COLOR     colour of this deployment (blue, green, canary, ...); default "unknown"
   APP_VERSION   version string reported by /api/data; default "0.0.0"
   FAIL_RATE     fraction (0.0-1.0) of /api/data requests answered with 500; default 0
-  DELAY_MS      extra latency added to every /api/data request, in ms; default 0
+  DELAY_MS      extra latency added to every /api/data and /api/quote request, in ms; default 0
+  QUOTE_CHANGE  what this version changes in /api/quote (for shadow traffic demos):
+                "" (nothing, the default) or "discount" (items whose id is a
+                multiple of 4 get 10 % off: one JSON field, a quarter of requests)
   FLAGS         JSON object of feature flags and their rollout percentage (0-100),
                 replacing the built-in {"new_checkout": 20, "dark_mode": 50}
 
@@ -17,6 +20,9 @@ Endpoints:
   GET  /ready         readiness: 200 when ready, 503 when not
   POST /admin/ready   {"ready": true|false}
   GET  /api/data      who answered, what it saw, and this user's feature flags
+  GET  /api/quote/{item}  a price quote: the same for every version (but for
+                      QUOTE_CHANGE), with per-answer fields (generated_at,
+                      request_id, served_by) that a shadow comparison ignores
   GET  /admin/chaos   current fault injection settings
   POST /admin/chaos   {"fail_rate": 0.0-1.0, "delay_ms": int}
 
@@ -26,6 +32,7 @@ Endpoints:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import os
@@ -103,6 +110,9 @@ COLOR = os.environ.get("APP_COLOR", "unknown")
 VERSION = os.environ.get("APP_VERSION", "0.0.0")
 FLAGS = load_flags(os.environ.get("FLAGS"))
 HOSTNAME = socket.gethostname()
+QUOTE_CHANGE = os.environ.get("QUOTE_CHANGE", "")
+if QUOTE_CHANGE not in ("", "discount"):
+    raise SystemExit(f"QUOTE_CHANGE={QUOTE_CHANGE!r} must be empty or 'discount'")
 
 # Per-process state. Under uvicorn with several workers each worker has its
 # own; the example runs one worker per container.
@@ -202,5 +212,30 @@ async def api_data(request: Request) -> JSONResponse:
             },
             "bucket": bucket_value,
             "flags": flags_for(bucket_value),
+        }
+    )
+
+
+def quote_price(item: int) -> int:
+    """The price of an item in cents: deterministic, so two versions agree."""
+    cents = 500 + (item * 7919) % 10_000
+    if QUOTE_CHANGE == "discount" and item % 4 == 0:
+        cents = cents * 9 // 10
+    return cents
+
+
+@app.get("/api/quote/{item}")
+async def api_quote(item: int, request: Request) -> JSONResponse:
+    chaos: ChaosSettings = state["chaos"]
+    if chaos.delay_ms:
+        await asyncio.sleep(chaos.delay_ms / 1000)
+    return JSONResponse(
+        {
+            "item": item,
+            "price_cents": quote_price(item),
+            "currency": "EUR",
+            "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "request_id": request.headers.get("X-Request-Id"),
+            "served_by": {"color": COLOR, "version": VERSION},
         }
     )
