@@ -41,6 +41,12 @@ pub trait Meters: Send + Sync {
     fn duration(&self, route: &str, pool: &str) -> Histogram;
     /// Retries sent for `route`/`pool`.
     fn retries(&self, route: &str, pool: &str) -> Counter;
+    /// The shadow traffic handles of `route` mirrored to `pool` (`None`:
+    /// not counted in metrics, only in the shadow window).
+    fn shadow(&self, route: &str, pool: &str) -> Option<shadow::ShadowMeters> {
+        let _ = (route, pool);
+        None
+    }
 }
 
 /// Status classes, 1xx to 5xx, as labelled.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use metrics::{Counter, Histogram};
 
+use super::shadow::ShadowHandles;
 use super::{BackendRef, Classes, Meters, PoolHandles, PoolMeters, RouteHandles, Window};
 
 /// An entry and the build that last asked for it.
@@ -39,6 +40,8 @@ pub struct StatsRegistry {
     routes: HashMap<Arc<str>, Kept<Arc<RouteHandles>>>,
     pools: HashMap<PoolKey, Kept<PoolEntry>>,
     backends: HashMap<(PoolKey, SocketAddr), Kept<Classes>>,
+    /// Shadow traffic of (route, mirror pool).
+    shadow: HashMap<PoolKey, Kept<Arc<ShadowHandles>>>,
 }
 
 impl std::fmt::Debug for StatsRegistry {
@@ -168,6 +171,27 @@ impl Generation<'_> {
     }
 }
 
+impl Generation<'_> {
+    /// The shadow traffic handles of `route` mirrored to `pool`.
+    pub fn shadow(&mut self, route: &Arc<str>, pool: &Arc<str>) -> Arc<ShadowHandles> {
+        let (epoch, meters) = (self.reg.epoch, &self.reg.meters);
+        let kept = self
+            .reg
+            .shadow
+            .entry((route.clone(), pool.clone()))
+            .or_insert_with(|| Kept {
+                used: epoch,
+                value: Arc::new(ShadowHandles::new(
+                    route.clone(),
+                    pool.clone(),
+                    meters.as_ref().and_then(|m| m.shadow(route, pool)),
+                )),
+            });
+        kept.used = epoch;
+        kept.value.clone()
+    }
+}
+
 impl Drop for Generation<'_> {
     /// Forgets what this generation did not ask for.
     fn drop(&mut self) {
@@ -175,6 +199,7 @@ impl Drop for Generation<'_> {
         self.reg.routes.retain(|_, k| k.used == epoch);
         self.reg.pools.retain(|_, k| k.used == epoch);
         self.reg.backends.retain(|_, k| k.used == epoch);
+        self.reg.shadow.retain(|_, k| k.used == epoch);
     }
 }
 

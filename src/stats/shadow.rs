@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod handles;
+
+pub use handles::{InFlightSlot, ShadowHandles, ShadowMeters};
+
 use super::ring::{Ring, Slot};
 use super::window::{bucket_bound_us, bucket_of, is_failure, BUCKETS, SLOTS};
 use crate::shadow::{Kind, Outcome};

@@ -9,6 +9,7 @@
 
 mod backend;
 pub mod budget;
+mod mirror;
 mod outlier;
 mod pool;
 mod probe_failure;
@@ -24,6 +25,7 @@ use http::HeaderValue;
 pub use backend::{
     Backend, BackendStats, Health, InFlight, Registry, UpstreamErrorKind, RAMP_FULL,
 };
+pub use mirror::{MirrorTarget, RouteMirror};
 pub use outlier::{OutlierSettings, PoolShared};
 pub use pool::Pool;
 pub use probe_failure::ProbeFailure;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use super::backend::Backend;
+use super::mirror::RouteMirror;
 use super::pool::Pool;
 use super::sticky;
 use crate::config::{RouteConfig, RouteHttp, StickyConfig};
@@ -51,6 +52,8 @@ pub struct Route {
     /// What the route does besides choosing a pool (`config::http`); a
     /// route using none of it has `http.is_plain()`.
     pub http: Arc<RouteHttp>,
+    /// Shadow traffic (`mirror`, the rollout's shadow step), if any.
+    pub mirror: Option<Box<RouteMirror>>,
 }
 
 #[derive(Debug)]
@@ -148,6 +151,7 @@ impl Route {
         Route {
             index: 0,
             no_pool: stats.route(&name),
+            mirror: RouteMirror::new(r, &name, pools, stats),
             handles,
             name,
             path_prefix: r.path_prefix.as_str().into(),
@@ -222,6 +226,9 @@ impl Route {
         self.no_pool.touch();
         for h in self.handles.iter() {
             h.touch();
+        }
+        if let Some(m) = &self.mirror {
+            m.touch();
         }
     }
 

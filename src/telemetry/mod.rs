@@ -28,6 +28,8 @@ use metrics_util::MetricKindMask;
 
 pub use names::*;
 
+use crate::shadow::Kind;
+use crate::stats::shadow::{Dropped, ShadowMeters};
 use crate::stats::Meters;
 use crate::table::{Health, RoutingTable, UpstreamErrorKind};
 
@@ -74,7 +76,9 @@ impl Telemetry {
             .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(IDLE));
         let builder = match builder
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), &BUCKETS)
-        {
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(SHADOW_DURATION.to_owned()), &BUCKETS)
+            }) {
             Ok(b) => b,
             // Only an empty bucket list is refused; ours is constant.
             Err(e) => unreachable!("constant histogram buckets refused: {e}"),
@@ -223,5 +227,20 @@ impl Meters for Telemetry {
 
     fn retries(&self, route: &str, pool: &str) -> Counter {
         self.counter(RETRIES, &[("route", route), ("pool", pool)])
+    }
+
+    fn shadow(&self, route: &str, pool: &str) -> Option<ShadowMeters> {
+        let at = [("route", route), ("pool", pool)];
+        let by = |name, key, value| self.counter(name, &[at[0], at[1], (key, value)]);
+        let side = |s| self.histogram(SHADOW_DURATION, &[at[0], at[1], ("side", s)]);
+        Some(ShadowMeters {
+            mirrored: self.counter(SHADOW_MIRRORED, &at),
+            compared: self.counter(SHADOW_COMPARED, &at),
+            mismatched: Kind::ALL.map(|k| by(SHADOW_MISMATCHES, "kind", k.as_str())),
+            errors: self.counter(SHADOW_ERRORS, &at),
+            dropped: Dropped::ALL.map(|d| by(SHADOW_DROPPED, "reason", d.as_str())),
+            primary: side("primary"),
+            mirror: side("mirror"),
+        })
     }
 }

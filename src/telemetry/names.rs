@@ -19,3 +19,10 @@ pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_tota
 pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
 pub const ROLLOUTS: &str = "switchyard_rollouts_total";
 pub const NOTIFICATIONS: &str = "switchyard_notifications_total";
+// Shadow traffic, by route and mirror pool (`stats::shadow`).
+pub const SHADOW_MIRRORED: &str = "switchyard_shadow_mirrored_total";
+pub const SHADOW_COMPARED: &str = "switchyard_shadow_compared_total";
+pub const SHADOW_MISMATCHES: &str = "switchyard_shadow_mismatches_total";
+pub const SHADOW_ERRORS: &str = "switchyard_shadow_errors_total";
+pub const SHADOW_DROPPED: &str = "switchyard_shadow_dropped_total";
+pub const SHADOW_DURATION: &str = "switchyard_shadow_duration_seconds";
