@@ -10,6 +10,7 @@ use super::*;
 use crate::config::error::closest;
 use crate::config::http::{parse_size, RawSize};
 use crate::config::validate::Validator;
+use crate::config::values::{ms, DAY};
 
 /// Largest `max_body_bytes` of either kind: copies and kept answers live in
 /// memory.
@@ -106,11 +107,11 @@ impl Validator<'_> {
     ) -> ShadowStepConfig {
         let key = format!("{key}.shadow");
         let s = raw.get_ref();
-        let duration = self.duration(
+        let duration = self.duration_in(
             &format!("{key}.duration"),
             s.duration.as_ref(),
             defaults.duration,
-            false,
+            ms(10)..=DAY,
         );
         let percent = self.percent(
             &format!("{key}.percent"),
@@ -148,7 +149,7 @@ impl Validator<'_> {
             &format!("{key}.min_requests"),
             s.min_requests.as_ref(),
             0,
-            i64::MAX,
+            1_000_000_000,
             defaults.min_requests as i64,
         ) as u64;
         let copy = self.mirror_options(
