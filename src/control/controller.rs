@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 
 use super::edit::{self, Edit, EditError};
@@ -17,7 +16,7 @@ use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
 use crate::config::{self, Config};
 use crate::event::{Action, Event, Outcome, Split};
 use crate::stats::{Meters, StatsRegistry};
-use crate::table::{Registry, RoutingTable};
+use crate::table::{Published, Registry, RoutingTable, TableWatch};
 use crate::telemetry::Telemetry;
 
 /// A route's split: pool names and weights, in the order written.
@@ -36,7 +35,8 @@ pub(super) struct Controller {
     text: String,
     config: Config,
     registry: Registry,
-    table: Arc<ArcSwap<RoutingTable>>,
+    /// The table in force; storing one publishes its generation.
+    table: Published,
     status: watch::Sender<ReloadStatus>,
     history: History,
     /// Per route, the splits in force before each change, newest last.
@@ -56,17 +56,14 @@ impl Controller {
         text: String,
         resolver: Arc<dyn Resolve>,
         telemetry: Option<Arc<Telemetry>>,
-    ) -> (
-        Self,
-        Arc<ArcSwap<RoutingTable>>,
-        watch::Receiver<ReloadStatus>,
-    ) {
+    ) -> (Self, TableWatch, watch::Receiver<ReloadStatus>) {
         let mut registry = Registry::default();
         registry.reconcile(&config);
         let meters = telemetry.clone().map(|t| t as Arc<dyn Meters>);
         let mut stats = StatsRegistry::new(meters);
         let first = RoutingTable::build(&config, &registry, &mut stats, 1);
-        let table = Arc::new(ArcSwap::from_pointee(first));
+        let table = Published::new(first);
+        let watch = table.subscribe();
         let (status, status_rx) = watch::channel(ReloadStatus {
             generation: 1,
             source: None,
@@ -81,7 +78,7 @@ impl Controller {
             text,
             config,
             registry,
-            table: table.clone(),
+            table,
             status,
             history,
             previous: HashMap::new(),
@@ -90,7 +87,7 @@ impl Controller {
             telemetry,
             stats,
         };
-        (c, table, status_rx)
+        (c, watch, status_rx)
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -539,7 +536,7 @@ impl Controller {
         let effective = resolve::expand(&self.config, &self.answers);
         self.registry.reconcile(&effective);
         let table = RoutingTable::build(&effective, &self.registry, &mut self.stats, generation);
-        self.table.store(Arc::new(table));
+        self.table.store(table);
         generation
     }
 

@@ -32,7 +32,7 @@ pub use watch::watch_file;
 
 use crate::config::{Config, ConfigError};
 use crate::event::{Event, Split};
-use crate::table::RoutingTable;
+use crate::table::{RoutingTable, TableWatch};
 
 /// A change to ask of the controller.
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ enum Command {
 #[derive(Clone)]
 pub struct ControlHandle {
     tx: mpsc::Sender<Command>,
-    table: Arc<ArcSwap<RoutingTable>>,
+    table: TableWatch,
     status: tokio_watch::Receiver<ReloadStatus>,
     /// Set, with the reason, if the controller task ever dies.
     stopped: Arc<std::sync::OnceLock<String>>,
@@ -143,7 +143,13 @@ pub struct ControlHandle {
 impl ControlHandle {
     /// The live routing table.
     pub fn table(&self) -> &Arc<ArcSwap<RoutingTable>> {
-        &self.table
+        self.table.shared()
+    }
+
+    /// The live table and news of each new one: the generation the
+    /// controller publishes whenever it stores a table.
+    pub fn watch(&self) -> TableWatch {
+        self.table.subscribe()
     }
 
     /// Asks for a change; `if_match` is the generation the caller saw.

@@ -1,8 +1,9 @@
 //! Active health checking and readiness.
 //!
 //! One probe task per backend (`task`), kept in step with the routing table
-//! by the supervisor (`supervisor`), which runs on the control runtime and
-//! is started by `server::start`. Probes write the backend's health atomic;
+//! by the supervisor (`supervisor`), which runs on the control runtime,
+//! follows the generations the controller publishes, and is started by
+//! `server::start`. Probes write the backend's health atomic;
 //! no table is rebuilt for a health change. The pure threshold logic is in
 //! `counter`, the HTTP exchange in `probe`. The admin API's one-off
 //! `POST .../probe` uses `probe_with` (or `connect_only` for a pool with
@@ -25,10 +26,9 @@ mod task;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use crate::table::RoutingTable;
+use crate::table::{RoutingTable, TableWatch};
 
 pub use probe::{connect_only, probe, probe_with};
 
@@ -49,7 +49,7 @@ impl HealthHandle {
 
 /// Starts the health supervisor (and, through it, the first probe round)
 /// on the current runtime; it stops when `shutdown` fires.
-pub fn spawn(table: Arc<ArcSwap<RoutingTable>>, shutdown: CancellationToken) -> HealthHandle {
+pub fn spawn(table: TableWatch, shutdown: CancellationToken) -> HealthHandle {
     let first_round = Arc::new(AtomicUsize::new(0));
     let supervisor = supervisor::Supervisor::start(table, first_round.clone());
     tokio::spawn(supervisor.run(shutdown));

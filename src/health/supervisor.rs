@@ -1,32 +1,28 @@
 //! The health supervisor: one task on the control runtime that keeps one
-//! probe task per backend of the table in force. It polls the table's
-//! generation (one `ArcSwap` load every `TICK`, so a backend added by a
-//! reload is probed, and can take traffic, within a few tens of
-//! milliseconds) and, when it changes,
-//! spawns probes for new backends, aborts those of backends that left, and
-//! restarts a probe only when its pool's health settings changed — an
-//! unchanged backend keeps its task, its streak and its state across
-//! reloads. Every `MAINTAIN_EVERY` ticks it also ends expired ejections and
-//! advances slow starts.
+//! probe task per backend of the table in force. It awaits the generation
+//! the controller publishes (`TableWatch`), so a backend added by a reload
+//! is probed at once, and, for each new table, spawns probes for new
+//! backends, aborts those of backends that left, and restarts a probe only
+//! when its pool's health settings changed — an unchanged backend keeps its
+//! task, its streak and its state across reloads. Every `MAINTAIN` it also
+//! ends expired ejections and advances slow starts: those are timers on the
+//! backends' own clocks, not table changes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use super::task::{self, FirstRound, ProbeSpec};
 use super::AbortOnDrop;
 use crate::config::HealthConfig;
 use crate::stats::clock;
-use crate::table::{Backend, Health, RoutingTable};
+use crate::table::{Backend, Health, RoutingTable, TableWatch};
 
-/// How often the supervisor looks at the table's generation.
-const TICK: Duration = Duration::from_millis(25);
-/// Ejection expiry and slow-start ramps are checked every 4 ticks (100 ms).
-const MAINTAIN_EVERY: u32 = 4;
+/// How often ejection expiry and slow-start ramps are checked.
+const MAINTAIN: Duration = Duration::from_millis(100);
 
 struct Entry {
     backend: Arc<Backend>,
@@ -38,18 +34,19 @@ struct Entry {
 }
 
 pub(super) struct Supervisor {
-    table: Arc<ArcSwap<RoutingTable>>,
+    table: TableWatch,
     entries: HashMap<u64, Entry>,
     generation: u64,
     first_round: Arc<AtomicUsize>,
     first_round_logged: bool,
-    ticks: u32,
 }
 
 impl Supervisor {
     /// Starts the probes of the table in force (the first round) on the
     /// current runtime; `first_round` counts those not done yet.
-    pub(super) fn start(table: Arc<ArcSwap<RoutingTable>>, first_round: Arc<AtomicUsize>) -> Self {
+    pub(super) fn start(table: TableWatch, first_round: Arc<AtomicUsize>) -> Self {
+        // Subscribed before the first load: no table stored after it is missed.
+        let table = table.subscribe();
         let t = table.load_full();
         let probed = t
             .pools()
@@ -65,18 +62,18 @@ impl Supervisor {
             generation: t.generation,
             first_round,
             first_round_logged: false,
-            ticks: 0,
         };
         this.reconcile(&t, true);
         this
     }
 
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(TICK);
+        let mut tick = tokio::time::interval(MAINTAIN);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = self.table.changed() => self.follow(),
                 _ = tick.tick() => self.tick(),
             }
         }
@@ -84,16 +81,17 @@ impl Supervisor {
         self.entries.clear();
     }
 
-    fn tick(&mut self) {
-        let t = self.table.load();
+    /// A new table was published: follow it.
+    fn follow(&mut self) {
+        let t = self.table.load_full();
         if t.generation != self.generation {
             self.generation = t.generation;
             self.reconcile(&t, false);
         }
-        self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % MAINTAIN_EVERY == 0 {
-            self.maintain(&t);
-        }
+    }
+
+    fn tick(&mut self) {
+        self.maintain(&self.table.load());
         if !self.first_round_logged
             && self.first_round.load(std::sync::atomic::Ordering::Acquire) == 0
         {

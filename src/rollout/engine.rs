@@ -82,6 +82,7 @@ impl Rollouts {
         let Some(mut cfg) = self.config(&route) else {
             return;
         };
+        let mut tables = self.control.watch();
         let mut step = saved.step;
         let mut paused = saved.paused;
         // The step's start, carried over a restart from the saved time, but
@@ -111,14 +112,23 @@ impl Rollouts {
             ),
         )
         .await;
+        // The judgement timer: `failure_threshold` counts failed checks in
+        // a row at this pace. A new table (a reload may have changed the
+        // thresholds or removed the rollout) is followed at once, but is no
+        // judgement.
         let tick =
             (cfg.step_interval / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
+        let mut next_judgement = Instant::now() + tick;
         loop {
-            let cmd = tokio::select! {
+            let (cmd, judge_now) = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                c = rx.recv() => c,
-                _ = tokio::time::sleep(tick) => None,
+                c = rx.recv() => (c, true),
+                _ = tables.changed() => (None, false),
+                _ = tokio::time::sleep_until(next_judgement) => (None, true),
             };
+            if judge_now {
+                next_judgement = Instant::now() + tick;
+            }
             // Thresholds follow the file: a reload may have changed them.
             match self.config(&route) {
                 Some(c) => {
@@ -190,7 +200,7 @@ impl Rollouts {
             if paused {
                 continue;
             }
-            let table = self.control.table().load();
+            let table = tables.load();
             let canary_up = table
                 .pools()
                 .iter()
@@ -206,7 +216,7 @@ impl Rollouts {
                 .await;
                 return;
             }
-            if !table.routes().iter().any(|r| *r.name == *route) {
+            if !judge_now || !table.routes().iter().any(|r| *r.name == *route) {
                 continue;
             }
             let window = |name: &str| {

@@ -294,8 +294,11 @@ impl Rollouts {
         )
         .await;
         // Often: every tick a failing pool keeps the traffic costs requests,
-        // and a check only sums a few one-second slots.
+        // and a check only sums a few one-second slots. A new table (the
+        // split changed, the pool went away) is checked at once.
         let tick = (spec.window / 10).clamp(Duration::from_millis(25), Duration::from_millis(50));
+        let mut tables = self.control.watch();
+        let mut next = (started + tick).min(deadline);
         let outcome = loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -311,7 +314,8 @@ impl Rollouts {
                     self.flip_event(&route, Action::FlipVerifyCancelled, why.into()).await;
                     return;
                 }
-                _ = tokio::time::sleep_until((Instant::now() + tick).min(deadline)) => {}
+                _ = tables.changed() => {}
+                _ = tokio::time::sleep_until(next) => next = (Instant::now() + tick).min(deadline),
             }
             if let Some(outcome) = self.check_flip(&status, &cfg, started, deadline) {
                 break outcome;

@@ -199,7 +199,7 @@ pub fn start_with_resolver(
         });
     }
     // Probes start now (the first round gates /ready) and follow reloads.
-    let health = health::spawn(control.table().clone(), shutdown.clone());
+    let health = health::spawn(control.watch(), shutdown.clone());
     let connections = Arc::new(AtomicUsize::new(0));
     let access = match &server_cfg.access_log {
         None => None,

@@ -1,6 +1,6 @@
 //! The routing table: an immutable snapshot of routes, pools and backends,
 //! built by the controller from a validated `Config` and swapped in whole
-//! (`ArcSwap`). The data plane loads it once per request and makes every
+//! (`ArcSwap`, with the generation announced: `published`). The data plane loads it once per request and makes every
 //! routing decision from it without locks or allocation.
 //!
 //! The table keeps, on its routes, the statistics handles of every route ×
@@ -13,6 +13,7 @@ mod mirror;
 mod outlier;
 mod pool;
 mod probe_failure;
+mod published;
 mod route;
 pub mod sticky;
 
@@ -29,6 +30,7 @@ pub use mirror::{MirrorTarget, RouteMirror};
 pub use outlier::{OutlierSettings, PoolShared};
 pub use pool::Pool;
 pub use probe_failure::ProbeFailure;
+pub use published::{Published, TableWatch};
 pub use route::{Pick, PoolPick, Route, Unservable};
 
 use crate::config::{Config, HostMatch};
