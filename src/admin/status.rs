@@ -64,6 +64,8 @@ pub fn status(admin: &Admin) -> serde_json::Value {
             "source": reload.source.map(|s| s.to_string()),
             "error": reload.error,
         },
+        // Issue 18: settings changed in the file that wait for a restart.
+        "restart_needed": reload.restart_needed,
         // The HTTPS listener's certificates: what is served, and why a
         // changed file is not (null without an HTTPS listener).
         "tls": admin.tls.as_ref().map(|c| json!({"certificates": c.status()})),

@@ -54,6 +54,10 @@ enum Command {
     Check {
         /// The TOML configuration file.
         file: PathBuf,
+        /// The file a running switchyard started with: lists the settings
+        /// of FILE that a reload would not apply (they need a restart).
+        #[arg(long, value_name = "RUNNING_FILE")]
+        against: Option<PathBuf>,
     },
     /// Start demo backends (pools blue, green, canary) and the proxy in front of them.
     Demo {
@@ -103,7 +107,7 @@ pub fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> ExitCode {
     let result = match command {
-        Command::Check { file } => return check(&file),
+        Command::Check { file, against } => return check(&file, against.as_deref()),
         Command::Ctl(c) => return ctl::main(c),
         Command::Run { config } => {
             let (cfg, text) = match config::load(&config) {
@@ -188,9 +192,13 @@ fn config_error(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-fn check(file: &Path) -> ExitCode {
+fn check(file: &Path, against: Option<&Path>) -> ExitCode {
     let (cfg, _) = match config::load(file) {
         Ok(ok) => ok,
+        Err(e) => return config_error(&e),
+    };
+    let running = match against.map(config::load).transpose() {
+        Ok(r) => r.map(|(c, _)| c),
         Err(e) => return config_error(&e),
     };
     // What `run` reads besides the file (token, certificates, access log)
@@ -206,6 +214,23 @@ fn check(file: &Path) -> ExitCode {
         file.display(),
         summary(&cfg)
     );
+    if let (Some(running), Some(path)) = (running, against) {
+        let keys = config::restart_needed(&running, &cfg);
+        let _ = if keys.is_empty() {
+            writeln!(
+                std::io::stdout(),
+                "a reload applies all of it (against {})",
+                path.display()
+            )
+        } else {
+            writeln!(
+                std::io::stdout(),
+                "needs a restart (against {}): {}",
+                path.display(),
+                keys.join(", ")
+            )
+        };
+    }
     ExitCode::SUCCESS
 }
 

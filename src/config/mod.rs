@@ -12,6 +12,7 @@ mod net;
 mod notify;
 mod raw;
 mod resilience;
+mod restart;
 mod rollout;
 mod routes;
 mod shadow;
@@ -38,6 +39,7 @@ pub use notify::{
 #[cfg(test)]
 pub(crate) use raw::RawConfig as RawConfigProbe;
 pub use resilience::MAX_RETRIES;
+pub use restart::{restart_needed, FIXED_AT_START};
 pub use shadow::{
     BodyCompare, CompareConfig, JsonPath, MirrorConfig, MirrorOptions, PathError, Segment,
     ShadowStepConfig, Step, DEFAULT_COMPARE_BODY_BYTES, DEFAULT_MIRROR_BODY_BYTES,

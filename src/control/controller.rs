@@ -47,6 +47,11 @@ pub(super) struct Controller {
     telemetry: Option<Arc<Telemetry>>,
     /// Windows and metric handles, kept across tables by name.
     stats: StatsRegistry,
+    /// The configuration the process started with: what the settings a
+    /// reload cannot change are still set to.
+    started: Config,
+    /// Keys changed since start that need a restart (issue 18, item 4).
+    restart_needed: Vec<&'static str>,
 }
 
 impl Controller {
@@ -69,6 +74,7 @@ impl Controller {
             source: None,
             error: None,
             at: SystemTime::now(),
+            restart_needed: Vec::new(),
         });
         let mut notifier = crate::notify::Notifier::new(telemetry.clone());
         notifier.configure(&config.notify);
@@ -76,6 +82,8 @@ impl Controller {
         let c = Controller {
             path,
             text,
+            started: config.clone(),
+            restart_needed: Vec::new(),
             config,
             registry,
             table,
@@ -236,11 +244,7 @@ impl Controller {
                 previous_split: None,
             });
         }
-        if config.server.listen != self.config.server.listen
-            || config.admin.listen != self.config.admin.listen
-        {
-            tracing::warn!("listen addresses changed; they take effect after a restart");
-        }
+        self.note_restart_needed(&config);
         let changed_splits: Vec<(String, Weights, Weights)> = config
             .routes
             .iter()
@@ -569,6 +573,23 @@ impl Controller {
             source: Some(source),
             error,
             at: SystemTime::now(),
+            restart_needed: self.restart_needed.clone(),
         });
+    }
+
+    /// Compares `new` with the configuration of the start and says, once
+    /// per change of the list, which of its settings wait for a restart
+    /// (the rest of `new` applies now).
+    fn note_restart_needed(&mut self, new: &Config) {
+        let keys = config::restart_needed(&self.started, new);
+        if keys != self.restart_needed {
+            if keys.is_empty() {
+                tracing::info!("every setting of the file is in force again; no restart is needed");
+            } else {
+                tracing::warn!(keys = %keys.join(", "),
+                    "these settings changed but apply only after a restart; the rest of the file applies now");
+            }
+        }
+        self.restart_needed = keys;
     }
 }

@@ -111,6 +111,10 @@ pub struct ReloadStatus {
     /// `None` when it succeeded.
     pub error: Option<String>,
     pub at: SystemTime,
+    /// Keys of the file in force that differ from the configuration the
+    /// process started with and apply only after a restart
+    /// (`config::restart_needed`); empty when none.
+    pub restart_needed: Vec<&'static str>,
 }
 
 type Reply<T> = oneshot::Sender<T>;
