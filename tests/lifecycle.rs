@@ -140,6 +140,53 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// What a new user saw: `check` printed `LeastRequest` (a Rust name),
+/// stopped at the first unknown key and listed the known keys twice.
+#[test]
+fn check_speaks_the_files_words_and_names_every_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        &dir,
+        "good.toml",
+        "[pools.blue]\nbackends = [\"127.0.0.1:8001\"]\nbalance = \"round_robin\"\n\
+         [pools.green]\nbackends = [\"127.0.0.1:8002\"]\n\
+         [[routes]]\nname = \"api\"\nsplit = { blue = 1, green = 1 }\n",
+    );
+    let (code, stdout, stderr) = run(&["check", &good]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("pool  blue         round_robin"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pool  green        least_request"),
+        "{stdout}"
+    );
+
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[server]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n\
+         [pools.blue]\nbackends = [\"127.0.0.1:8001\"]\nwat = 2\n\
+         [[routes]]\nname = \"api\"\nsplit = { blue = 1 }\nsticky = { header = \"X-User-ID\", nope = 1 }\n",
+    );
+    let (code, _, stderr) = run(&["check", &bad]);
+    assert_eq!(code, 64, "{stderr}");
+    for at in [
+        "bad.toml:3:1: server.bogus: unknown field `bogus`\n",
+        "bad.toml:6:1: pools.blue.wat: unknown field `wat`\n",
+        "bad.toml:10:34: routes[0].sticky.nope: unknown field `nope`\n",
+    ] {
+        assert!(stderr.contains(at), "{at:?} in:\n{stderr}");
+    }
+    assert_eq!(
+        stderr.matches("upstream_idle_timeout").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".."), "{stderr}");
+}
+
 #[test]
 fn shipped_reference_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchyard.toml");

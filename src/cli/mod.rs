@@ -295,9 +295,9 @@ pub(crate) fn summary(cfg: &Config) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "pool  {:<12} {:?}{}  {}",
+            "pool  {:<12} {}{}  {}",
             p.name,
-            p.balance,
+            p.balance.as_str(),
             if p.tls.is_some() { " tls" } else { "" },
             backends.join(", ")
         );

@@ -18,6 +18,7 @@ mod routes;
 mod shadow;
 pub mod template;
 mod tls;
+mod unknown;
 mod validate;
 mod values;
 
@@ -62,15 +63,35 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         diagnostics,
     };
-    let raw: raw::RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => return Err(invalid(vec![serde_diagnostic(text, &e)])),
+    // An unknown key is reported, blanked out and the text parsed again,
+    // so one run names all of them (serde stops at the first).
+    let mut diags = Vec::new();
+    let mut current = std::borrow::Cow::Borrowed(text);
+    let raw: raw::RawConfig = loop {
+        match toml::from_str(&current) {
+            Ok(raw) => break raw,
+            Err(e) => {
+                diags.push(serde_diagnostic(&current, &e));
+                let next = e
+                    .span()
+                    .filter(|_| e.message().contains("unknown field `"))
+                    .filter(|_| diags.len() < unknown::MAX_UNKNOWN)
+                    .and_then(|s| unknown::without_entry_at(&current, s.start));
+                match next {
+                    Some(t) => current = std::borrow::Cow::Owned(t),
+                    None => return Err(invalid(diags)),
+                }
+            }
+        }
     };
     let base = path.parent().unwrap_or(Path::new(""));
-    let mut v = validate::Validator::new(text).with_base(base);
+    let mut v = validate::Validator::new(&current).with_base(base);
     match v.config(raw) {
-        Some(config) => Ok(config),
-        None => Err(invalid(v.diags)),
+        Some(config) if diags.is_empty() => Ok(config),
+        _ => {
+            diags.append(&mut v.diags);
+            Err(invalid(diags))
+        }
     }
 }
 
@@ -80,7 +101,7 @@ fn serde_diagnostic(text: &str, e: &toml::de::Error) -> Diagnostic {
     let (line, column) = error::position(text, span.start);
     let snippet = text.get(span.clone()).unwrap_or("").trim();
     let table = enclosing_table(text, span.start);
-    let message = e.message().trim().to_owned();
+    let mut message = e.message().trim().to_owned();
     let mut hint = None;
     let mut key = table.clone();
     if let Some(field) = between(&message, "unknown field `", "`") {
@@ -95,11 +116,14 @@ fn serde_diagnostic(text: &str, e: &toml::de::Error) -> Diagnostic {
             .nth(1)
             .map(|rest| rest.split('`').skip(1).step_by(2).collect())
             .unwrap_or_default();
+        // The hint names the keys; the message need not list them too.
+        let short = format!("unknown field `{field}`");
         hint = Some(match error::closest(field, expected.iter().copied()) {
             Some(c) => format!("did you mean `{c}`?"),
             None if !expected.is_empty() => format!("known keys: {}", expected.join(", ")),
             None => "remove this key".to_owned(),
         });
+        message = short;
     } else if !snippet.is_empty() && !snippet.contains('\n') && snippet.len() < 60 {
         let line_start = text
             .get(..span.start)

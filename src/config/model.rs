@@ -314,6 +314,16 @@ pub enum Balance {
     RoundRobin,
 }
 
+impl Balance {
+    /// The name the file uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::LeastRequest => "least_request",
+            Balance::RoundRobin => "round_robin",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub name: String,

@@ -403,3 +403,37 @@ fn notify_defaults_and_hints() {
     .unwrap_err();
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
+
+/// serde stops at the first unknown key; a user fixing a file wants all
+/// of them at once, each named once, and the validator's errors as well.
+#[test]
+fn every_unknown_key_is_reported_in_one_run() {
+    let text = "[server]\nlisten = \"127.0.0.1:80\"\nbogus = 1\n\
+                [pools.blue]\nbackends = [\"127.0.0.1:1\"]\nwat = [1,\n 2]\n\
+                [[routes]]\nname = \"a\"\nsplit = { blue = 1, gren = 2 }\n\
+                sticky = { nope = 1, header = \"X-User-ID\" }\n";
+    let e = parse(text, Path::new("t.toml")).unwrap_err();
+    let got: Vec<(usize, usize, &str)> = e
+        .diagnostics()
+        .iter()
+        .map(|d| (d.line, d.column, d.key.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, 1, "server.bogus"),
+            (6, 1, "pools.blue.wat"),
+            (11, 12, "routes[0].sticky.nope"),
+            (10, 21, "routes[0].split.gren"),
+        ],
+        "{e}"
+    );
+    for d in &e.diagnostics()[..3] {
+        // The known keys are in the hint only, not in the message too.
+        assert!(!d.message.contains("expected"), "{d:?}");
+        assert!(d.hint.is_some(), "{d:?}");
+        assert!(!d.key.contains(".."), "{d:?}");
+    }
+    let shown = e.to_string();
+    assert_eq!(shown.matches("upstream_idle_timeout").count(), 1, "{shown}");
+}
