@@ -11,31 +11,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::python::python;
 use support::*;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("SWITCHYARD_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let py = root.join("target/pyenv/bin/python");
-    if !py.exists() {
-        let status = Command::new(root.join("scripts/pyenv"))
-            .status()
-            .expect("run scripts/pyenv");
-        assert!(
-            status.success(),
-            "scripts/pyenv failed: cannot prepare FastAPI and uvicorn"
-        );
-    }
-    py
-}
 
 /// A uvicorn process serving examples/fastapi.
 struct Uvicorn {

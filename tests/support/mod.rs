@@ -14,6 +14,7 @@
 //! - `health`: fast probe settings and a backend's live health;
 //! - `load`: steady load that keeps every client error; `release`: load
 //!   that runs until dropped, for the canary engine;
+//! - `python`: the Python of the FastAPI example (uvicorn tests);
 //! - `rolling`: the demo-backend fleet and settings of rolling updates;
 //! - `tls`, `webhook`: certificates and TLS set-ups, webhook receivers;
 //! - `etcd`: real etcd nodes on loopback; `cluster`: `[cluster]` replicas
@@ -27,6 +28,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod health;
 pub mod load;
+pub mod python;
 pub mod release;
 pub mod rolling;
 pub mod route;
