@@ -178,3 +178,85 @@ async fn a_reader_that_stops_reading_blocks_nothing() {
     }
     assert!(exits(r.child).await.success());
 }
+
+/// `name{kind="KIND"} N` of the metrics text.
+fn counter(metrics: &str, name: &str, kind: &str) -> u64 {
+    let prefix = format!("{name}{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
+}
+
+/// Issue 18, item 5: a dead pool fails every request, yet the log gets
+/// one `request failed` line per interval, then a summary with the count
+/// left out; the metrics count every one. The log is read all along (a
+/// full pipe would drop lines and hide a flood).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_warnings_are_rate_limited_and_counted() {
+    const REQUESTS: u64 = 400;
+    let live = TestBackend::start("live").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&live).replace("[admin]\n", "[admin]\nmetrics_open = true\n");
+    let mut r = spawn(&dir, &cfg, "info");
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let stderr = r.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            // The receiver goes at the test's end; later lines don't matter.
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or_default());
+        }
+    });
+    let started = std::time::Instant::now();
+    let c = client();
+    for i in 0..REQUESTS {
+        let a = get(&c, &format!("http://{}/x{i}", r.proxy), &[]).await;
+        assert_eq!(a.status, 502);
+    }
+    let elapsed = started.elapsed().as_secs();
+    let metrics = format!("http://{}/metrics", r.admin);
+    let text = get(&c, &metrics, &[]).await.text();
+    assert_eq!(
+        counter(&text, "switchyard_log_events_total", "request_failed"),
+        REQUESTS
+    );
+    assert_eq!(dropped_lines(&text), 0, "the test read every line");
+
+    // The summary of what was left out comes once its interval is over.
+    let (mut failed, mut suppressed) = (0u64, 0u64);
+    let summary = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(v) = lines.recv().await {
+            let f = &v;
+            match f["message"].as_str() {
+                Some("request failed") => {
+                    failed += 1;
+                    suppressed += f["suppressed"].as_u64().unwrap_or(0);
+                }
+                Some(m)
+                    if m.starts_with("repeated warnings left out")
+                        && f["kind"] == "request_failed" =>
+                {
+                    return f["suppressed"].as_u64().unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+        panic!("the log ended without a summary");
+    })
+    .await
+    .expect("no summary of the left-out warnings within 20 s");
+    // One line per 5 s interval the requests took (and one to start).
+    assert!(
+        (1..=elapsed / 5 + 2).contains(&failed),
+        "{failed} lines in {elapsed} s"
+    );
+    assert_eq!(failed + suppressed + summary, REQUESTS);
+    let text = get(&c, &metrics, &[]).await.text();
+    assert_eq!(
+        counter(&text, "switchyard_log_suppressed_total", "request_failed"),
+        REQUESTS - failed
+    );
+    signal(&r.child, "-TERM");
+    assert!(exits(r.child).await.success());
+}

@@ -38,6 +38,7 @@ use crate::telemetry::access::{AccessSink, Entry};
 use body::Pending;
 pub use error::{error_response, ProxyError, Source};
 
+use crate::stats::throttle::REQUEST_FAILED;
 use crate::stats::{clock, Recorder};
 use crate::table::{Route, RoutingTable, Unservable};
 use headers::*;
@@ -133,8 +134,9 @@ impl Proxy {
             Err(e) => {
                 if e.source_side() == Source::Downstream {
                     tracing::debug!(request_id = ?request_id, client = %conn.peer, error = %e, "request rejected");
-                } else {
-                    tracing::warn!(request_id = ?request_id, client = %conn.peer, error = %e, "request failed");
+                } else if let Some(suppressed) = REQUEST_FAILED.admit(clock::now_ms() / 1000) {
+                    // One line per interval: a dead pool fails every request.
+                    tracing::warn!(request_id = ?request_id, client = %conn.peer, error = %e, suppressed, "request failed");
                 }
                 error_response(&e, Some(&request_id))
             }

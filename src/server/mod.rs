@@ -198,6 +198,20 @@ pub fn start_with_resolver(
             }
         });
     }
+    {
+        // Summaries of the warnings the throttles left out (issue 18, item 5).
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => crate::stats::throttle::flush(crate::stats::clock::now_ms() / 1000),
+                }
+            }
+        });
+    }
     // Probes start now (the first round gates /ready) and follow reloads.
     let health = health::spawn(control.watch(), shutdown.clone());
     let connections = Arc::new(AtomicUsize::new(0));

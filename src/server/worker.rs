@@ -20,6 +20,8 @@ use tokio_util::task::TaskTracker;
 use super::https;
 use crate::config::ServerConfig;
 use crate::proxy::{upstream, ConnInfo, Proxy};
+use crate::stats::clock;
+use crate::stats::throttle::ACCEPT_FAILED;
 
 /// What a worker needs; cloned once per worker.
 #[derive(Clone)]
@@ -84,7 +86,9 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
                     Ok(a) => a,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(worker = id, error = %e, "accept failed");
+                        if let Some(suppressed) = ACCEPT_FAILED.admit(clock::now_ms() / 1000) {
+                            tracing::warn!(worker = id, error = %e, suppressed, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -121,7 +125,9 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(worker = id, error = %e, "TLS accept failed");
+                        if let Some(suppressed) = ACCEPT_FAILED.admit(clock::now_ms() / 1000) {
+                            tracing::warn!(worker = id, error = %e, suppressed, "TLS accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }

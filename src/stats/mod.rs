@@ -20,6 +20,7 @@ mod recorder;
 mod registry;
 pub mod ring;
 pub mod shadow;
+pub mod throttle;
 pub mod window;
 
 use std::net::SocketAddr;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::backend::{Backend, EJECTED};
 use super::budget::RetryBudget;
 use crate::config::OutlierConfig;
+use crate::stats::throttle;
 
 /// State shared by all backends of one pool, across table generations.
 #[derive(Debug)]
@@ -113,9 +114,13 @@ impl Backend {
                 (n < s.max_ejected).then_some(n + 1)
             });
         if reserved.is_err() {
-            tracing::info!(pool = %self.pool, backend.addr = %self.addr, failures,
-                max_ejected = s.max_ejected,
-                "backend keeps failing but the pool's ejection limit is reached; it stays in rotation");
+            // Once per interval across pools: a dead pool repeats it at
+            // the request rate (issue 18, item 5).
+            if let Some(suppressed) = throttle::EJECTION_LIMIT.admit(now_ms / 1000) {
+                tracing::info!(pool = %self.pool, backend.addr = %self.addr, failures,
+                    max_ejected = s.max_ejected, suppressed,
+                    "backend keeps failing but the pool's ejection limit is reached; it stays in rotation");
+            }
             self.failures.store(0, Ordering::Release);
             return None;
         }

@@ -189,6 +189,12 @@ impl Telemetry {
             .absolute(self.access_log_dropped.load(Ordering::Relaxed));
         self.counter(LOG_LINES_DROPPED, &[])
             .absolute(log_writer::dropped());
+        for t in crate::stats::throttle::ALL {
+            self.counter(LOG_EVENTS, &[("kind", t.kind)])
+                .absolute(t.total());
+            self.counter(LOG_SUPPRESSED, &[("kind", t.kind)])
+                .absolute(t.suppressed_total());
+        }
         for ((sink, result), n) in self
             .notifications
             .lock()

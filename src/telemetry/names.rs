@@ -15,6 +15,9 @@ pub const CONNECTIONS_ACTIVE: &str = "switchyard_connections_active";
 pub const BUILD_INFO: &str = "switchyard_build_info";
 pub const ACCESS_LOG_DROPPED: &str = "switchyard_access_log_dropped_total";
 pub const LOG_LINES_DROPPED: &str = "switchyard_log_lines_dropped_total";
+/// Repeated warnings by kind (`stats::throttle`): all, and those left out.
+pub const LOG_EVENTS: &str = "switchyard_log_events_total";
+pub const LOG_SUPPRESSED: &str = "switchyard_log_suppressed_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
 pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
 pub const ROLLOUTS: &str = "switchyard_rollouts_total";
