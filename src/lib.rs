@@ -1,15 +1,19 @@
 //! switchyard: a traffic-splitting reverse proxy for blue-green, canary and
 //! rolling deployments.
 //!
-//! Layers (see `docs/architecture.md`): `event` (the one event vocabulary:
-//! actions, outcomes, sources, history events), `config` (TOML → validated model), `shadow` (comparing a
-//! mirrored answer with the primary's: JSON diff, mismatch samples),
-//! `table` (immutable routing snapshot and long-lived backend state),
-//! `proxy` (the data plane), `server` (listeners, workers, lifecycle),
-//! `control` (the single writer of the table), `tls` (certificates,
-//! handshakes, TLS to backends), `health` (active probes,
-//! readiness), `rollout` (windowed statistics and the canary engine), `admin` (the admin listener), `notify` (webhooks of deployment events) and `demo` (built-in demo
-//! backends).
+//! Modules, lowest layer first (a module imports only modules before it;
+//! the order and its check, `scripts/check-layers`, are in
+//! `docs/architecture.md`): `event` (the one event vocabulary), `config`
+//! (TOML → validated model, PEM files), `shadow` (shadow traffic's pure
+//! comparison), `watch` (noticing file edits), `tls` (certificates,
+//! handshakes, TLS to backends), `stats` (request statistics across
+//! tables), `table` (immutable routing snapshot and long-lived backend
+//! state), `telemetry` (metrics, access log), `health` (active probes,
+//! readiness), `notify` (webhooks of deployment events), `proxy` (the data
+//! plane), `control` (the single writer of the table), `rollout` (the
+//! canary engine and verified flips), `cluster` (etcd), `admin` (the admin
+//! listener), `server` (listeners, workers, lifecycle); `demo` (built-in
+//! demo backends) stands alone.
 
 pub mod admin;
 pub mod cluster;

@@ -17,7 +17,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WatchMode;
-use crate::table::sticky::fnv1a64;
 
 /// An editor's save is a burst of events; one reaction is enough.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -131,6 +130,15 @@ fn directory_watcher(
 fn fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
     files
         .iter()
-        .map(|f| std::fs::read(f).ok().map(|b| fnv1a64(&b)))
+        .map(|f| std::fs::read(f).ok().map(|b| content_hash(&b)))
         .collect()
+}
+
+/// A hash of a file's content, to tell whether it changed (also the TLS
+/// certificates'). Within one process only: nothing keeps it.
+pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
 }

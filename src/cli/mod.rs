@@ -13,11 +13,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use switchyard::config::pem::CertError;
 use switchyard::config::{self, Config, ConfigError};
 use switchyard::control::ChangeSource;
 use switchyard::server::{self, listener, Listeners, Source, TlsListener};
 use switchyard::telemetry::log_writer::LogWriter;
-use switchyard::tls::pem::CertError;
 
 /// Exit code for an invalid configuration or usage (BSD EX_USAGE).
 const EXIT_CONFIG: u8 = 64;

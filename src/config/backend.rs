@@ -139,7 +139,7 @@ impl Validator<'_> {
     /// A `ca_file`: read and checked now, so a bad one is a config error.
     pub(crate) fn ca_file(&mut self, key: &str, raw: &Spanned<String>) -> Option<CaFile> {
         let path = self.path(raw.get_ref());
-        match crate::tls::pem::load_ca(&path) {
+        match super::pem::load_ca(&path) {
             Ok(certs) => Some(CaFile { path, certs }),
             Err(e) => {
                 self.error(

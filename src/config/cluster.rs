@@ -3,7 +3,7 @@
 //! authentication to etcd) and its validation, kept apart from `validate`
 //! like the rollout and notify sections. The key names are fixed (outside
 //! tooling writes them). Nothing here connects to etcd or reads the client
-//! certificate: that happens when the cluster starts (`crate::cluster`).
+//! certificate: that happens when the cluster starts (the `cluster` module).
 //! The CA file is read now, like a pool's, so a bad one is a config error.
 
 use std::fmt;

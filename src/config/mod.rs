@@ -10,6 +10,7 @@ mod http;
 mod model;
 mod net;
 mod notify;
+pub mod pem;
 mod raw;
 mod resilience;
 mod restart;

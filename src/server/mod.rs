@@ -47,7 +47,7 @@ pub enum StartError {
     #[error("server.access_log: cannot open {0}: {1}")]
     AccessLog(String, #[source] std::io::Error),
     #[error("{0}")]
-    Certificate(#[source] crate::tls::pem::CertError),
+    Certificate(#[source] crate::config::pem::CertError),
     #[error("TLS configuration: {0}")]
     Tls(#[source] rustls::Error),
     #[error("{0}")]

@@ -7,7 +7,7 @@
 //! entry's previous key and is reported (log, `status`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,9 +16,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use serde::Serialize;
 
-use super::pem::{self, CertError};
+use crate::config::pem::{self, CertError};
 use crate::config::{HostMatch, TlsConfig};
-use crate::table::sticky::fnv1a64;
+use crate::watch::content_hash;
 
 /// One configured certificate.
 #[derive(Debug)]
@@ -81,7 +81,31 @@ impl std::fmt::Debug for CertStore {
 }
 
 fn fingerprint(cert: &[u8], key: &[u8]) -> u64 {
-    fnv1a64(cert) ^ fnv1a64(key).rotate_left(29)
+    content_hash(cert) ^ content_hash(key).rotate_left(29)
+}
+
+/// A certificate chain and its key from PEM bytes, checked to belong
+/// together (a renewal that has written the new certificate but not yet
+/// the new key fails here, and is retried at the next change).
+fn certified_key(
+    cert_path: &Path,
+    cert_pem: &[u8],
+    key_path: &Path,
+    key_pem: &[u8],
+) -> Result<Arc<CertifiedKey>, CertError> {
+    let chain = pem::certificates(cert_path, cert_pem)?;
+    let key = pem::private_key(key_path, key_pem)?;
+    match CertifiedKey::from_der(chain, key, &super::provider()) {
+        Ok(k) => Ok(Arc::new(k)),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(CertError::Mismatch {
+            cert: cert_path.to_owned(),
+            key: key_path.to_owned(),
+        }),
+        Err(source) => Err(CertError::Key {
+            path: key_path.to_owned(),
+            source,
+        }),
+    }
 }
 
 fn read_pair(e: &Entry) -> Result<(Vec<u8>, Vec<u8>), CertError> {
@@ -111,12 +135,7 @@ impl CertStore {
                 key: c.key.clone(),
             };
             let (cert_pem, key_pem) = read_pair(&entry)?;
-            keys.push(pem::certified_key(
-                &entry.cert,
-                &cert_pem,
-                &entry.key,
-                &key_pem,
-            )?);
+            keys.push(certified_key(&entry.cert, &cert_pem, &entry.key, &key_pem)?);
             let fp = fingerprint(&cert_pem, &key_pem);
             state.push(EntryState {
                 seen: Some(fp),
@@ -182,7 +201,7 @@ impl CertStore {
                 if Some(st.served) == seen {
                     return Ok(None); // back to what is served: nothing to load
                 }
-                pem::certified_key(&entry.cert, &c, &entry.key, &k).map(Some)
+                certified_key(&entry.cert, &c, &entry.key, &k).map(Some)
             });
             match loaded {
                 Ok(None) => st.error = None,

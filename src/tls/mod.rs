@@ -1,9 +1,9 @@
 //! TLS with rustls (the `ring` provider): the HTTPS listener's certificates
 //! and handshakes, their hot reload, and TLS to backends.
 //!
-//! - `pem`: reading certificate chains, private keys and CA files (used by
-//!   config validation, by start-up and by reloads alike, so that a file
-//!   `switchyard check` accepts is a file the listener can serve);
+//! - PEM files are read by `config::pem` (config validation, start-up and
+//!   reloads alike, so that a file `switchyard check` accepts is a file the
+//!   listener can serve);
 //! - `certs`: the SNI certificate store, a `ResolvesServerCert` whose keys
 //!   sit in one `ArcSwap` — handshakes load it, the reload task stores it;
 //! - `reload`: watching the certificate files (directory events plus
@@ -17,7 +17,6 @@
 
 mod accept;
 mod certs;
-pub mod pem;
 mod reload;
 mod upstream;
 

@@ -2,14 +2,17 @@
 //! its private key (PKCS#8, SEC1 or PKCS#1), and CA bundles for backends.
 //! Every function reads the whole file once and never panics on what it
 //! finds; errors name the file and what was wrong with it.
+//!
+//! Here, below `tls`, because validation reads the `ca_file`s with it and
+//! the listener its certificates: a file `switchyard check` accepts is a
+//! file the listener can serve. Making a rustls `CertifiedKey` of a chain
+//! and its key needs the crypto provider, and is `tls::certs`'s.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
 /// Why a certificate, key or CA file cannot be used.
@@ -101,35 +104,6 @@ pub fn private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, Ce
             source,
         },
     })
-}
-
-/// A certificate chain and its key from PEM bytes, checked to belong
-/// together (a renewal that has written the new certificate but not yet
-/// the new key fails here, and is retried at the next change).
-pub fn certified_key(
-    cert_path: &Path,
-    cert_pem: &[u8],
-    key_path: &Path,
-    key_pem: &[u8],
-) -> Result<Arc<CertifiedKey>, CertError> {
-    let chain = certificates(cert_path, cert_pem)?;
-    let key = private_key(key_path, key_pem)?;
-    match CertifiedKey::from_der(chain, key, &super::provider()) {
-        Ok(k) => Ok(Arc::new(k)),
-        Err(rustls::Error::InconsistentKeys(_)) => Err(CertError::Mismatch {
-            cert: cert_path.to_owned(),
-            key: key_path.to_owned(),
-        }),
-        Err(source) => Err(CertError::Key {
-            path: key_path.to_owned(),
-            source,
-        }),
-    }
-}
-
-/// Reads and checks a certificate and key file pair.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertError> {
-    certified_key(cert, &read(cert)?, key, &read(key)?)
 }
 
 /// The certificates of a CA bundle, each checked to be usable as a trust
