@@ -21,6 +21,9 @@ struct Demo {
     proxy: String,
     admin: String,
     guide: Vec<String>,
+    /// Its log (stderr) lines still to read, `Ok`; stdout lines, `Err`.
+    lines: mpsc::Receiver<Result<String, String>>,
+    config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -33,10 +36,11 @@ impl Drop for Demo {
 
 fn start_demo() -> Demo {
     let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
     let mut child = Command::new(BIN)
         .args(["--log-format", "json", "demo", "--listen", "127.0.0.1:0"])
         .args(["--admin-listen", "127.0.0.1:0", "--config"])
-        .arg(dir.path().join("demo.toml"))
+        .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,6 +80,8 @@ fn start_demo() -> Demo {
         proxy,
         admin,
         guide,
+        lines: rx,
+        config,
         _dir: dir,
     }
 }
@@ -158,4 +164,32 @@ async fn the_demo_shows_a_rollback_when_its_canary_is_made_to_fail() {
     let bad = send(&c, "POST", &fail.replace("0.3", "3"), &[], "").await;
     assert_eq!(bad.status, 400);
     assert!(bad.text().contains("from 0 to 1"), "{}", bad.text());
+}
+
+/// An edit of the demo's file is logged with what it changed, not only
+/// that a configuration was applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_logs_what_it_changed() {
+    let demo = start_demo();
+    let text = std::fs::read_to_string(&demo.config).unwrap();
+    let old = "split = { blue = 90, green = 0, canary = 10 }";
+    assert!(text.contains(old), "{text}");
+    let edited = text.replace(old, "split = { blue = 50, green = 0, canary = 50 }");
+    std::fs::write(&demo.config, edited).unwrap();
+    let changes = loop {
+        match demo.lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(line)) => {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if let Some(c) = v["changes"].as_str() {
+                    break c.to_owned();
+                }
+            }
+            Ok(Err(_)) => {}
+            Err(e) => panic!("no reload with changes logged: {e}"),
+        }
+    };
+    assert_eq!(
+        changes,
+        "route web: split blue 90, green 0, canary 10 -> blue 50, green 0, canary 50"
+    );
 }

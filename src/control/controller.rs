@@ -253,8 +253,13 @@ impl Controller {
                 (old != r.split).then(|| (r.name.clone(), old, r.split.clone()))
             })
             .collect();
+        let changes = super::diff::routing(&self.config, &config);
+        let changes = match changes.is_empty() {
+            true => "settings".to_owned(),
+            false => changes.join("; "),
+        };
         let generation = self.apply(config, text);
-        tracing::info!(source = %source, generation, file = %path.display(), "configuration applied");
+        tracing::info!(source = %source, generation, file = %path.display(), %changes, "configuration applied");
         self.set_status(generation, source, None);
         if changed_splits.is_empty() {
             self.history.record(Event::new(

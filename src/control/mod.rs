@@ -9,6 +9,7 @@
 //! changes nothing.
 
 mod controller;
+mod diff;
 mod edit;
 mod history;
 mod persist;
