@@ -1,137 +1,79 @@
-//! The operator and the canary engine: pause, resume, promote and abort
-//! (over the API, and `ctl rollout status`), too little traffic held for
-//! the operator, and a restart that resumes a paused rollout at the same
-//! step from the files it left.
+//! What an operator sees when driving a rollout: starting one whose canary
+//! already has more traffic than the first step is refused instead of
+//! silently moving traffic back, and the answer to abort (and ctl's
+//! output) shows the rollback rather than the phase before it.
 
 mod support;
 
 use std::time::Duration;
 
 use support::cli::ctl;
-use support::release::{
-    canary_rollout, canary_weights, events, post, rollout_status, wait_rollout_phase as wait_phase,
-    Load, WAIT,
-};
+use support::release::{canary_rollout, canary_weights};
 use support::route::split;
 use support::*;
 
+const ROLLOUT: &str = "steps = [10, 50, 100]\nstep_interval = \"1h\"\nmin_requests = 10";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_little_traffic_can_hold_for_the_operator() {
-    let (_blue, _canary, proxy) = canary_rollout(
-        "steps = [10, 100]\nstep_interval = \"200ms\"\nmin_requests = 1000\nmax_wait = \"200ms\"\non_insufficient_traffic = \"hold\"",
+async fn starting_with_the_canary_ahead_of_the_first_step_is_refused() {
+    let (_blue, _canary, proxy) = canary_rollout(ROLLOUT).await;
+    let c = client();
+    let set = send(
+        &c,
+        "PUT",
+        &proxy.admin_url("/api/v1/routes/r/split"),
+        &[],
+        r#"{"blue": 0, "canary": 100}"#,
     )
     .await;
-    post(&proxy, "/api/v1/routes/r/rollout/start").await;
-    let held = wait_phase(&proxy, "paused").await;
-    assert!(held["reason"]
-        .as_str()
-        .unwrap()
-        .contains("insufficient traffic"));
-    assert_eq!(split(&proxy), canary_weights(90, 10));
-    let abort = post(&proxy, "/api/v1/routes/r/rollout/abort").await;
-    assert_eq!(abort.status, 202);
-    wait_phase(&proxy, "rolled_back").await;
-    assert_eq!(split(&proxy), canary_weights(100, 0));
+    assert_eq!(set.status, 200, "{}", set.text());
+    let generation = proxy.table().generation;
+
+    let (code, out, err) = ctl(&proxy, &["rollout", "start", "r"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("canary_ahead"), "{err}");
+    assert!(err.contains("already has 100 %"), "{err}");
+    // Nothing moved.
+    assert_eq!(split(&proxy), canary_weights(0, 100));
+    assert_eq!(proxy.table().generation, generation);
     proxy.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_pause_resume_promote_and_abort() {
-    let (_blue, _canary, proxy) =
-        canary_rollout("steps = [10, 50, 100]\nstep_interval = \"1h\"\nmin_requests = 1").await;
-    // Nothing runs yet.
-    assert_eq!(
-        post(&proxy, "/api/v1/routes/r/rollout/pause").await.status,
-        409
-    );
-    post(&proxy, "/api/v1/routes/r/rollout/start").await;
-    eventually(WAIT, "first step", || async {
-        split(&proxy) == canary_weights(90, 10)
+async fn abort_answers_with_the_rollback_it_caused() {
+    let (_blue, _canary, proxy) = canary_rollout(ROLLOUT).await;
+    let (code, out, err) = ctl(&proxy, &["rollout", "start", "r"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    eventually(Duration::from_secs(10), "the first step's split", || {
+        let s = split(&proxy);
+        async move { s == canary_weights(90, 10) }
     })
     .await;
-    post(&proxy, "/api/v1/routes/r/rollout/pause").await;
-    wait_phase(&proxy, "paused").await;
-    post(&proxy, "/api/v1/routes/r/rollout/resume").await;
-    wait_phase(&proxy, "progressing").await;
-    post(&proxy, "/api/v1/routes/r/rollout/promote").await;
-    wait_phase(&proxy, "promoted").await;
-    assert_eq!(split(&proxy), canary_weights(0, 100));
-    let actions: Vec<String> = events(&proxy, "r")
-        .await
-        .into_iter()
-        .filter(|e| e.action.starts_with("rollout"))
-        .map(|e| e.action)
-        .collect();
-    assert_eq!(
-        actions,
-        [
-            "rollout_start",
-            "rollout_pause",
-            "rollout_resume",
-            "rollout_promote"
-        ]
-    );
 
-    // Back to stable for the next round, then start again and abort.
-    post(&proxy, "/api/v1/routes/r/rollout/start").await;
-    wait_phase(&proxy, "progressing").await;
-    eventually(WAIT, "first step again", || async {
-        split(&proxy) == canary_weights(90, 10)
-    })
-    .await;
-    post(&proxy, "/api/v1/routes/r/rollout/abort").await;
-    let done = wait_phase(&proxy, "rolled_back").await;
-    assert!(done["reason"]
-        .as_str()
-        .unwrap()
-        .contains("aborted by the operator"));
+    let (code, out, err) = ctl(&proxy, &["rollout", "abort", "r"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("abort accepted"), "{out}");
+    assert!(out.contains("rolled_back"), "{out}");
+    assert!(!out.contains("progressing"), "{out}");
     assert_eq!(split(&proxy), canary_weights(100, 0));
 
-    // The CLI drives the same endpoints.
-    let (code, stdout, stderr) = ctl(&proxy, &["rollout", "status", "r"]).await;
-    assert_eq!(code, 0, "{stdout} {stderr}");
-    assert!(
-        stdout.starts_with("rolled_back: step 1 of 3 [10% 50% 100%]"),
-        "{stdout}"
-    );
-    proxy.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_resumes_at_the_same_step() {
-    let (_blue, _canary, proxy) =
-        canary_rollout("steps = [10, 50, 100]\nstep_interval = \"300ms\"\nmin_requests = 5").await;
-    let traffic = Load::start(proxy.url("/"), 2, Duration::ZERO);
-    post(&proxy, "/api/v1/routes/r/rollout/start").await;
-    eventually(WAIT, "the second step", || async {
-        rollout_status(&proxy, "r").await["step"] == 1
-    })
+    // The same through the API: pause answers paused.
+    ctl(&proxy, &["rollout", "start", "r"]).await;
+    let c = client();
+    let paused = send(
+        &c,
+        "POST",
+        &proxy.admin_url("/api/v1/routes/r/rollout/pause"),
+        &[],
+        "",
+    )
     .await;
-    post(&proxy, "/api/v1/routes/r/rollout/pause").await;
-    wait_phase(&proxy, "paused").await;
-    drop(traffic);
-    assert_eq!(split(&proxy), canary_weights(50, 50));
-
-    // Stop, then start a new process from the same files.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("switchyard.toml");
-    let state = switchyard::rollout::state_path(&proxy.path);
-    let (text, saved) = (
-        std::fs::read_to_string(&proxy.path).unwrap(),
-        std::fs::read_to_string(&state).unwrap(),
+    assert_eq!(paused.status, 202, "{}", paused.text());
+    assert_eq!(
+        paused.json()["rollout"]["phase"],
+        "paused",
+        "{}",
+        paused.text()
     );
-    proxy.stop().await;
-    std::fs::write(&path, text).unwrap();
-    std::fs::write(switchyard::rollout::state_path(&path), saved).unwrap();
-    let proxy = TestProxy::start_at(dir, path).await;
-    let resumed = rollout_status(&proxy, "r").await;
-    assert_eq!(resumed["step"], 1, "{resumed}");
-    assert_eq!(resumed["phase"], "paused");
-    assert_eq!(split(&proxy), canary_weights(50, 50));
-
-    let _traffic = Load::start(proxy.url("/"), 2, Duration::ZERO);
-    post(&proxy, "/api/v1/routes/r/rollout/resume").await;
-    wait_phase(&proxy, "promoted").await;
-    assert_eq!(split(&proxy), canary_weights(0, 100));
     proxy.stop().await;
 }

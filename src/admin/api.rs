@@ -212,12 +212,16 @@ async fn route(
                 "abort" => Some(C::Abort),
                 _ => return Err(ApiError::not_found(format!("no admin endpoint {path}"))),
             };
-            let accepted = match cmd {
-                None => admin.rollouts.start(route).map(|_| ()),
-                Some(c) => admin.rollouts.command(route, c),
+            let status = match cmd {
+                None => admin
+                    .rollouts
+                    .start(route)
+                    .map(|_| admin.rollouts.status(route)),
+                // Answered once the engine acted: `abort` shows the rollback.
+                Some(c) => admin.rollouts.command_acted(route, c).await,
             };
-            accepted.map_err(rollout_error)?;
-            let body = json!({"accepted": action, "rollout": admin.rollouts.status(route)});
+            let status = status.map_err(rollout_error)?;
+            let body = json!({"accepted": action, "rollout": status});
             Ok(json_response(StatusCode::ACCEPTED, &body))
         }
         (_, ["status"] | ["history"] | ["reload"])
@@ -313,6 +317,7 @@ fn rollout_error(e: crate::rollout::RolloutError) -> ApiError {
         E::NotConfigured(_) => ApiError::unprocessable(detail),
         E::Running(_) => ApiError(StatusCode::CONFLICT, "rollout_running", detail),
         E::NotRunning(_) => ApiError(StatusCode::CONFLICT, "no_rollout_running", detail),
+        E::CanaryAhead { .. } => ApiError(StatusCode::CONFLICT, "canary_ahead", detail),
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RolloutConfig;
@@ -163,7 +163,21 @@ pub enum RolloutError {
     Running(String),
     #[error("no rollout of route {0:?} is running")]
     NotRunning(String),
+    #[error(
+        "pool {canary:?} already has {percent} % of route {route:?}: starting would move it \
+         back to the first step ({first} %); set a split below that first, or keep it as it is"
+    )]
+    CanaryAhead {
+        route: String,
+        canary: String,
+        percent: u32,
+        first: u32,
+    },
 }
+
+/// How long an operator command waits for the task to act on it before
+/// its answer is sent anyway (the task looks at least every 250 ms).
+const ACT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One route's progress in the state file.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -189,6 +203,20 @@ pub struct Rollouts {
     /// The latest verified flip of each route.
     flips: Mutex<HashMap<String, verify::FlipEntry>>,
     shutdown: CancellationToken,
+    /// Bumped by every `update`, so that a command can wait for the task
+    /// to have acted on it.
+    updated: watch::Sender<u64>,
+}
+
+/// The canary pool's share of `route`'s split, in percent.
+fn canary_percent(table: &RoutingTable, route: &str, canary: &str) -> Option<u32> {
+    let r = table.routes().iter().find(|r| &*r.name == route)?;
+    let total: u32 = r.split().map(|(_, w)| w).sum();
+    let w: u32 = r
+        .split()
+        .find(|(p, _)| &*p.name == canary)
+        .map_or(0, |(_, w)| w);
+    (total > 0).then(|| w * 100 / total)
 }
 
 /// The rollout config and current table indices of `route`.
@@ -211,6 +239,7 @@ impl Rollouts {
             entries: Mutex::new(HashMap::new()),
             flips: Mutex::new(HashMap::new()),
             shutdown,
+            updated: watch::Sender::new(0),
         })
     }
 
@@ -244,6 +273,17 @@ impl Rollouts {
             Some((_, None)) => return Err(RolloutError::NotConfigured(route.into())),
             Some((_, Some(cfg))) => cfg,
         };
+        // Starting at the first step would take traffic away from a canary
+        // that already has more: never do that silently.
+        let first = cfg.steps.first().copied().unwrap_or(0);
+        if let Some(percent) = canary_percent(&table, route, &cfg.canary).filter(|&p| p > first) {
+            return Err(RolloutError::CanaryAhead {
+                route: route.into(),
+                canary: cfg.canary.clone(),
+                percent,
+                first,
+            });
+        }
         let saved = Saved {
             step: 0,
             step_started_ms: unix_ms(SystemTime::now()),
@@ -261,6 +301,34 @@ impl Rollouts {
             .ok_or_else(|| RolloutError::NotRunning(route.into()))?;
         tx.send(cmd)
             .map_err(|_| RolloutError::NotRunning(route.into()))
+    }
+
+    /// Sends `cmd` and answers the status once the task has acted on it
+    /// (or after `ACT_WAIT`), so that the answer to an abort shows the
+    /// rollback, not the phase before it.
+    pub async fn command_acted(
+        &self,
+        route: &str,
+        cmd: Command,
+    ) -> Result<Option<Status>, RolloutError> {
+        let mut updates = self.updated.subscribe();
+        self.command(route, cmd)?;
+        let acted = |s: &Status| match cmd {
+            Command::Pause => s.phase == Phase::Paused,
+            Command::Resume => s.phase == Phase::Progressing,
+            Command::Promote => s.phase == Phase::Promoted,
+            Command::Abort => s.phase == Phase::RolledBack,
+        };
+        let wait = async {
+            while !self.status(route).is_some_and(|s| acted(&s)) {
+                if updates.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        // Timing out is fine: the answer then shows the phase as it is.
+        let _ = tokio::time::timeout(ACT_WAIT, wait).await;
+        Ok(self.status(route))
     }
 
     /// The rollout of `route` (running or the last finished one).
@@ -367,6 +435,7 @@ impl Rollouts {
             f(e);
         }
         self.save_locked(&entries);
+        self.updated.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Refreshes the live window; not saved (the state file holds only
