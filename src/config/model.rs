@@ -83,6 +83,18 @@ pub struct ServerConfig {
     pub proxy_protocol: bool,
     /// Peers whose PROXY header and `X-Forwarded-For` are believed.
     pub trusted_proxies: super::TrustedProxies,
+    /// Which HTTP/1.1 server serves clients (restart to change).
+    pub http1: Http1Engine,
+}
+
+/// The HTTP/1.1 implementation of the client side (`server.http1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http1Engine {
+    /// hyper's HTTP/1 server and client (`proxy::Proxy::handle`).
+    #[default]
+    Hyper,
+    /// switchyard's own byte-level path (`proxy::h1`).
+    Lean,
 }
 
 /// Where access-log lines are written.
@@ -141,6 +153,7 @@ impl Default for ServerConfig {
             max_body_bytes: Some(super::DEFAULT_MAX_BODY_BYTES),
             proxy_protocol: false,
             trusted_proxies: Default::default(),
+            http1: Http1Engine::default(),
         }
     }
 }

@@ -92,6 +92,7 @@ pub struct RawServer {
     pub proxy_protocol: Option<Spanned<bool>>,
     /// Peers whose PROXY header and `X-Forwarded-For` are believed.
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    pub http1: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -218,6 +218,22 @@ impl<'a> Validator<'a> {
                 1 << 20,
                 d.access_log_buffer as i64,
             ) as usize,
+            http1: match raw.http1.as_ref() {
+                None => d.http1,
+                Some(v) => match v.get_ref().as_str() {
+                    "hyper" => Http1Engine::Hyper,
+                    "lean" => Http1Engine::Lean,
+                    other => {
+                        self.error(
+                            v.span(),
+                            "server.http1",
+                            format!("unknown HTTP/1 engine {other:?}"),
+                            Some("use \"lean\" or \"hyper\"".into()),
+                        );
+                        d.http1
+                    }
+                },
+            },
         }
     }
 

@@ -11,6 +11,7 @@
 pub mod answer;
 mod body;
 pub mod client_addr;
+mod decide;
 mod error;
 pub mod header_rules;
 pub mod headers;
@@ -21,7 +22,7 @@ pub mod rewrite;
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -178,87 +179,15 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
 
         // Routing decisions, made against one snapshot without awaiting.
-        let mut set_cookie = None;
         let now = Instant::now();
-        let (inflight, pool_header, bucket, settings, plan) = {
-            let table = self.table.load();
-            let host = parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-            let Some(route) = table.route(host, parts.uri.path()) else {
-                *rec = table.no_route();
-                return Err(ProxyError::NoRoute);
-            };
-            let forced = route
-                .force_header
-                .as_ref()
-                .and_then(|h| parts.headers.get(h))
-                .and_then(|v| {
-                    let pool = table.pool(v.as_bytes());
-                    if pool.is_none() {
-                        FORCE_UNKNOWN.fetch_add(1, Ordering::Relaxed);
-                    }
-                    pool
-                });
-            let (pool, backend, bucket) = match forced {
-                Some(pool) => {
-                    let Some(i) = pool.pick_index() else {
-                        *rec = route.recorder(pool, None);
-                        return Err(ProxyError::NoBackend {
-                            pool: pool.name.clone(),
-                        });
-                    };
-                    *rec = route.recorder(pool, Some(i));
-                    (pool, &pool.backends[i], None)
-                }
-                None => {
-                    let key = route.sticky.as_ref().and_then(|s| {
-                        s.header
-                            .as_ref()
-                            .and_then(|h| parts.headers.get(h))
-                            .map(HeaderValue::as_bytes)
-                            .filter(|v| !v.is_empty())
-                            .or_else(|| s.cookie.as_deref().and_then(|c| cookie(&parts.headers, c)))
-                    });
-                    let new_id;
-                    let key = match (key, route.sticky.as_ref().and_then(|s| s.cookie.as_deref())) {
-                        (None, Some(name)) => {
-                            // No key yet: mint one and hand it out as a cookie,
-                            // so this client sticks from its next request on.
-                            new_id = new_request_id();
-                            set_cookie = Some(sticky_cookie(name, &new_id));
-                            Some(new_id.as_bytes())
-                        }
-                        (key, _) => key,
-                    };
-                    let pick = route.pick(key).map_err(|u| {
-                        *rec = match &u {
-                            Unservable::Pool(p) | Unservable::AllPools(p) => {
-                                route.recorder(p, None)
-                            }
-                            Unservable::NoPool => route.no_pool_recorder(),
-                        };
-                        unservable(route, u)
-                    })?;
-                    *rec = pick.recorder;
-                    (pick.pool, pick.backend, pick.bucket)
-                }
-            };
-            pool.shared.budget.record_request(clock::secs(now));
-            let plan = retry::Plan {
-                retry: pool.retry,
-                outlier: pool.outlier,
-            };
-            (
-                backend.start_request(),
-                pool.header.clone(),
-                bucket,
-                table.settings,
-                plan,
-            )
-        };
+        let decide::Decision {
+            inflight,
+            pool_header,
+            bucket,
+            settings,
+            plan,
+            set_cookie,
+        } = decide::decide(&self.table, &HyperView(&parts), now, rec)?;
 
         let upgrading = client_upgrade.is_some();
         prepare_request(&mut parts, conn, upgrading);
@@ -314,6 +243,28 @@ impl Proxy {
             }
         });
         Response::from_parts(parts, ProxyBody::empty())
+    }
+}
+
+/// The hyper path's request, as routing reads it.
+struct HyperView<'a>(&'a http::request::Parts);
+
+impl decide::RequestView for HyperView<'_> {
+    fn host(&self) -> Option<&str> {
+        self.0
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| self.0.uri.authority().map(|a| a.as_str()))
+    }
+    fn path(&self) -> &str {
+        self.0.uri.path()
+    }
+    fn header(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        self.0.headers.get(name).map(HeaderValue::as_bytes)
+    }
+    fn cookie(&self, name: &str) -> Option<&[u8]> {
+        cookie(&self.0.headers, name)
     }
 }
 
