@@ -71,7 +71,10 @@ impl ProxyError {
                     (StatusCode::BAD_GATEWAY, "upstream-connect-timeout")
                 }
                 UpstreamError::Tls { .. } => (StatusCode::BAD_GATEWAY, "upstream-tls"),
-                UpstreamError::Reset { .. } => (StatusCode::BAD_GATEWAY, "upstream-reset"),
+                UpstreamError::Reset { .. } | UpstreamError::Io { .. } => {
+                    (StatusCode::BAD_GATEWAY, "upstream-reset")
+                }
+                UpstreamError::Invalid { .. } => (StatusCode::BAD_GATEWAY, "upstream-invalid"),
                 UpstreamError::ClientBody { .. } => (StatusCode::BAD_REQUEST, "client-body"),
             },
         }
@@ -82,11 +85,7 @@ impl ProxyError {
 /// `X-Switchyard-Error`.
 pub fn error_response(err: &ProxyError, request_id: Option<&HeaderValue>) -> Response<ProxyBody> {
     let (status, reason) = err.status();
-    let body = format!(
-        "{} {}: {err}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let body = error_body(status, err);
     let mut resp = Response::new(ProxyBody::full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -99,4 +98,13 @@ pub fn error_response(err: &ProxyError, request_id: Option<&HeaderValue>) -> Res
         h.insert(&X_REQUEST_ID, id.clone());
     }
     resp
+}
+
+/// The one-line body of an error answer.
+pub(crate) fn error_body(status: StatusCode, err: &dyn std::fmt::Display) -> String {
+    format!(
+        "{} {}: {err}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
 }

@@ -89,6 +89,12 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, proto: &'
 
 /// A new request id: 32 lower-case hex digits.
 pub fn new_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&new_request_id_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// A new request id's bytes (no allocation).
+pub fn new_request_id_bytes() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 32];
     let (a, b) = (fastrand::u64(..), fastrand::u64(..));
@@ -101,15 +107,24 @@ pub fn new_request_id() -> HeaderValue {
         buf[2 * i] = HEX[usize::from(byte >> 4)];
         buf[2 * i + 1] = HEX[usize::from(byte & 0xf)];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    buf
 }
 
 /// The value of cookie `name` in the request's Cookie header(s).
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+    cookie_in(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes),
+        name,
+    )
+}
+
+/// The value of cookie `name` among Cookie header values.
+pub fn cookie_in<'h>(values: impl Iterator<Item = &'h [u8]>, name: &str) -> Option<&'h [u8]> {
+    values
+        .flat_map(|v| v.split(|&b| b == b';'))
         .find_map(|pair| {
             let pair = pair.trim_ascii();
             let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);

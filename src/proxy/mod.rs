@@ -14,6 +14,7 @@ pub mod client_addr;
 mod decide;
 mod error;
 pub mod header_rules;
+pub mod h1;
 pub mod headers;
 pub mod proxy_protocol;
 pub mod ratelimit;
@@ -88,6 +89,15 @@ impl Proxy {
             tunnels,
             access: None,
         }
+    }
+
+    /// This worker's access-log sender, when the log is on.
+    pub(crate) fn access_sink(&self) -> Option<&Arc<AccessSink>> {
+        self.access.as_ref()
+    }
+
+    pub(crate) fn table(&self) -> &ArcSwap<RoutingTable> {
+        &self.table
     }
 
     /// Writes an access-log line for every request through `sink`.

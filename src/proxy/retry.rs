@@ -65,23 +65,23 @@ pub(super) async fn keep_body(
 }
 
 /// Backends tried so far (a fixed array: `retries` is at most MAX_RETRIES).
-struct Tried {
+pub(super) struct Tried {
     ids: [u64; MAX_RETRIES as usize + 1],
-    len: usize,
+    pub(super) len: usize,
 }
 
 impl Tried {
-    fn new(first: u64) -> Self {
+    pub(super) fn new(first: u64) -> Self {
         let mut ids = [0; MAX_RETRIES as usize + 1];
         ids[0] = first;
         Self { ids, len: 1 }
     }
 
-    fn ids(&self) -> &[u64] {
+    pub(super) fn ids(&self) -> &[u64] {
         &self.ids[..self.len]
     }
 
-    fn push(&mut self, id: u64) {
+    pub(super) fn push(&mut self, id: u64) {
         if let Some(slot) = self.ids.get_mut(self.len) {
             *slot = id;
             self.len += 1;
@@ -175,7 +175,7 @@ pub(super) async fn send(
 /// Another available backend of the failed one's pool (in the table in
 /// force now), if one is left and the pool's retry budget allows it; the
 /// retry is noted on `rec`.
-fn retry_target(
+pub(super) fn retry_target(
     table: &ArcSwap<RoutingTable>,
     failed: &InFlight,
     tried: &Tried,
@@ -207,7 +207,7 @@ fn retry_target(
 }
 
 /// The `switchyard_upstream_errors_total` kind of a failed try.
-fn error_kind(e: &ProxyError) -> UpstreamErrorKind {
+pub(super) fn error_kind(e: &ProxyError) -> UpstreamErrorKind {
     match e {
         ProxyError::Upstream(u) => u.kind(),
         _ => UpstreamErrorKind::Timeout,

@@ -68,6 +68,19 @@ pub enum UpstreamError {
         #[source]
         source: hyper::Error,
     },
+    /// The lean HTTP/1 path: the connection failed or closed early.
+    #[error("backend {addr} closed or reset the connection: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The lean HTTP/1 path: the answer was not valid HTTP/1.1.
+    #[error("backend {addr} sent an invalid response: {what}")]
+    Invalid {
+        addr: SocketAddr,
+        what: &'static str,
+    },
     #[error("reading the client's request body failed: {source}")]
     ClientBody {
         #[source]
@@ -98,7 +111,10 @@ impl UpstreamError {
             UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => K::Connect,
             UpstreamError::ConnectTimeout { .. } => K::ConnectTimeout,
             UpstreamError::Tls { .. } => K::Tls,
-            UpstreamError::Reset { .. } | UpstreamError::ClientBody { .. } => K::Reset,
+            UpstreamError::Reset { .. }
+            | UpstreamError::Io { .. }
+            | UpstreamError::Invalid { .. }
+            | UpstreamError::ClientBody { .. } => K::Reset,
         }
     }
 }
@@ -144,7 +160,7 @@ struct Idle {
 
 /// Backend ids are sequential integers: hashing them is wasted work.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {

@@ -141,6 +141,8 @@ pub(crate) async fn accept(l: Option<&TcpListener>) -> io::Result<(TcpStream, So
 /// Everything a TLS connection task takes from its worker.
 pub(crate) struct Conn {
     pub https: Arc<Https>,
+    /// The lean HTTP/1 path, for connections that did not negotiate h2.
+    pub lean: Option<Arc<crate::proxy::h1::Lean>>,
     pub proxy: Proxy,
     pub builder: Arc<auto::Builder<TokioExecutor>>,
     /// Taken before the handshake, so shutdown waits for (and then
@@ -177,6 +179,16 @@ pub(crate) fn spawn(c: Conn, stream: TcpStream, peer: SocketAddr) {
             },
         };
         let info = Arc::new(ConnInfo::new(peer, "https"));
+        if let Some(lean) = c.lean {
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                // Shutdown reaches the lean path through its token; the
+                // watcher, held until the connection ends, makes the
+                // worker's graceful shutdown wait for it.
+                let _watcher = c.watcher;
+                crate::proxy::h1::serve_tls(lean, tls, info).await;
+                return;
+            }
+        }
         let (proxy, https) = (c.proxy, c.https);
         let service = service_fn(move |req| {
             let (proxy, info, https) = (proxy.clone(), info.clone(), https.clone());

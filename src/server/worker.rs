@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::https;
-use crate::config::ServerConfig;
-use crate::proxy::{upstream, ConnInfo, Proxy};
+use crate::config::{Http1Engine, ServerConfig};
+use crate::proxy::{h1, upstream, ConnInfo, Proxy};
 use crate::stats::clock;
 use crate::stats::throttle::ACCEPT_FAILED;
 
@@ -74,6 +74,12 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
     // Shared with the TLS connection tasks, which serve after their handshake.
     let builder = Arc::new(http_builder(&ctx.server));
     let redirect = ctx.redirect;
+    let lean = (ctx.server.http1 == Http1Engine::Lean)
+        .then(|| Arc::new(lean_path(&ctx, &proxy, &builder, &tunnels, None)));
+    let lean_tls = lean
+        .as_ref()
+        .and(ctx.https.as_ref())
+        .map(|h| Arc::new(lean_path(&ctx, &proxy, &builder, &tunnels, h.hsts.clone())));
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -97,6 +103,15 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
                     tracing::debug!(error = %e, "TCP_NODELAY failed");
                 }
                 let info = Arc::new(ConnInfo::new(peer, "http"));
+                if let Some(lean) = &lean {
+                    let (lean, connections) = (lean.clone(), ctx.connections.clone());
+                    connections.fetch_add(1, Ordering::Relaxed);
+                    tunnels.spawn(async move {
+                        h1::serve_plain(lean, stream, info).await;
+                        connections.fetch_sub(1, Ordering::Relaxed);
+                    });
+                    continue;
+                }
                 let proxy = proxy.clone();
                 let service = service_fn(move |req| {
                     let proxy = proxy.clone();
@@ -135,6 +150,7 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
                 if let Some(h) = &ctx.https {
                     let conn = https::Conn {
                         https: h.clone(),
+                        lean: lean_tls.clone(),
                         proxy: proxy.clone(),
                         builder: builder.clone(),
                         watcher: graceful.watcher(),
@@ -144,7 +160,10 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
                     https::spawn(conn, stream, peer);
                 }
             }
-            _ = sweep.tick() => upstream::sweep_idle(),
+            _ = sweep.tick() => {
+                upstream::sweep_idle();
+                h1::sweep_idle();
+            }
         }
     }
 
@@ -174,6 +193,67 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
         );
     }
     // Dropping the runtime closes whatever is left.
+}
+
+/// The lean HTTP/1 path of this worker (`server.http1 = "lean"`); a
+/// plain connection that opens with the HTTP/2 preface goes to hyper's
+/// server. `hsts`: for the TLS listener.
+fn lean_path(
+    ctx: &WorkerCtx,
+    proxy: &Proxy,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    tasks: &TaskTracker,
+    hsts: Option<http::HeaderValue>,
+) -> h1::Lean {
+    let redirect = match (ctx.redirect, &hsts) {
+        (Some(r), None) => Some(
+            Arc::new(move |req: &http::Request<()>| https::redirect(&r, req)) as h1::RedirectFn,
+        ),
+        _ => None,
+    };
+    let (h2_proxy, h2_builder) = (proxy.clone(), builder.clone());
+    let (connections, shutdown, tasks) =
+        (ctx.connections.clone(), ctx.shutdown.clone(), tasks.clone());
+    let h2: h1::H2Fn = Arc::new(move |io, info| {
+        let proxy = h2_proxy.clone();
+        let service = service_fn(move |req| {
+            let (proxy, info) = (proxy.clone(), info.clone());
+            Box::pin(
+                async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await) },
+            )
+        });
+        let conn = h2_builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let (connections, shutdown) = (connections.clone(), shutdown.clone());
+        connections.fetch_add(1, Ordering::Relaxed);
+        // Tracked with the worker's tunnels: shutdown waits for it (GOAWAY
+        // first) under the same grace.
+        tasks.spawn(async move {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "h2c connection ended with an error");
+            }
+            connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    });
+    h1::Lean {
+        proxy: proxy.clone(),
+        max_header_bytes: ctx.server.max_header_bytes,
+        max_headers: ctx.server.max_headers,
+        header_timeout: ctx.server.client_header_timeout,
+        shutdown: ctx.shutdown.clone(),
+        hsts,
+        redirect,
+        h2: Some(h2),
+    }
 }
 
 fn http_builder(s: &ServerConfig) -> auto::Builder<TokioExecutor> {

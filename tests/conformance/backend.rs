@@ -69,6 +69,9 @@ pub struct Log {
     pub requests: Vec<Got>,
     /// Every byte received, probes included, in arrival order per read.
     pub raw: Vec<u8>,
+    /// Reads that began a new request on a connection (probes included):
+    /// bytes of a request begun in an earlier case do not count.
+    pub starts: usize,
     /// Bytes the backend could not frame as a request (it closed there).
     pub malformed: usize,
 }
@@ -94,7 +97,9 @@ impl Drop for RawBackend {
 
 impl RawBackend {
     pub async fn start() -> RawBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
@@ -191,7 +196,12 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
                     match tcp.read(&mut chunk).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => {
-                            state.lock().expect("backend state").log.raw.extend_from_slice(&chunk[..n]);
+                            state
+                                .lock()
+                                .expect("backend state")
+                                .log
+                                .raw
+                                .extend_from_slice(&chunk[..n]);
                             if tcp.write_all(&chunk[..n]).await.is_err() {
                                 return;
                             }
@@ -208,8 +218,12 @@ async fn read_more(tcp: &mut TcpStream, buf: &mut Vec<u8>, state: &Mutex<State>)
     match tcp.read(&mut chunk).await {
         Ok(0) | Err(_) => false,
         Ok(n) => {
+            let mut s = state.lock().expect("backend state");
+            if buf.is_empty() {
+                s.log.starts += 1;
+            }
             buf.extend_from_slice(&chunk[..n]);
-            state.lock().expect("backend state").log.raw.extend_from_slice(&chunk[..n]);
+            s.log.raw.extend_from_slice(&chunk[..n]);
             true
         }
     }
@@ -268,7 +282,10 @@ fn frame(buf: &[u8], state: &Mutex<State>) -> Framed {
     }
     let len = match cl.as_slice() {
         [] => 0,
-        [v] => match std::str::from_utf8(v).ok().and_then(|v| v.parse::<usize>().ok()) {
+        [v] => match std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             Some(n) if v.iter().all(u8::is_ascii_digit) => n,
             _ => return Framed::Bad,
         },

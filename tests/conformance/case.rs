@@ -43,7 +43,12 @@ pub struct Case {
 
 /// A case with defaults: one send, finals as many as `want` names, no
 /// script, no check, parity between engines.
-pub const fn case(name: &'static str, why: &'static str, steps: &'static [Step], want: Want) -> Case {
+pub const fn case(
+    name: &'static str,
+    why: &'static str,
+    steps: &'static [Step],
+    want: Want,
+) -> Case {
     Case {
         name,
         why,
@@ -75,6 +80,12 @@ impl Case {
     }
 }
 
+/// At most 200 bytes of `b`, for messages.
+pub fn short(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&b[..b.len().min(200)]);
+    format!("{s:?}{}", if b.len() > 200 { "..." } else { "" })
+}
+
 /// Judges one outcome; `Err` says what was wrong.
 pub fn judge(case: &Case, log: &Log, seen: &Seen) -> Result<(), String> {
     if seen.hung {
@@ -89,11 +100,8 @@ pub fn judge(case: &Case, log: &Log, seen: &Seen) -> Result<(), String> {
             if seen.alive {
                 return Err("connection stayed open after a refusal".into());
             }
-            if !log.requests.is_empty() || !log.raw.is_empty() {
-                return Err(format!(
-                    "backend received {:?}",
-                    String::from_utf8_lossy(&log.raw)
-                ));
+            if !log.requests.is_empty() || log.starts > 0 {
+                return Err(format!("backend received {}", short(&log.raw)));
             }
         }
         Want::Served(want, alive) => {
@@ -107,8 +115,8 @@ pub fn judge(case: &Case, log: &Log, seen: &Seen) -> Result<(), String> {
             }
             if !seen.garbage.is_empty() {
                 return Err(format!(
-                    "unframed bytes after the answers: {:?}",
-                    String::from_utf8_lossy(&seen.garbage)
+                    "unframed bytes after the answers: {}",
+                    short(&seen.garbage)
                 ));
             }
         }

@@ -104,15 +104,13 @@ pub async fn run(addr: SocketAddr, steps: &[Step], head: bool) -> Seen {
                     eof = !read(&mut tcp, &mut buf, deadline, &mut seen).await;
                 }
             }
-            Step::Finals(n) => {
-                loop {
-                    parse_all(&mut buf, &mut seen, head, eof);
-                    if seen.finals.len() >= n || eof {
-                        break;
-                    }
-                    eof = !read(&mut tcp, &mut buf, deadline, &mut seen).await;
+            Step::Finals(n) => loop {
+                parse_all(&mut buf, &mut seen, head, eof);
+                if seen.finals.len() >= n || eof {
+                    break;
                 }
-            }
+                eof = !read(&mut tcp, &mut buf, deadline, &mut seen).await;
+            },
         }
     }
     parse_all(&mut buf, &mut seen, head, eof);

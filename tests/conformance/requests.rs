@@ -21,7 +21,9 @@ const OK: Want = Want::Served(&[200], Some(true));
 
 fn body_is_hello(log: &Log, _: &Seen) -> Result<(), String> {
     let g = only(log)?;
-    ensure(g.body == b"hello", || format!("backend body {:?}", String::from_utf8_lossy(&g.body)))
+    ensure(g.body == b"hello", || {
+        format!("backend body {:?}", String::from_utf8_lossy(&g.body))
+    })
 }
 
 pub const CASES: &[Case] = &[

@@ -1,0 +1,269 @@
+//! The lean HTTP/1.1 path (`server.http1 = "lean"`): a client connection
+//! is served as bytes with a parsed index, not as objects rebuilt twice.
+//!
+//! - While idle, a connection holds its socket and its task only: it
+//!   waits for readability with no buffer, then takes a `Scratch` (read
+//!   buffers and head indices) from the worker's pool and gives it back
+//!   when the exchange ends (`pool`).
+//! - The request head is parsed once (`head`, on `httparse`), routed on
+//!   (`decide`, shared with the hyper path) and written upstream from the
+//!   same bytes: hop-by-hop headers out, the proxy's in, the client's
+//!   header case and order kept. The built head is the replay copy.
+//! - Bodies pass by their framing: Content-Length copied, chunked
+//!   validated and passed through (`chunked`), close-delimited answers
+//!   re-chunked for HTTP/1.1 clients; upgrades are joined after the 101.
+//! - The answer's head goes to the client with its first body bytes in
+//!   one `writev` (`exchange`, `relay`).
+//! - One timer per connection, re-armed for each phase (idle, head, the
+//!   upstream deadline of each try).
+//!
+//! HTTP/2 with prior knowledge on the plain port is handed to hyper's h2
+//! server (the bytes already read go first); hyper stays the tool there,
+//! and for the admin API.
+
+mod chunked;
+mod exchange;
+pub(crate) mod head;
+pub mod pool;
+mod relay;
+mod write;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use super::{ConnInfo, Proxy, ProxyBody};
+
+pub use pool::sweep_idle;
+
+/// The plain listener's redirect to https, decided by the server layer.
+pub type RedirectFn =
+    Arc<dyn Fn(&http::Request<()>) -> Option<http::Response<ProxyBody>> + Send + Sync>;
+
+/// Hands a plain connection that opened with the HTTP/2 preface to an h2
+/// server; `prefix` is what was already read.
+pub type H2Fn = Arc<dyn Fn(Prefixed<TcpStream>, Arc<ConnInfo>) + Send + Sync>;
+
+/// What the lean path takes from its worker.
+#[derive(Clone)]
+pub struct Lean {
+    pub proxy: Proxy,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// A client must send a whole head within this; it also bounds how
+    /// long a keep-alive connection may stay idle (as hyper's does).
+    pub header_timeout: Duration,
+    pub shutdown: CancellationToken,
+    /// Added to TLS responses that carry none.
+    pub hsts: Option<HeaderValue>,
+    pub redirect: Option<RedirectFn>,
+    pub h2: Option<H2Fn>,
+}
+
+/// A client stream: plain TCP, or TLS.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Waits until a read would not block, without a buffer. Streams that
+    /// buffer internally (TLS) answer at once and read into a pool buffer.
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl ClientIo for TcpStream {
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        self.readable()
+    }
+}
+
+impl ClientIo for tokio_rustls::server::TlsStream<TcpStream> {
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// What a connection does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum After {
+    KeepAlive,
+    Close,
+}
+
+/// Serves one plain connection until it closes.
+pub async fn serve_plain(lean: Arc<Lean>, io: TcpStream, info: Arc<ConnInfo>) {
+    serve(&lean, io, &info, true).await;
+}
+
+/// Serves one TLS connection (ALPN `http/1.1` or none) until it closes.
+pub async fn serve_tls(
+    lean: Arc<Lean>,
+    io: tokio_rustls::server::TlsStream<TcpStream>,
+    info: Arc<ConnInfo>,
+) {
+    serve(&lean, io, &info, false).await;
+}
+
+/// The connection loop: wait (no buffer), read a head, exchange, repeat.
+async fn serve<S: ClientIo + IntoPlain>(lean: &Lean, mut io: S, info: &Arc<ConnInfo>, plain: bool) {
+    let timer = tokio::time::sleep(lean.header_timeout);
+    tokio::pin!(timer);
+    let mut held: Option<Box<pool::Scratch>> = None;
+    loop {
+        let mut s = match held.take() {
+            Some(s) => s,
+            None => {
+                timer.as_mut().reset(Instant::now() + lean.header_timeout);
+                tokio::select! {
+                    biased;
+                    _ = lean.shutdown.cancelled() => return,
+                    _ = &mut timer => return,
+                    r = io.wait_readable() => if r.is_err() { return },
+                }
+                pool::take_scratch()
+            }
+        };
+        timer.as_mut().reset(Instant::now() + lean.header_timeout);
+        match read_head(lean, &mut io, &mut s, timer.as_mut()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                pool::give_scratch(s);
+                return;
+            }
+            Err(e) => {
+                if plain && s.read.starts_with(b"PRI * HTTP/2.0") {
+                    if let (Some(h2), Some(tcp)) = (&lean.h2, io.into_plain()) {
+                        let prefix = std::mem::take(&mut s.read);
+                        pool::give_scratch(s);
+                        h2(Prefixed::new(prefix, tcp), info.clone());
+                    }
+                    return;
+                }
+                write::refuse(&mut io, &mut s, e).await;
+                pool::give_scratch(s);
+                return;
+            }
+        }
+        let after = exchange::exchange(lean, &mut io, &mut s, info, timer.as_mut()).await;
+        if after == After::Close || lean.shutdown.is_cancelled() {
+            pool::give_scratch(s);
+            return;
+        }
+        if s.read.is_empty() {
+            pool::give_scratch(s);
+        } else {
+            // A pipelined request is already here.
+            held = Some(s);
+        }
+    }
+}
+
+/// Reads until `s.req` holds a complete head. `Ok(false)`: the client
+/// closed (or went quiet past the deadline) before sending one.
+async fn read_head<S: ClientIo>(
+    lean: &Lean,
+    io: &mut S,
+    s: &mut pool::Scratch,
+    mut timer: Pin<&mut Sleep>,
+) -> Result<bool, head::HeadError> {
+    loop {
+        if !s.read.is_empty() {
+            if let Some(()) = head::parse_request(&s.read, lean.max_headers, &mut s.req)? {
+                return Ok(true);
+            }
+            if s.read.len() >= lean.max_header_bytes {
+                return Err(head::HeadError::TooLarge);
+            }
+        }
+        if s.read.len() == s.read.capacity() {
+            s.read.reserve(s.read.len().min(lean.max_header_bytes));
+        }
+        let n = tokio::select! {
+            biased;
+            r = io.read_buf(&mut s.read) => match r {
+                Ok(n) => n,
+                Err(_) => return Ok(false),
+            },
+            _ = &mut timer => return Ok(false),
+        };
+        if n == 0 {
+            return if s.read.is_empty() {
+                Ok(false)
+            } else {
+                Err(head::HeadError::Syntax)
+            };
+        }
+    }
+}
+
+/// The plain stream inside, for the HTTP/2 hand-off.
+trait IntoPlain {
+    fn into_plain(self) -> Option<TcpStream>;
+}
+
+impl IntoPlain for TcpStream {
+    fn into_plain(self) -> Option<TcpStream> {
+        Some(self)
+    }
+}
+
+impl IntoPlain for tokio_rustls::server::TlsStream<TcpStream> {
+    fn into_plain(self) -> Option<TcpStream> {
+        None
+    }
+}
+
+/// A stream whose first reads return bytes already taken from it.
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let n = (this.prefix.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, b)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

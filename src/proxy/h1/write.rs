@@ -1,0 +1,257 @@
+//! Writing heads: the upstream request from the client's bytes (kept
+//! headers in their order and case, hop-by-hop ones out, the proxy's in),
+//! the client's answer from the backend's bytes, and answers the proxy
+//! makes itself (refusals, errors, redirects).
+
+use std::io::{self, IoSlice};
+
+use http::header::HeaderValue;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::head::{Field, Framing, HeadError, Kind, Request, Response};
+use super::pool::Scratch;
+use crate::proxy::{ConnInfo, ProxyBody};
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn at<'b>(buf: &'b [u8], r: &std::ops::Range<u32>) -> &'b [u8] {
+    &buf[r.start as usize..r.end as usize]
+}
+
+/// The proxy's own request headers.
+pub(super) struct Ours<'a> {
+    pub conn: &'a ConnInfo,
+    /// A request id minted for a request that had none.
+    pub request_id: Option<&'a [u8]>,
+    pub pool: &'a HeaderValue,
+    pub bucket: Option<u16>,
+}
+
+/// The upstream request head for `req` (whose bytes are `buf`) into `out`.
+pub(super) fn upstream_head(out: &mut Vec<u8>, buf: &[u8], req: &Request, ours: &Ours<'_>) {
+    out.clear();
+    out.extend_from_slice(at(buf, &req.method));
+    out.push(b' ');
+    let origin = at(buf, &req.origin);
+    out.extend_from_slice(if origin.is_empty() { b"/" } else { origin });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let host = req
+        .authority
+        .as_ref()
+        .or(req.host.as_ref())
+        .map(|r| at(buf, r));
+    let mut wrote_host = false;
+    let mut wrote_xff = false;
+    for f in req.fields.iter().filter(|f| !f.drop) {
+        let (name, value) = (at(buf, &f.name), at(buf, &f.value));
+        match f.kind {
+            Kind::Host => {
+                // Only one Host reaches here; an absolute target's
+                // authority replaces its value (RFC 9112 §3.2.2).
+                if !wrote_host {
+                    push_field(out, name, host.unwrap_or(value));
+                    wrote_host = true;
+                }
+            }
+            Kind::XForwardedFor if !wrote_xff => {
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+                out.extend_from_slice(ours.conn.peer_ip.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                wrote_xff = true;
+            }
+            Kind::XForwardedFor => {}
+            _ => push_field(out, name, value),
+        }
+    }
+    if !wrote_host {
+        if let Some(h) = host {
+            push_field(out, b"Host", h);
+        }
+    }
+    if !wrote_xff {
+        push_field(out, b"X-Forwarded-For", ours.conn.peer_ip.as_bytes());
+    }
+    push_field(out, b"X-Forwarded-Proto", ours.conn.proto.as_bytes());
+    if let Some(h) = host {
+        push_field(out, b"X-Forwarded-Host", h);
+    }
+    if let Some(id) = ours.request_id {
+        push_field(out, b"X-Request-Id", id);
+    }
+    push_field(out, b"X-Switchyard-Pool", ours.pool.as_bytes());
+    if let Some(b) = ours.bucket {
+        let mut d = [0u8; 20];
+        push_field(out, b"X-Switchyard-Bucket", digits(u64::from(b), &mut d));
+    }
+    if req.upgrade {
+        push_field(out, b"Connection", b"upgrade");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the answer's body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Out {
+    /// As it came (length, chunked to a 1.1 client, or nothing).
+    Pass,
+    /// Chunked by the backend, decoded for an HTTP/1.0 client.
+    Dechunk,
+    /// Close-delimited by the backend, chunked for an HTTP/1.1 client.
+    Chunk,
+    /// Close-delimited on both sides.
+    Raw,
+}
+
+/// What the client answer head adds.
+pub(super) struct Extra<'a> {
+    pub set_cookie: Option<&'a HeaderValue>,
+    pub hsts: Option<&'a HeaderValue>,
+    pub close: bool,
+}
+
+/// The client's answer head from the backend's (bytes `buf`) into `out`.
+pub(super) fn client_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    resp: &Response,
+    how: Out,
+    extra: &Extra<'_>,
+) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(at(buf, &resp.line_rest));
+    out.extend_from_slice(b"\r\n");
+    let no_length = resp.status == 204 || resp.status < 200;
+    for f in resp
+        .fields
+        .iter()
+        .filter(|f| keep_in_answer(f, how, no_length))
+    {
+        push_field(out, at(buf, &f.name), at(buf, &f.value));
+    }
+    if let Some(c) = extra.set_cookie {
+        push_field(out, b"Set-Cookie", c.as_bytes());
+    }
+    if let (Some(h), false) = (extra.hsts, resp.has_hsts) {
+        push_field(out, b"Strict-Transport-Security", h.as_bytes());
+    }
+    if how == Out::Chunk {
+        push_field(out, b"Transfer-Encoding", b"chunked");
+    }
+    if extra.close && resp.status != 101 {
+        push_field(out, b"Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn keep_in_answer(f: &Field, how: Out, no_length: bool) -> bool {
+    !f.drop
+        && !(f.kind == Kind::TransferEncoding && how == Out::Dechunk)
+        && !(f.kind == Kind::ContentLength && no_length)
+}
+
+/// How the body of `resp` goes to a client of HTTP/1.`minor`.
+pub(super) fn out_mode(resp: &Response, minor: u8) -> Out {
+    match (resp.framing, minor) {
+        (Framing::Chunked, 0) => Out::Dechunk,
+        (Framing::Close, 1) => Out::Chunk,
+        (Framing::Close, _) => Out::Raw,
+        _ => Out::Pass,
+    }
+}
+
+/// Decimal digits of `n` (no allocation), for header values.
+pub(super) fn digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Writes all of `a` then `b` in as few `writev` calls as possible.
+pub(super) async fn write_two<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut a: &[u8],
+    mut b: &[u8],
+) -> io::Result<()> {
+    while !a.is_empty() {
+        let n = w
+            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    w.write_all(b).await
+}
+
+/// A `Response` the proxy made (errors, redirects) as bytes in `out`;
+/// answers its body.
+pub(super) fn generated(
+    out: &mut Vec<u8>,
+    resp: &http::Response<ProxyBody>,
+    close: bool,
+    hsts: Option<&HeaderValue>,
+) -> bytes::Bytes {
+    let body = match resp.body() {
+        ProxyBody::Full(Some(b)) => b.clone(),
+        _ => bytes::Bytes::new(),
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(resp.status().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(resp.status().canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (k, v) in resp.headers() {
+        push_field(out, k.as_str().as_bytes(), v.as_bytes());
+    }
+    if let (Some(h), false) = (
+        hsts,
+        resp.headers()
+            .contains_key(http::header::STRICT_TRANSPORT_SECURITY),
+    ) {
+        push_field(out, b"strict-transport-security", h.as_bytes());
+    }
+    let mut d = [0u8; 20];
+    push_field(out, b"content-length", digits(body.len() as u64, &mut d));
+    if close {
+        push_field(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    body
+}
+
+/// Answers a head that could not be accepted, then closes.
+pub(super) async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, s: &mut Scratch, e: HeadError) {
+    let status = http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let body = crate::proxy::error::error_body(status, &e);
+    let mut resp = http::Response::new(ProxyBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    let body = generated(&mut s.out, &resp, true, None);
+    if let Err(e) = write_two(io, &s.out, &body).await {
+        tracing::debug!(error = %e, "writing a refusal failed");
+    }
+    // Best effort: the connection closes either way.
+    let _ = io.shutdown().await;
+}
