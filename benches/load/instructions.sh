@@ -1,79 +1,176 @@
 #!/usr/bin/env bash
-# Instructions per proxied request, counted by callgrind: deterministic
-# (repeats within a fraction of a percent) and independent of what else the
-# machine is doing, so it is the A/B measure for a data-plane change on a
-# shared machine. wrk ratios against nginx (run.sh) need a quiet machine.
+# User-space instructions per proxied request, counted by callgrind: the
+# A/B measure that does not depend on what else the machine is doing
+# (repeats agree within ~0.5 %; wrk timings on a shared 2-core box do not).
 #
-#   benches/load/instructions.sh [BINARY...]     # default target/release/switchyard
-#   N1=200 N2=1200 CONNS=4 benches/load/instructions.sh /tmp/before target/release/switchyard
+#   cargo build --release
+#   benches/load/instructions.sh                        # lean, hyper, nginx, haproxy
+#   CONTENDERS="lean hyper" REQUESTS=20000 benches/load/instructions.sh
+#   benches/load/instructions.sh /tmp/before target/release/switchyard   # A/B two builds
 #
-# For each binary: three demo backends (run natively), then the proxy under
-# valgrind --tool=callgrind with one worker, health checks off, metrics on,
-# one round-robin pool and one route; N1 and then N2 requests from
-# requests.py (keep-alive, CONNS connections). Reported: (Ir(N2) - Ir(N1)) /
-# (N2 - N1) for the worker thread alone (the data plane) and for the whole
-# process (adds the control runtime's timers, which scale with wall time,
-# not requests). ACCESS_LOG=1 adds an access log to a file.
+# Each contender runs alone under `valgrind --tool=callgrind` (one worker /
+# thread / process), with instrumentation switched on only for the
+# measured load: `h2load --h1 -n REQUESTS -c CONNECTIONS` over keep-alive
+# connections to three `switchyard backend` instances (not instrumented).
+# Contenders: lean and hyper (the two server.http1 paths of $SWITCHYARD),
+# nginx, haproxy, and bin:PATH (the binary at PATH on its default path);
+# BINARY arguments are bin: contenders. Switchyard runs with metrics on
+# (the default) and health checks off; ACCESS_LOG=1 adds an access log.
+#
+# The table gives instructions per request of the whole process and of its
+# busiest thread (switchyard's worker: the data plane without the control
+# runtime's timers), and the whole-process ratio to nginx. Results also go
+# to target/bench-load/instructions.jsonl. Kernel work (about two thirds of
+# every proxy's CPU) is not counted. KEEP_TMP=1 keeps the callgrind files
+# (callgrind_annotate them to see where the instructions go).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
-N1=${N1:-200}
-N2=${N2:-1200}
-CONNS=${CONNS:-1}
+ROOT=$PWD
+SWITCHYARD=${SWITCHYARD:-$ROOT/target/release/switchyard}
+CONTENDERS=${CONTENDERS:-lean hyper nginx haproxy}
+if (($#)); then CONTENDERS=$(printf 'bin:%s ' "$@"); fi
+REQUESTS=${REQUESTS:-20000}
+CONNECTIONS=${CONNECTIONS:-50}
 ACCESS_LOG=${ACCESS_LOG:-0}
-[ $# -gt 0 ] || set -- target/release/switchyard
-TMP=$(mktemp -d)
+OUT=${OUT:-$ROOT/target/bench-load/instructions.jsonl}
+for tool in valgrind callgrind_control h2load curl; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install valgrind nghttp2-client curl)" >&2; exit 1; }
+done
+[[ -x $SWITCHYARD ]] || { echo "$SWITCHYARD not found: cargo build --release" >&2; exit 1; }
+
+TMP=$(mktemp -d /tmp/switchyard-instr.XXXXXX)
+chmod 755 "$TMP"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ -n ${KEEP_TMP:-} ]]; then echo "callgrind files kept in $TMP" >&2; else rm -rf "$TMP"; fi
+}
 trap cleanup EXIT INT TERM
+
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_http PORT SECONDS: until a request through PORT answers 200.
-wait_http() {
-  local deadline=$((SECONDS + $2))
-  until python3 benches/load/requests.py 127.0.0.1 "$1" 1 >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { echo "port $1 never answered 200" >&2; return 1; }
+wait_ok() { # url, deadline in s
+  local end=$((SECONDS + ${2:-60}))
+  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+    ((SECONDS < end)) || { echo "no answer from $1" >&2; return 1; }
     sleep 0.2
   done
 }
 
-B1=$(port); B2=$(port); B3=$(port)
-for b in "$B1" "$B2" "$B3"; do
-  "$1" backend --listen 127.0.0.1:"$b" >/dev/null 2>&1 & PIDS+=($!)
-  wait_http "$b" 20
+B=()
+for i in 0 1 2; do
+  B[i]=$(port)
+  "$SWITCHYARD" backend --listen 127.0.0.1:"${B[i]}" --pool blue >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_ok "http://127.0.0.1:${B[i]}/health" 15
 done
 
-# ir FILE: the instruction total of a callgrind output file.
-ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
+dir_of() { echo "$TMP/${1//[^A-Za-z0-9_]/_}"; }
 
-# count BINARY N: runs the proxy under callgrind for N requests (plus the
-# readiness request); prints "worker_ir total_ir".
-count() {
-  local bin=$1 n=$2 p m log=""
-  p=$(port); m=$(port)
-  [ "$ACCESS_LOG" = 1 ] && log="access_log = \"$TMP/access.log\""
-  printf '[server]\nlisten = "127.0.0.1:%s"\nworkers = 1\n%s\n[admin]\nlisten = "127.0.0.1:%s"\n[health]\nenabled = false\n[pools.blue]\nbackends = ["127.0.0.1:%s", "127.0.0.1:%s", "127.0.0.1:%s"]\nbalance = "round_robin"\n[[routes]]\nname = "all"\nsplit = { blue = 100 }\n' \
-    "$p" "$log" "$m" "$B1" "$B2" "$B3" > "$TMP/proxy.toml"
-  rm -f "$TMP"/cg.out*
-  RUST_LOG=warn valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$TMP/cg.out" \
-    "$bin" run --config "$TMP/proxy.toml" >"$TMP/proxy.log" 2>&1 & local pid=$!
-  PIDS+=("$pid")
-  wait_http "$p" 120
-  python3 benches/load/requests.py 127.0.0.1 "$p" "$n" "$CONNS"
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  local worker total=0 f
-  # One file per thread; the worker thread is named switchyard-w0, but
-  # callgrind names files by thread number: the worker is the file whose
-  # functions include the proxy's request handler.
-  worker=$(grep -l 'Proxy::handle\|proxy::Proxy' "$TMP"/cg.out-* | head -1)
-  for f in "$TMP"/cg.out-*; do total=$((total + $(ir "$f"))); done
-  echo "$(ir "$worker") $total"
+config() { # name port
+  local dir p=$2 bin=$SWITCHYARD http1="" log=""
+  dir=$(dir_of "$1")
+  mkdir -p "$dir"
+  case $1 in
+    lean | hyper | bin:*)
+      if [[ $1 == bin:* ]]; then bin=${1#bin:}; else http1="http1 = \"$1\""; fi
+      [[ $ACCESS_LOG == 1 ]] && log="access_log = \"$dir/access.log\""
+      cat >"$dir/cfg" <<EOF
+[server]
+listen = "127.0.0.1:$p"
+workers = 1
+$http1
+$log
+[admin]
+listen = "127.0.0.1:$(port)"
+[health]
+enabled = false
+[pools.blue]
+backends = ["127.0.0.1:${B[0]}", "127.0.0.1:${B[1]}", "127.0.0.1:${B[2]}"]
+balance = "round_robin"
+[[routes]]
+name = "all"
+split = { blue = 100 }
+EOF
+      echo env RUST_LOG=warn "$bin" run --config "$dir/cfg" ;;
+    nginx)
+      cat >"$dir/cfg" <<EOF
+daemon off; master_process off; worker_processes 1; error_log $dir/error.log; pid $dir/pid;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
+  client_body_temp_path $dir; proxy_temp_path $dir; fastcgi_temp_path $dir; uwsgi_temp_path $dir; scgi_temp_path $dir;
+  upstream b { server 127.0.0.1:${B[0]}; server 127.0.0.1:${B[1]}; server 127.0.0.1:${B[2]}; keepalive 256; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:$p; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+      echo nginx -c "$dir/cfg" -p "$dir" ;;
+    haproxy)
+      cat >"$dir/cfg" <<EOF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  option http-keep-alive
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$p
+  default_backend b
+backend b
+  balance roundrobin
+  server b0 127.0.0.1:${B[0]}
+  server b1 127.0.0.1:${B[1]}
+  server b2 127.0.0.1:${B[2]}
+EOF
+      echo haproxy -db -f "$dir/cfg" ;;
+    *) echo "unknown contender $1" >&2; return 1 ;;
+  esac
 }
 
-echo "| binary | worker Ir/request | process Ir/request |"
-echo "| --- | ---: | ---: |"
-for bin in "$@"; do
-  read -r w1 t1 < <(count "$bin" "$N1")
-  read -r w2 t2 < <(count "$bin" "$N2")
-  d=$((N2 - N1))
-  echo "| $bin | $(( (w2 - w1) / d )) | $(( (t2 - t1) / d )) |"
+measure() { # name; prints "name process_ir busiest_thread_ir"
+  local name=$1 dir p cmd pid out
+  dir=$(dir_of "$name")
+  p=$(port)
+  read -r -a cmd <<<"$(config "$name" "$p")"
+  out=$dir/callgrind.out
+  valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --callgrind-out-file="$out" \
+    "${cmd[@]}" >"$dir/stdout" 2>"$dir/valgrind.log" &
+  pid=$!
+  PIDS+=("$pid")
+  wait_ok "http://127.0.0.1:$p/" 120
+  # Warm the upstream pools, then count exactly the measured requests.
+  h2load --h1 -n 2000 -c "$CONNECTIONS" -t 1 "http://127.0.0.1:$p/" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null
+  h2load --h1 -n "$REQUESTS" -c "$CONNECTIONS" -t 1 "http://127.0.0.1:$p/" >"$dir/h2load.txt"
+  callgrind_control -i off "$pid" >/dev/null
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  grep -q "status codes: $REQUESTS 2xx" "$dir/h2load.txt" ||
+    { echo "$name: not every request succeeded:" >&2; grep "status codes" "$dir/h2load.txt" >&2; }
+  # One dump file per thread: the sum, and the largest.
+  cat "$out"* | awk -v n="$name" '/^(summary|totals):/ {s += $2; if ($2 > m) m = $2} END {printf "%s %d %d\n", n, s, m}'
+}
+
+mkdir -p "$(dirname "$OUT")"
+: >"$OUT"
+declare -A IR THREAD
+for c in $CONTENDERS; do
+  read -r name ir busiest <<<"$(measure "$c")"
+  IR[$name]=$ir
+  THREAD[$name]=$busiest
+  printf '{"contender":"%s","requests":%s,"instructions":%s,"per_request":%s,"busiest_thread_per_request":%s}\n' \
+    "$name" "$REQUESTS" "$ir" "$((ir / REQUESTS))" "$((busiest / REQUESTS))" >>"$OUT"
+done
+ref=${IR[nginx]:-}
+echo "| contender | instructions / request | busiest thread / request | vs nginx |"
+echo "| --- | ---: | ---: | ---: |"
+for c in $CONTENDERS; do
+  per=$((IR[$c] / REQUESTS))
+  if [[ -n $ref ]]; then
+    ratio=$(python3 -c "print(f'{${IR[$c]}/$ref:.2f}')")
+  else
+    ratio=-
+  fi
+  echo "| $c | $per | $((THREAD[$c] / REQUESTS)) | $ratio |"
 done

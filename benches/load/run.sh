@@ -10,7 +10,7 @@
 # Environment (defaults in brackets):
 #   SWITCHYARD   proxy binary [target/release/switchyard]
 #   BACKEND      switchyard | nginx [switchyard if `$SWITCHYARD backend` starts, else nginx]
-#   CONTENDERS   which, in round order ["direct nginx haproxy switchyard"]
+#   CONTENDERS   which, in round order ["direct nginx haproxy switchyard"]; switchyard_hyper: server.http1 = "hyper"
 #   DURATION     seconds (or 10s / 1m) per wrk run [10]
 #   CONNECTIONS  wrk connections [50]     THREADS  wrk threads [2]
 #   REPEATS      interleaved rounds [3]   WARMUP   seconds per contender before round 1 [2]
@@ -475,19 +475,22 @@ EOF
   wait_http "$LAST_PID" "http://127.0.0.1:$port/" || { tail -n 5 "$TMP/haproxy.log" >&2 || true; return 1; }
 }
 
-start_switchyard() {
-  local dir=$TMP/switchyard port=${PORT_OF[switchyard]}
+# start_switchyard_as NAME HTTP1 ADMIN_PORT: switchyard with `server.http1 = HTTP1`
+# ("lean" or "hyper") as contender NAME.
+start_switchyard_as() {
+  local name=$1 http1=$2 admin=$3 dir=$TMP/$1 port=${PORT_OF[$1]}
   mkdir -p "$dir"
   if [[ ! -x $SWITCHYARD ]]; then
-    note "switchyard skipped: $SWITCHYARD not found (build it with cargo build --release)"
+    note "$name skipped: $SWITCHYARD not found (build it with cargo build --release)"
     return 1
   fi
   cat >"$dir/switchyard.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
+http1 = "$http1"
 
 [admin]
-listen = "127.0.0.1:$SWITCHYARD_ADMIN_PORT"
+listen = "127.0.0.1:$admin"
 
 [pools.blue]
 backends = ["127.0.0.1:${BACKEND_PORTS[0]}", "127.0.0.1:${BACKEND_PORTS[1]}", "127.0.0.1:${BACKEND_PORTS[2]}"]
@@ -497,17 +500,21 @@ balance = "round_robin"
 name = "all"
 split = { blue = 100 }
 EOF
-  start_bg switchyard env RUST_LOG="$SWITCHYARD_LOG" "$SWITCHYARD" run --config "$dir/switchyard.toml"
-  PID_OF[switchyard]=$LAST_PID
+  start_bg "$name" env RUST_LOG="$SWITCHYARD_LOG" "$SWITCHYARD" run --config "$dir/switchyard.toml"
+  PID_OF[$name]=$LAST_PID
   if ! wait_http "$LAST_PID" "http://127.0.0.1:$port/"; then
     local why
-    why=$(tail -n 3 "$TMP/switchyard.log" 2>/dev/null | tr '\n' ' ' | cut -c1-300)
-    note "switchyard skipped: \`switchyard run\` did not come up: $WAIT_WHY; log: ${why:-empty}"
+    why=$(tail -n 3 "$TMP/$name.log" 2>/dev/null | tr '\n' ' ' | cut -c1-300)
+    note "$name skipped: \`switchyard run\` did not come up: $WAIT_WHY; log: ${why:-empty}"
     stop_pid "$LAST_PID"
     return 1
   fi
-  H2PORT_OF[switchyard]=$port
+  H2PORT_OF[$name]=$port
 }
+
+# The default HTTP/1 path (SWITCHYARD_HTTP1 overrides it), and the hyper one.
+start_switchyard() { start_switchyard_as switchyard "${SWITCHYARD_HTTP1:-lean}" "$SWITCHYARD_ADMIN_PORT"; }
+start_switchyard_hyper() { start_switchyard_as switchyard_hyper hyper "$SWITCHYARD_HYPER_ADMIN_PORT"; }
 
 # ------------------------------------------------------------------ measurements
 run_wrk() { # contender round
@@ -629,7 +636,7 @@ fi
 NGINX_WORKER_CONNECTIONS=$((IDLE_CONNS + 2048))
 
 # Ports: 3 backends, then per proxy a main and an h2c port, plus switchyard's admin.
-read -r -a P <<<"$(free_ports 9)"
+read -r -a P <<<"$(free_ports 11)"
 BACKEND_PORTS=("${P[0]}" "${P[1]}" "${P[2]}")
 PORT_OF[nginx]=${P[3]}
 H2PORT_OF[nginx]=${P[4]}
@@ -637,6 +644,8 @@ PORT_OF[haproxy]=${P[5]}
 H2PORT_OF[haproxy]=${P[6]}
 PORT_OF[switchyard]=${P[7]}
 SWITCHYARD_ADMIN_PORT=${P[8]}
+PORT_OF[switchyard_hyper]=${P[9]}
+SWITCHYARD_HYPER_ADMIN_PORT=${P[10]}
 
 BACKEND_KIND=
 case $BACKEND_REQ in
@@ -688,13 +697,13 @@ log "backends ($BACKEND_KIND) on ${BACKEND_PORTS[*]}"
 
 for c in $CONTENDERS; do
   case $c in
-    direct | nginx | haproxy | switchyard) ;;
+    direct | nginx | haproxy | switchyard | switchyard_hyper) ;;
     *) note "unknown contender '$c' ignored"; continue ;;
   esac
   if "start_$c"; then
     ACTIVE+=("$c")
     log "$c ready (pid ${PID_OF[$c]}, port ${PORT_OF[$c]})"
-  elif [[ $c != switchyard ]]; then
+  elif [[ $c != switchyard* ]]; then
     note "$c skipped: it did not start: ${WAIT_WHY:-?} (see its log with KEEP_TMP=1)"
   fi
 done

@@ -91,9 +91,9 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Http1Engine {
     /// hyper's HTTP/1 server and client (`proxy::Proxy::handle`).
-    #[default]
     Hyper,
     /// switchyard's own byte-level path (`proxy::h1`).
+    #[default]
     Lean,
 }
 

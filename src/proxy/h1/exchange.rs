@@ -508,6 +508,7 @@ async fn read_answer<S: ClientIo>(
 ) -> Result<(), Fail> {
     // Bytes of the current client read still to send upstream.
     let (mut from, mut to) = (0usize, 0usize);
+    let mut flushing = false;
     if !body.done() && !*streamed {
         // Everything read so far was sent with the head; what comes next
         // streams through the read buffer.
@@ -553,13 +554,28 @@ async fn read_answer<S: ClientIo>(
                         let e = io::Error::from(io::ErrorKind::WriteZero);
                         return Poll::Ready(Err(Fail::Sent(UpstreamError::Io { addr, source: e })));
                     }
-                    Poll::Ready(Ok(n)) => from += n,
+                    Poll::Ready(Ok(n)) => {
+                        from += n;
+                        if from == to {
+                            // TLS streams hold written bytes until flushed.
+                            flushing = true;
+                        }
+                    }
                     Poll::Ready(Err(e)) => {
                         return Poll::Ready(Err(Fail::Sent(UpstreamError::Io { addr, source: e })))
                     }
                     Poll::Pending => return Poll::Pending,
                 }
                 continue;
+            }
+            if flushing {
+                match Pin::new(&mut *up).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => flushing = false,
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(Fail::Sent(UpstreamError::Io { addr, source: e })))
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
             }
             if body.done() {
                 // The whole body went out; only the answer is awaited now.
@@ -568,7 +584,7 @@ async fn read_answer<S: ClientIo>(
             // Bytes past the body's end (a pipelined request) stay in the
             // buffer; everything before `to` has been sent.
             s.read.drain(..to);
-            from = 0;
+            (from, to) = (0, 0);
             let before = s.read.len();
             if s.read.capacity() == s.read.len() {
                 s.read.reserve(pool::BUF);

@@ -92,9 +92,10 @@ pub(crate) struct Field {
 }
 
 /// How a message body is delimited (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Framing {
     /// No body (or a bodiless answer).
+    #[default]
     None,
     Length(u64),
     Chunked,
@@ -152,12 +153,6 @@ pub(crate) struct Request {
     /// A WebSocket-style upgrade to pass on (never h2c).
     pub upgrade: bool,
     pub host: Option<Range<u32>>,
-}
-
-impl Default for Framing {
-    fn default() -> Self {
-        Framing::None
-    }
 }
 
 /// The parsed response head.
@@ -235,9 +230,7 @@ pub(crate) fn parse_request(
         let base = out.target.start + skip as u32;
         out.authority = Some(base..base + end as u32);
         out.origin = base + end as u32..out.target.end;
-    } else if t == b"*" && method == "OPTIONS" {
-        out.origin = out.target.clone();
-    } else if method == "CONNECT" {
+    } else if (t == b"*" && method == "OPTIONS") || method == "CONNECT" {
         out.origin = out.target.clone();
     } else {
         return Err(HeadError::Syntax);

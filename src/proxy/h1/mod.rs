@@ -183,8 +183,12 @@ async fn read_head<S: ClientIo>(
         if s.read.len() == s.read.capacity() {
             s.read.reserve(s.read.len().min(lean.max_header_bytes));
         }
+        // Before its first byte a request may be abandoned at shutdown (a
+        // TLS connection waits here rather than in `wait_readable`).
+        let idle = s.read.is_empty();
         let n = tokio::select! {
             biased;
+            _ = lean.shutdown.cancelled(), if idle => return Ok(false),
             r = io.read_buf(&mut s.read) => match r {
                 Ok(n) => n,
                 Err(_) => return Ok(false),

@@ -32,6 +32,9 @@ const KEEP: usize = 1024;
 type IdlePools = HashMap<u64, Vec<Idle>, BuildHasherDefault<IdHasher>>;
 
 thread_local! {
+    // Boxed: a scratch set moves in and out of connection tasks, whose
+    // idle state then holds a pointer, not the set.
+    #[allow(clippy::vec_box)]
     static SCRATCH: RefCell<Vec<Box<Scratch>>> = const { RefCell::new(Vec::new()) };
     static IDLE: RefCell<IdlePools> = RefCell::new(IdlePools::default());
 }

@@ -5,7 +5,7 @@
 //! connections are joined.
 
 use http::HeaderValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::chunked::Chunked;
 use super::exchange::ReqInfo;
@@ -111,7 +111,7 @@ async fn length<S: ClientIo>(io: &mut S, up: &mut Conn, s: &mut Scratch, n: u64)
     let mut left = n - take as u64;
     while left > 0 {
         let got = refill(up, s, left).await?;
-        io.write_all(&s.up[..got]).await?;
+        write::send(io, &s.up[..got]).await?;
         left -= got as u64;
     }
     Ok((n, clean))
@@ -134,7 +134,7 @@ async fn chunked<S: ClientIo>(
         let got = refill(up, s, u64::MAX).await?;
         let used = c.advance(&s.up[..got], |_| {}).map_err(invalid)?;
         clean = used == got;
-        io.write_all(&s.up[..used]).await?;
+        write::send(io, &s.up[..used]).await?;
         total += used as u64;
     }
     Ok((total, clean))
@@ -156,7 +156,7 @@ async fn dechunk<S: ClientIo>(
         data.clear();
         c.advance(&s.up[from..], |d| data.extend_from_slice(d))
             .map_err(invalid)?;
-        io.write_all(&data).await?;
+        write::send(io, &data).await?;
         total += data.len() as u64;
         if c.done() {
             return Ok((total, false));
@@ -185,9 +185,9 @@ async fn until_close<S: ClientIo>(io: &mut S, up: &mut Conn, s: &mut Scratch, ch
                 total += n as u64;
                 if chunk {
                     frame_chunk(&mut frame, &s.up[..n]);
-                    io.write_all(&frame).await?;
+                    write::send(io, &frame).await?;
                 } else {
-                    io.write_all(&s.up[..n]).await?;
+                    write::send(io, &s.up[..n]).await?;
                 }
             }
             // A reset ends a close-delimited body too (the client learns
@@ -196,7 +196,7 @@ async fn until_close<S: ClientIo>(io: &mut S, up: &mut Conn, s: &mut Scratch, ch
         }
     }
     if chunk {
-        io.write_all(b"0\r\n\r\n").await?;
+        write::send(io, b"0\r\n\r\n").await?;
     }
     Ok((total, false))
 }
@@ -247,7 +247,7 @@ async fn tunnel<S: ClientIo>(
     if write::write_two(io, &s.out, &s.up[s.resp.len..])
         .await
         .is_err()
-        || up.io.write_all(&s.read).await.is_err()
+        || write::send(&mut up.io, &s.read).await.is_err()
     {
         return FAILED;
     }

@@ -153,9 +153,12 @@ pub(super) fn client_head(
 }
 
 fn keep_in_answer(f: &Field, how: Out, no_length: bool) -> bool {
-    !f.drop
-        && !(f.kind == Kind::TransferEncoding && how == Out::Dechunk)
-        && !(f.kind == Kind::ContentLength && no_length)
+    let recoded = match f.kind {
+        Kind::TransferEncoding => how == Out::Dechunk,
+        Kind::ContentLength => no_length,
+        _ => false,
+    };
+    !f.drop && !recoded
 }
 
 /// How the body of `resp` goes to a client of HTTP/1.`minor`.
@@ -198,7 +201,15 @@ pub(super) async fn write_two<W: AsyncWrite + Unpin>(
         a = &a[from_a..];
         b = &b[n - from_a..];
     }
-    w.write_all(b).await
+    w.write_all(b).await?;
+    // A no-op on TCP; TLS streams hold written bytes until flushed.
+    w.flush().await
+}
+
+/// Writes all of `data` and flushes it (see `write_two`).
+pub(super) async fn send<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> io::Result<()> {
+    w.write_all(data).await?;
+    w.flush().await
 }
 
 /// A `Response` the proxy made (errors, redirects) as bytes in `out`;
