@@ -185,3 +185,54 @@ async fn sigusr1_reopens_the_file_after_rotation() {
         .unwrap()
         .success());
 }
+
+/// `upstream_time` ends at the answer's head, `total_time` when its body
+/// has been sent: on both HTTP/1 paths a body the backend holds back for
+/// 300 ms shows in the total and not in the upstream time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_time_runs_until_the_body_ends() {
+    for http1 in ["lean", "hyper"] {
+        let b = TestBackend::start("b").await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let cfg = format!(
+            "[server]\nhttp1 = \"{http1}\"\naccess_log = \"{}\"\n{}",
+            log.display(),
+            config_for(&[("blue", &[&b])], "split = { blue = 1 }")
+        );
+        let proxy = TestProxy::start(&cfg).await;
+        let resp = client()
+            .request(
+                http::Request::get(proxy.url("/stream?chunks=2"))
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{http1}");
+        // The gap under test, not a synchronisation: the head is here,
+        // the last chunk is held for at least this long.
+        let held = Duration::from_millis(300);
+        tokio::time::sleep(held).await;
+        b.stats.release.notify_one();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"chunk0;chunk1;", "{http1}");
+        eventually(Duration::from_secs(10), "the access log line", || async {
+            lines(&log).len() == 1
+        })
+        .await;
+        let e = &lines(&log)[0];
+        let (up, total) = (
+            e["upstream_time"].as_f64().unwrap(),
+            e["total_time"].as_f64().unwrap(),
+        );
+        assert!(
+            total - up >= held.as_secs_f64() * 0.99,
+            "{http1}: upstream_time {up}, total_time {total}"
+        );
+        proxy.stop().await;
+    }
+}
