@@ -39,6 +39,11 @@ pub struct Case {
     /// Known to be wrong on the hyper path today (and why): the case must
     /// fail there, so that a fix is noticed and the mark removed.
     pub hyper_differs: Option<&'static str>,
+    /// Where nginx (as `peers` runs it) is known to judge the case
+    /// otherwise, and why; checked the same way.
+    pub nginx_differs: Option<&'static str>,
+    /// The same for HAProxy.
+    pub haproxy_differs: Option<&'static str>,
 }
 
 /// A case with defaults: one send, finals as many as `want` names, no
@@ -58,6 +63,8 @@ pub const fn case(
         want,
         check: None,
         hyper_differs: None,
+        nginx_differs: None,
+        haproxy_differs: None,
     }
 }
 
@@ -76,6 +83,14 @@ impl Case {
     }
     pub const fn hyper_differs(mut self, why: &'static str) -> Self {
         self.hyper_differs = Some(why);
+        self
+    }
+    pub const fn nginx_differs(mut self, why: &'static str) -> Self {
+        self.nginx_differs = Some(why);
+        self
+    }
+    pub const fn haproxy_differs(mut self, why: &'static str) -> Self {
+        self.haproxy_differs = Some(why);
         self
     }
 }

@@ -31,7 +31,8 @@ pub const CASES: &[Case] = &[
     case("cl_and_te", "§6.1: CL with TE is a smuggling attempt; reject (nginx, HAProxy 2.x in strict mode)",
         one!(b"POST /case HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
         Want::Refused(R400))
-        .hyper_differs("hyper lets TE override CL and forwards the body chunked (RFC 9112 §6.3 allows it if the connection then closes)"),
+        .hyper_differs("hyper lets TE override CL and forwards the body chunked (RFC 9112 §6.3 allows it if the connection then closes)")
+        .haproxy_differs("HAProxy drops the Content-Length and frames the body by chunked (§6.1 allows this when the connection then closes); nothing is smuggled"),
     case("te_chunked_then_identity", "§6.3: chunked must be the final coding of a request",
         one!(b"POST /case HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
         Want::Refused(R400_501)),
@@ -41,7 +42,8 @@ pub const CASES: &[Case] = &[
     case("te_gzip_chunked", "only a single `chunked` coding is passed on (issue 18)",
         one!(b"POST /case HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
         Want::Refused(R400_501))
-        .hyper_differs("issue 18: the hyper path passes any coding list ending in chunked"),
+        .hyper_differs("issue 18: the hyper path passes any coding list ending in chunked")
+        .haproxy_differs("HAProxy refuses it too, with 422"),
     case("te_repeated", "TE: chunked twice is `chunked, chunked` (§5.3 list combination)",
         one!(b"POST /case HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
         Want::Refused(R400_501))
@@ -57,7 +59,8 @@ pub const CASES: &[Case] = &[
         Want::Refused(R400_501)),
     case("te_in_http10", "§6.1: TE in an HTTP/1.0 message means faulty framing",
         one!(b"POST /case HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
-        Want::Refused(R400)),
+        Want::Refused(R400))
+        .haproxy_differs("HAProxy frames an HTTP/1.0 request with TE: chunked by chunked"),
     case("te_chunked_mixed_case", "§7: coding names are case-insensitive",
         one!(b"POST /case HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
         OK).check(body_is_hello),
@@ -78,7 +81,8 @@ pub const CASES: &[Case] = &[
     case("cl_body", "§6.2: exactly Content-Length bytes are the body",
         one!(b"POST /case HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"), OK).check(body_is_hello),
     case("cl_ows", "§5.1: OWS around the value is not part of it",
-        one!(b"POST /case HTTP/1.1\r\nHost: t\r\nContent-Length: \t5 \r\n\r\nhello"), OK).check(body_is_hello),
+        one!(b"POST /case HTTP/1.1\r\nHost: t\r\nContent-Length: \t5 \r\n\r\nhello"), OK).check(body_is_hello)
+        .nginx_differs("nginx 1.22 refuses whitespace around the Content-Length value (400), stricter than §5.1 needs"),
     // ---- chunked bodies (RFC 9112 §7.1) ----
     case("chunked_body", "§7.1", one!(b"POST /case HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n"), OK)
         .check(body_is_hello),
@@ -102,29 +106,39 @@ pub const CASES: &[Case] = &[
     case("chunk_ext_too_long", "chunk extensions are limited (hyper: 16 KiB)",
         &[Step::Send(b"POST /case HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;x="),
           Step::Send(&[b'a'; 40_000]), Step::Send(b"\r\nhello\r\n0\r\n\r\n"), Step::Finals(1)],
-        Want::Broken),
+        Want::Broken)
+        .nginx_differs("nginx skips chunk extensions of any length"),
     case("trailers_too_long", "trailers are limited like headers",
         &[Step::Send(b"POST /case HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: "),
           Step::Send(&[b'a'; 100_000]), Step::Send(b"\r\n\r\n"), Step::Finals(1)],
-        Want::Broken),
+        Want::Broken)
+        .nginx_differs("nginx discards request trailers of any length"),
     // ---- head syntax (RFC 9112 §2, §5) ----
     case("obs_fold", "§5.2: a server MUST reject obs-fold (or replace it with SP)",
-        one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n"), Want::Refused(R400)),
+        one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n"), Want::Refused(R400))
+        .haproxy_differs("HAProxy replaces obs-fold with SP, the other choice §5.2 allows"),
     case("bare_cr", "§2.2: a bare CR MUST be rejected (or replaced with SP)",
         one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n"), Want::Refused(R400)),
     case("bare_lf_lines", "§2.2: a recipient MAY accept LF alone as a line terminator (nginx does)",
         one!(b"GET /case HTTP/1.1\nHost: t\nX-A: b\n\n"), OK)
         .check(|log, _| ensure(only(log)?.one("x-a").as_deref() == Some("b"), || "x-a lost".into())),
-    case("nul_in_value", "RFC 9110 §5.5: NUL MUST be rejected", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\0b\r\n\r\n"), Want::Refused(R400)),
-    case("ctl_in_value", "RFC 9110 §5.5: CTLs are not field-vchar", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n"), Want::Refused(R400)),
-    case("del_in_value", "RFC 9110 §5.5: DEL is not field-vchar", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\x7fb\r\n\r\n"), Want::Refused(R400)),
+    case("nul_in_value", "RFC 9110 §5.5: NUL MUST be rejected", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\0b\r\n\r\n"), Want::Refused(R400))
+        .haproxy_differs("HAProxy passed the value on and the suite's backend refused it (502)"),
+    case("ctl_in_value", "RFC 9110 §5.5: CTLs are not field-vchar", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n"), Want::Refused(R400))
+        .nginx_differs("nginx passes control bytes in values on (the suite's backend refused them: 502)")
+        .haproxy_differs("HAProxy passes control bytes in values on (the suite's backend refused them: 502)"),
+    case("del_in_value", "RFC 9110 §5.5: DEL is not field-vchar", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: a\x7fb\r\n\r\n"), Want::Refused(R400))
+        .nginx_differs("nginx passes DEL in values on (the suite's backend refused it: 502)")
+        .haproxy_differs("HAProxy passes DEL in values on (the suite's backend refused it: 502)"),
     case("obs_text_in_value", "RFC 9110 §5.5: obs-text (0x80-0xFF) is allowed and passed on",
         one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A: caf\xc3\xa9\r\n\r\n"), OK)
         .check(|log, _| ensure(only(log)?.all("x-a") == [&b"caf\xc3\xa9"[..]], || "x-a changed".into())),
     case("space_in_name", "RFC 9110 §5.1: field-name is a token", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX A: b\r\n\r\n"), Want::Refused(R400)),
-    case("bad_char_in_name", "RFC 9110 §5.1: field-name is a token", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX(A: b\r\n\r\n"), Want::Refused(R400)),
+    case("bad_char_in_name", "RFC 9110 §5.1: field-name is a token", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX(A: b\r\n\r\n"), Want::Refused(R400))
+        .nginx_differs("nginx drops a line with an invalid name and serves the request (ignore_invalid_headers on)"),
     case("empty_name", "RFC 9110 §5.1: field-name is a token", one!(b"GET /case HTTP/1.1\r\nHost: t\r\n: b\r\n\r\n"), Want::Refused(R400)),
-    case("no_colon", "§5: field-line = name \":\" value", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A\r\n\r\n"), Want::Refused(R400)),
+    case("no_colon", "§5: field-line = name \":\" value", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-A\r\n\r\n"), Want::Refused(R400))
+        .nginx_differs("nginx drops a line without a colon and serves the request (ignore_invalid_headers on)"),
     case("space_before_colon", "§5.1: MUST reject", one!(b"GET /case HTTP/1.1\r\nHost : t\r\n\r\n"), Want::Refused(R400)),
     case("leading_whitespace_line", "§2.2: whitespace before the first field line MUST be rejected or the line ignored",
         one!(b"GET /case HTTP/1.1\r\n Host: t\r\n\r\n"), Want::Refused(R400)),
@@ -134,16 +148,25 @@ pub const CASES: &[Case] = &[
             let g = only(log)?;
             ensure(!g.headers.iter().any(|(n, _)| n.contains('_')), || format!("underscore header passed: {:?}", g.headers))
         })
-        .hyper_differs("issue 18: the hyper path forwards names with underscores"),
+        .hyper_differs("issue 18: the hyper path forwards names with underscores")
+        .haproxy_differs("HAProxy passes names with `_` on (nginx drops them, as switchyard does)"),
     case("head_too_large", "a head over server.max_header_bytes: 431",
         &[Step::Send(b"GET /case HTTP/1.1\r\nHost: t\r\nX-Big: "), Step::Send(&[b'a'; 70_000]), Step::Send(b"\r\n\r\n"), Step::Finals(1)],
-        Want::Refused(&[431])),
+        Want::Refused(&[431]))
+        .nginx_differs("nginx refuses it with 400 (Request Header Or Cookie Too Large), not 431")
+        .haproxy_differs("HAProxy refuses it with 400, not 431"),
     // ---- request line (§3) ----
-    case("double_space", "§3: single SP separators", one!(b"GET  /case HTTP/1.1\r\nHost: t\r\n\r\n"), Want::Refused(R400)),
-    case("version_1_2", "§2.3: only HTTP/1.0 and 1.1 are framed here", one!(b"GET /case HTTP/1.2\r\nHost: t\r\n\r\n"), Want::Refused(&[400, 505])),
-    case("version_2_0", "§2.3", one!(b"GET /case HTTP/2.0\r\nHost: t\r\n\r\n"), Want::Refused(&[400, 505])),
+    case("double_space", "§3: single SP separators", one!(b"GET  /case HTTP/1.1\r\nHost: t\r\n\r\n"), Want::Refused(R400))
+        .nginx_differs("nginx accepts several spaces between the parts of the request line")
+        .haproxy_differs("HAProxy accepts several spaces between the parts of the request line"),
+    case("version_1_2", "§2.3: only HTTP/1.0 and 1.1 are framed here", one!(b"GET /case HTTP/1.2\r\nHost: t\r\n\r\n"), Want::Refused(&[400, 505]))
+        .nginx_differs("nginx serves HTTP/1.2 as HTTP/1.1 (§2.3 lets a server answer a higher minor version)")
+        .haproxy_differs("HAProxy serves HTTP/1.2 as HTTP/1.1"),
+    case("version_2_0", "§2.3", one!(b"GET /case HTTP/2.0\r\nHost: t\r\n\r\n"), Want::Refused(&[400, 505]))
+        .haproxy_differs("HAProxy serves an `HTTP/2.0` request line as HTTP/1.1"),
     case("version_lowercase", "§2.3: HTTP-name is case-sensitive", one!(b"GET /case http/1.1\r\nHost: t\r\n\r\n"), Want::Refused(R400)),
-    case("http09", "§2.3: no HTTP/0.9 requests", one!(b"GET /case\r\n\r\n"), Want::Refused(R400)),
+    case("http09", "§2.3: no HTTP/0.9 requests", one!(b"GET /case\r\n\r\n"), Want::Refused(R400))
+        .nginx_differs("nginx serves an HTTP/0.9 request (a bare body, no status line)"),
     case("method_bad_char", "§3.1: method is a token", one!(b"G(T /case HTTP/1.1\r\nHost: t\r\n\r\n"), Want::Refused(R400)),
     case("target_ctl", "§3.2: no CTLs in the target", one!(b"GET /a\x01b HTTP/1.1\r\nHost: t\r\n\r\n"), Want::Refused(R400)),
     case("lowercase_method", "§3.1: methods are case-sensitive tokens; `get` is passed on as is",
@@ -155,7 +178,9 @@ pub const CASES: &[Case] = &[
         }),
     case("connect", "CONNECT is not proxied (405)", one!(b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n"),
         Want::Served(&[405], None))
-        .check(|log, _| ensure(log.requests.is_empty(), || "CONNECT reached the backend".into())),
+        .check(|log, _| ensure(log.requests.is_empty(), || "CONNECT reached the backend".into()))
+        .nginx_differs("nginx refuses CONNECT with 400, not 405")
+        .haproxy_differs("HAProxy in `mode http` passes CONNECT to the backend"),
     // ---- target forms and Host (§3.2, RFC 9110 §7.2) ----
     case("absolute_form", "§3.2.2: the target's authority replaces Host",
         one!(b"GET http://a.test/p?q=1 HTTP/1.1\r\nHost: b.test\r\n\r\n"), OK)
@@ -164,15 +189,18 @@ pub const CASES: &[Case] = &[
             ensure(g.target == "/p?q=1" && g.one("host").as_deref() == Some("a.test"),
                 || format!("target {} host {:?}", g.target, g.one("host")))
         })
-        .hyper_differs("the hyper path keeps the Host header when the target is absolute"),
+        .hyper_differs("the hyper path keeps the Host header when the target is absolute")
+        .haproxy_differs("HAProxy refuses an absolute-form target whose authority differs from Host (400)"),
     case("no_host", "§3.2: an HTTP/1.1 request without Host: 400", one!(b"GET /case HTTP/1.1\r\n\r\n"), Want::Refused(R400))
-        .hyper_differs("issue 18: the hyper path routes an HTTP/1.1 request without Host"),
+        .hyper_differs("issue 18: the hyper path routes an HTTP/1.1 request without Host")
+        .haproxy_differs("HAProxy serves an HTTP/1.1 request without Host"),
     case("two_hosts", "§3.2: more than one Host: 400 (issue 18)", one!(b"GET /case HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"),
         Want::Refused(R400))
         .hyper_differs("issue 18: the hyper path routes on the first Host"),
     case("host_bad_chars", "RFC 9110 §7.2: Host is uri-host [\":\" port]", one!(b"GET /case HTTP/1.1\r\nHost: a.test/x\r\n\r\n"),
         Want::Refused(R400))
-        .hyper_differs("the hyper path passes any Host value"),
+        .hyper_differs("the hyper path passes any Host value")
+        .haproxy_differs("HAProxy passes a Host value with `/` on"),
     case("http10_no_host", "§3.2: Host is only required of HTTP/1.1", &[Step::Send(b"GET /case HTTP/1.0\r\n\r\n"), Step::Finals(1)],
         Want::Served(&[200], Some(false))),
     // ---- hop-by-hop headers (RFC 9110 §7.6.1) ----
@@ -181,7 +209,9 @@ pub const CASES: &[Case] = &[
         .check(|log, _| {
             let g = only(log)?;
             ensure(!g.has("x-a") && !g.has("keep-alive") && !g.has("connection") && g.has("x-b"), || format!("{:?}", g.headers))
-        }),
+        })
+        .nginx_differs("nginx does not remove the headers a client's Connection names")
+        .haproxy_differs("HAProxy does not remove the headers a client's Connection names, nor Keep-Alive"),
     case("connection_nominates_content_length", "framing cannot be made hop-by-hop: the body still arrives framed",
         one!(b"POST /case HTTP/1.1\r\nHost: t\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello"), Want::Checked)
         .check(|log, seen| match super::case::statuses(seen).as_slice() {
@@ -206,7 +236,8 @@ pub const CASES: &[Case] = &[
         })
         .hyper_differs("issue 18: on the hyper path Connection removes X-Request-Id"),
     case("te_header_removed", "TE is hop-by-hop", one!(b"GET /case HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n"), OK)
-        .check(|log, _| ensure(!only(log)?.has("te"), || "TE forwarded".into())),
+        .check(|log, _| ensure(!only(log)?.has("te"), || "TE forwarded".into()))
+        .haproxy_differs("HAProxy passes TE on"),
     case("h2c_upgrade_not_tunnelled", "an h2c upgrade is not passed on (issue 18: it would bypass the proxy's rules)",
         one!(b"GET /case HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"),
         OK)
@@ -214,7 +245,9 @@ pub const CASES: &[Case] = &[
             let g = only(log)?;
             ensure(!g.has("upgrade") && !g.has("http2-settings"), || format!("{:?}", g.headers))
         })
-        .hyper_differs("issue 18: the hyper path tunnels Upgrade: h2c"),
+        .hyper_differs("issue 18: the hyper path tunnels Upgrade: h2c")
+        .nginx_differs("with the usual WebSocket lines (`Upgrade $http_upgrade`) nginx passes any Upgrade on, h2c included")
+        .haproxy_differs("HAProxy passes Upgrade: h2c on"),
     case("header_case_and_order", "the client's header case and order are kept (as nginx does)",
         one!(b"GET /case HTTP/1.1\r\nHost: t\r\nX-Mixed-Case: 1\r\nx-lower: 2\r\nX-UPPER: 3\r\n\r\n"), OK)
         .check(|log, _| {
@@ -223,5 +256,6 @@ pub const CASES: &[Case] = &[
                 .filter(|n| ["X-Mixed-Case", "x-lower", "X-UPPER", "Host"].contains(n)).collect();
             ensure(names == ["Host", "X-Mixed-Case", "x-lower", "X-UPPER"], || format!("{names:?}"))
         })
-        .hyper_differs("hyper writes header names in lower case"),
+        .hyper_differs("hyper writes header names in lower case")
+        .haproxy_differs("HAProxy writes header names in lower case"),
 ];
