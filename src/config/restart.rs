@@ -32,6 +32,7 @@ pub const FIXED_AT_START: &[&str] = &[
     "server.access_log_buffer",
     "server.proxy_protocol",
     "server.trusted_proxies",
+    "server.http1",
     "admin.listen",
     "admin.token_env",
     "admin.token_file",
@@ -85,6 +86,8 @@ fn server(a: &ServerConfig, b: &ServerConfig, out: &mut Vec<&'static str>) {
         access_log_buffer,
         proxy_protocol,
         trusted_proxies,
+        // Each worker picks its HTTP/1 engine when it starts.
+        http1,
     } = a;
     let fixed = [
         ("server.listen", *listen != b.listen),
@@ -118,6 +121,7 @@ fn server(a: &ServerConfig, b: &ServerConfig, out: &mut Vec<&'static str>) {
             "server.trusted_proxies",
             *trusted_proxies != b.trusted_proxies,
         ),
+        ("server.http1", *http1 != b.http1),
     ];
     out.extend(fixed.into_iter().filter(|(_, d)| *d).map(|(k, _)| k));
 }
