@@ -29,6 +29,7 @@ use crate::proxy::headers::{cookie_in, new_request_id_bytes};
 use crate::proxy::retry::{self, Tried, KEEP_BODY_MAX};
 use crate::proxy::upstream::UpstreamError;
 use crate::proxy::{error_response, ConnInfo, ProxyError, Source};
+use crate::stats::throttle::REQUEST_FAILED;
 use crate::stats::{clock, Recorder};
 use crate::table::{InFlight, UpstreamErrorKind};
 use crate::telemetry::access::Entry;
@@ -683,8 +684,10 @@ async fn answer_error<S: ClientIo>(
     let (status, _) = e.status();
     if e.source_side() == Source::Downstream {
         tracing::debug!(request_id = ?rid.value(), error = %e, "request rejected");
-    } else {
-        tracing::warn!(request_id = ?rid.value(), error = %e, "request failed");
+    } else if let Some(suppressed) = REQUEST_FAILED.admit(clock::now_ms() / 1000) {
+        // One line per interval, as on the hyper path: a dead pool fails
+        // every request.
+        tracing::warn!(request_id = ?rid.value(), error = %e, suppressed, "request failed");
     }
     let resp = error_response(e, Some(&rid.value()));
     let close = body_unread || s.req.close || s.req.minor == 0;
