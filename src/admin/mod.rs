@@ -1,8 +1,14 @@
-//! The admin listener: liveness (`/health`), readiness (`/ready`) and a
-//! read-only `/api/v1/status`. It binds loopback unless configured
-//! otherwise, and then validation demands a token; `/health` and `/ready`
-//! stay open for orchestrators' probes, everything else needs
-//! `Authorization: Bearer <token>` when a token is set.
+//! The admin listener: liveness (`/health`), readiness (`/ready`),
+//! Prometheus `/metrics`, the web console's files (`console`) and the JSON
+//! API under `/api/v1/` (`api`: status, splits, flips, rollbacks, drains,
+//! probes, history, reloads, rollouts; `status`, `probe`), every request
+//! screened by `guard` (Host, Origin, body size, content type). It binds
+//! loopback unless configured otherwise, and then validation demands a
+//! token; `/health`, `/ready` and the console's files stay open (probes
+//! and a page hold no data), `/metrics` is open to loopback clients when
+//! configured so, everything else needs `Authorization: Bearer <token>`
+//! when a token is set. The API's changes go to the controller through
+//! its `ControlHandle`, like every other change.
 
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;

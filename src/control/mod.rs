@@ -3,7 +3,8 @@
 //! the only code that stores a routing table. Every change — a file edit,
 //! SIGHUP, a DNS answer, an admin API call, a rollout step or a verified
 //! flip's switch-back — arrives as a message, is validated and built,
-//! stored with one `ArcSwap::store`, written back to the file when it came
+//! stored with one `ArcSwap::store` and announced on a `watch` (through
+//! `table::Published`), written back to the file when it came
 //! from the API or the rollout engine, recorded in the history (events of
 //! the `event` vocabulary), and answered. A change that fails validation
 //! changes nothing.
