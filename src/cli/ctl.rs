@@ -20,11 +20,12 @@ pub(super) const EXIT_UNREACHABLE: u8 = 69;
 
 #[derive(Args)]
 pub struct Ctl {
-    /// Admin API base URL.
+    /// Admin API base URL, or HOST:PORT (http:// is assumed).
     #[arg(
         long,
         env = "SWITCHYARD_ADMIN",
-        default_value = "http://127.0.0.1:9901"
+        default_value = "http://127.0.0.1:9901",
+        value_parser = parse_admin
     )]
     pub(super) admin: String,
     /// Bearer token (read from the environment; never pass it on the command line in scripts).
@@ -33,6 +34,10 @@ pub struct Ctl {
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub(super) json: bool,
+    /// Print every field, however wide (default: fit the terminal, or
+    /// COLUMNS, dropping or shortening fields by priority).
+    #[arg(long, global = true)]
+    pub(super) wide: bool,
     /// Only apply if this generation is still in force (optimistic concurrency).
     #[arg(long, global = true)]
     pub(super) if_match: Option<u64>,
@@ -158,6 +163,26 @@ impl RolloutAction {
     }
 }
 
+/// `http://host:port` as given, or `host:port` with `http://` in front:
+/// `--admin 127.0.0.1:9911` is what people type.
+fn parse_admin(s: &str) -> Result<String, String> {
+    let url = if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("http://{s}")
+    };
+    match url.parse::<http::Uri>() {
+        Ok(u) if u.host().is_some() && matches!(u.scheme_str(), Some("http")) => Ok(url),
+        Ok(u) if u.host().is_some() => Err(format!(
+            "{s:?}: the admin API speaks http:// (got {}://)",
+            u.scheme_str().unwrap_or("")
+        )),
+        _ => Err(format!(
+            "{s:?} is not an admin address: give HOST:PORT (127.0.0.1:9901) or a URL (http://127.0.0.1:9901)"
+        )),
+    }
+}
+
 fn parse_weight(s: &str) -> Result<(String, u64), String> {
     let (pool, w) = s
         .split_once('=')
@@ -264,6 +289,9 @@ async fn run(ctl: Ctl) -> ExitCode {
             .as_str()
             .map_or_else(|| answer.to_string(), str::to_owned);
         eprintln!("switchyard ctl: {} {error}: {detail}", status.as_u16());
+        if status == StatusCode::UNAUTHORIZED {
+            eprintln!("{}", token_hint(ctl.token.is_some()));
+        }
         return ExitCode::from(EXIT_REFUSED);
     }
     if let CtlCommand::Flip {
@@ -293,7 +321,7 @@ async fn run(ctl: Ctl) -> ExitCode {
     }
     match &ctl.command {
         CtlCommand::Status => print_status(&answer),
-        CtlCommand::History { .. } => print_history(&answer),
+        CtlCommand::History { .. } => print_history(&answer, super::fit::columns(ctl.wide)),
         CtlCommand::RollingUpdate(_) => unreachable!("rolling-update returns above"),
         CtlCommand::Drain { pool, addr } | CtlCommand::Undrain { pool, addr } => {
             let what = if matches!(ctl.command, CtlCommand::Drain { .. }) {
@@ -498,14 +526,59 @@ fn print_status(s: &Value) {
     }
 }
 
-fn print_history(h: &Value) {
+/// What to do about a 401: a missing token and a wrong one are different
+/// mistakes, and both are fixed with the same variable.
+fn token_hint(sent: bool) -> &'static str {
+    if sent {
+        "the token was refused: SWITCHYARD_ADMIN_TOKEN (or --token) must hold the proxy's \
+         token (the file of [admin] token_file, or the variable its token_env names)"
+    } else {
+        "this admin API needs a token and none was sent: set SWITCHYARD_ADMIN_TOKEN to the \
+         proxy's token (the file of [admin] token_file, or the variable its token_env names)"
+    }
+}
+
+/// `blue 90, canary 10`: the weights only, pools without weight left out.
+fn split_short(split: &Value) -> String {
+    let Some(obj) = split.as_object() else {
+        return "-".into();
+    };
+    let parts: Vec<String> = obj
+        .iter()
+        .filter(|(_, w)| w.as_u64() != Some(0))
+        .map(|(p, w)| format!("{p} {w}"))
+        .collect();
+    parts.join(", ")
+}
+
+/// The history as a table: every field with `--wide` or off a terminal;
+/// fitted to `width` otherwise (time of day, short splits, and what is
+/// still too long wrapped inside its cell rather than across the screen).
+fn print_history(h: &Value, width: Option<usize>) {
+    use comfy_table::ContentArrangement;
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY).set_header([
         "time", "gen", "source", "action", "target", "change", "result",
     ]);
+    if let Some(w) = width {
+        t.set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(u16::try_from(w).unwrap_or(u16::MAX));
+    }
     for e in h["events"].as_array().into_iter().flatten() {
         let target = e["route"].as_str().or(e["backend"].as_str()).unwrap_or("");
-        let change = if e["new_split"].is_object() {
+        let time = e["time"].as_str().unwrap_or("");
+        // `2026-12-02T02:31:07.123Z` -> `02:31:07`.
+        let time = match width {
+            Some(_) => time.get(11..19).unwrap_or(time),
+            None => time,
+        };
+        let change = if e["new_split"].is_object() && width.is_some() {
+            format!(
+                "{} -> {}",
+                split_short(&e["old_split"]),
+                split_short(&e["new_split"])
+            )
+        } else if e["new_split"].is_object() {
             format!(
                 "{} -> {}",
                 split_text(&e["old_split"]),
@@ -522,7 +595,7 @@ fn print_history(h: &Value) {
             result.push_str(" (not persisted)");
         }
         t.add_row([
-            e["time"].as_str().unwrap_or(""),
+            time,
             &e["generation"].to_string(),
             e["source"].as_str().unwrap_or(""),
             e["action"].as_str().unwrap_or(""),

@@ -2,6 +2,7 @@
 
 mod ctl;
 mod demo;
+mod fit;
 mod rolling;
 mod watch;
 

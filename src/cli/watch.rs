@@ -7,12 +7,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::Method;
 use serde_json::Value;
 
 use super::ctl::{call, Ctl, EXIT_REFUSED, EXIT_UNREACHABLE};
+use super::fit;
 
 /// How often the API is asked.
 const POLL: Duration = Duration::from_millis(250);
@@ -24,7 +25,11 @@ const REPEAT: Duration = Duration::from_secs(10);
 
 /// What a poll shows and whether it is the end.
 struct Frame {
+    /// Every field (`--wide`, and off a terminal).
     line: String,
+    /// Narrower renderings, each dropping or shortening fields of the one
+    /// before by priority: time left, error rate and p99 go last.
+    narrower: Vec<String>,
     /// The part of `line` whose change is worth a new line off-terminal.
     key: String,
     /// `Some(exit code)` once the outcome is known.
@@ -35,14 +40,16 @@ struct Frame {
 
 struct Screen {
     tty: bool,
+    wide: bool,
     last_key: String,
     last_print: Option<Instant>,
 }
 
 impl Screen {
-    fn new() -> Self {
+    fn new(wide: bool) -> Self {
         Screen {
             tty: std::io::stdout().is_terminal(),
+            wide,
             last_key: String::new(),
             last_print: None,
         }
@@ -50,10 +57,11 @@ impl Screen {
 
     fn show(&mut self, f: &Frame) {
         let mut out = std::io::stdout().lock();
+        // A line wider than the terminal would wrap, and only its last row
+        // would be erased when it is redrawn.
+        let line = fit::choose(&f.line, &f.narrower, fit::columns(self.wide));
         if self.tty {
-            // Erase the line and draw it again; a line wider than the
-            // terminal would wrap, and only its last row would be erased.
-            let line = fit(&f.line, terminal_width());
+            // Erase the line and draw it again.
             let _ = write!(out, "\r\x1b[2K{line}");
             if f.done.is_some() {
                 let _ = writeln!(out);
@@ -62,7 +70,7 @@ impl Screen {
             || f.done.is_some()
             || self.last_print.is_none_or(|t| t.elapsed() >= REPEAT)
         {
-            let _ = writeln!(out, "{}", f.line);
+            let _ = writeln!(out, "{line}");
             self.last_key.clone_from(&f.key);
             self.last_print = Some(Instant::now());
         }
@@ -73,37 +81,9 @@ impl Screen {
     }
 }
 
-/// The terminal's width in columns (stdout), if known.
-fn terminal_width() -> Option<usize> {
-    #[cfg(unix)]
-    {
-        rustix::termios::tcgetwinsize(std::io::stdout())
-            .ok()
-            .map(|w| usize::from(w.ws_col))
-            .filter(|&w| w > 0)
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
-}
-
-/// `line` cut to fit in `width` columns (every character here is one
-/// column wide), ending in `…` when cut.
-fn fit(line: &str, width: Option<usize>) -> std::borrow::Cow<'_, str> {
-    match width {
-        Some(w) if line.chars().count() >= w => {
-            let mut cut: String = line.chars().take(w.saturating_sub(2)).collect();
-            cut.push('…');
-            cut.into()
-        }
-        _ => line.into(),
-    }
-}
-
 /// Polls `path` until `frame` says it is done.
 async fn watch(ctl: &Ctl, path: &str, frame: impl Fn(&Value) -> Frame) -> ExitCode {
-    let mut screen = Screen::new();
+    let mut screen = Screen::new(ctl.wide);
     let mut unreachable_since: Option<Instant> = None;
     loop {
         match call(ctl, Method::GET, path, None).await {
@@ -162,6 +142,16 @@ fn millis(seconds: Option<f64>) -> String {
     seconds.map_or_else(|| "-".into(), |s| format!("{:.0} ms", s * 1000.0))
 }
 
+/// `31ms`, `-`: the narrow renderings' latency.
+fn ms(seconds: Option<f64>) -> String {
+    seconds.map_or_else(|| "-".into(), |s| format!("{:.0}ms", s * 1000.0))
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn bar(fraction: f64, width: usize) -> String {
     let filled = ((fraction.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
     format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
@@ -213,9 +203,28 @@ fn rollout_frame(route: &str, r: &Value) -> Frame {
         millis(cur["canary_p99_seconds"].as_f64()),
         millis(t["max_p99_seconds"].as_f64()),
     );
+    let req = cur["canary_requests"].as_u64().unwrap_or(0);
+    let min = &t["min_requests"];
+    let err = percent(cur["canary_error_rate"].as_f64().unwrap_or(0.0));
+    let max_err = percent(t["max_error_rate"].as_f64().unwrap_or(0.0));
+    let p99 = ms(cur["canary_p99_seconds"].as_f64());
+    let max_p99 = ms(t["max_p99_seconds"].as_f64());
+    let (weight, canary) = (&r["canary_weight"], r["canary"].as_str().unwrap_or("?"));
+    let short = next.replace("next check in", "next");
+    let s = step + 1;
+    let narrower = vec![
+        format!(
+            "{route} {} {s}/{steps} {weight}% on {canary} │ {req}/{min} req │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {short}",
+            bar(progress, 10)
+        ),
+        format!("{route} {s}/{steps} {weight}% │ {req}/{min} req │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {short}"),
+        format!("{s}/{steps} {weight}% │ {req}/{min} │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {short}"),
+        format!("{s}/{steps} {weight}% │ {req} │ err {err} │ p99 {p99} │ {short}"),
+    ];
     let reason = r["reason"].as_str().map(|s| format!("{phase}: {s}"));
     Frame {
         line,
+        narrower,
         key: format!("{phase} {step}"),
         done,
         reason,
@@ -234,21 +243,43 @@ fn flip_frame(f: &Value, generation: u64) -> Frame {
         (_, "verified" | "unverified") => Some(0),
         _ => Some(EXIT_REFUSED),
     };
-    let line = format!(
-        "{} → {}: {} │ {} req (min {}) │ errors {} (max {}) │ p99 {} (max {}) │ window {}s",
+    // The proxy's clock when it says, else ours (ctl usually runs beside it).
+    let now = f["now_ms"]
+        .as_u64()
+        .unwrap_or_else(|| unix_ms(SystemTime::now()));
+    let end = f["started_ms"].as_u64().unwrap_or(0).saturating_add(window);
+    let left = match phase {
+        "verifying" => format!("{}s left", end.saturating_sub(now).div_ceil(1000)),
+        _ => format!("window {}s", window.div_ceil(1000)),
+    };
+    let (route, to) = (
         f["route"].as_str().unwrap_or("?"),
         f["to"].as_str().unwrap_or("?"),
-        phase.replace('_', " "),
-        f["requests"].as_u64().unwrap_or(0),
-        f["min_requests"],
-        percent(f["error_rate"].as_f64().unwrap_or(0.0)),
-        percent(f["max_error_rate"].as_f64().unwrap_or(0.0)),
+    );
+    let phase_text = phase.replace('_', " ");
+    let req = f["requests"].as_u64().unwrap_or(0);
+    let min = &f["min_requests"];
+    let err = percent(f["error_rate"].as_f64().unwrap_or(0.0));
+    let max_err = percent(f["max_error_rate"].as_f64().unwrap_or(0.0));
+    let line = format!(
+        "{route} → {to}: {phase_text} │ {req} req (min {min}) │ errors {err} (max {max_err}) │ p99 {} (max {}) │ window {}s{}",
         millis(f["p99_seconds"].as_f64()),
         millis(f["max_p99_seconds"].as_f64()),
         window.div_ceil(1000),
+        if phase == "verifying" { format!(", {left}") } else { String::new() },
     );
+    let (p99, max_p99) = (
+        ms(f["p99_seconds"].as_f64()),
+        ms(f["max_p99_seconds"].as_f64()),
+    );
+    let narrower = vec![
+        format!("{route} → {to}: {phase_text} │ {req}/{min} req │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {left}"),
+        format!("{to} {phase_text} │ {req}/{min} │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {left}"),
+        format!("{to} {phase_text} │ {req} │ err {err} │ p99 {p99} │ {left}"),
+    ];
     Frame {
         line,
+        narrower,
         key: phase.to_owned(),
         done,
         reason: f["reason"].as_str().map(str::to_owned),
@@ -290,11 +321,44 @@ mod tests {
     }
 
     #[test]
-    fn a_line_wider_than_the_terminal_is_cut() {
-        assert_eq!(fit("abcdef", Some(10)), "abcdef");
-        assert_eq!(fit("abcdef", None), "abcdef");
-        assert_eq!(fit("r [██░░] step", Some(8)), "r [██░…");
-        assert_eq!(fit("r [██░░] step", Some(8)).chars().count(), 7);
+    fn at_80_columns_a_rollout_keeps_error_rate_p99_and_time_left() {
+        let mut r = rollout("progressing");
+        r["route"] = json!("checkout-api");
+        r["canary"] = json!("canary-v2");
+        let f = rollout_frame("checkout-api", &r);
+        for width in [100, 80, 60] {
+            let line = fit::choose(&f.line, &f.narrower, Some(width));
+            assert!(line.chars().count() < width, "{width}: {line}");
+            for part in ["err 0.20%", "p99 31ms", "next 8s"] {
+                assert!(line.contains(part), "{part:?} missing at {width}: {line}");
+            }
+        }
+        let at_100 = fit::choose(&f.line, &f.narrower, Some(100));
+        assert!(
+            at_100.contains("/1.00%") && at_100.contains("/500ms"),
+            "{at_100}"
+        );
+        assert_eq!(fit::choose(&f.line, &f.narrower, None), f.line);
+    }
+
+    #[test]
+    fn a_flip_shows_its_time_left_at_80_columns() {
+        let mut v = json!({"route": "checkout-api", "to": "green", "phase": "verifying",
+            "generation": 4, "started_ms": 10_000, "now_ms": 22_000, "window_ms": 30_000,
+            "requests": 9, "min_requests": 5, "error_rate": 0.0, "max_error_rate": 0.01,
+            "p99_seconds": 0.012, "max_p99_seconds": 2.0});
+        let f = flip_frame(&v, 4);
+        assert!(f.line.ends_with("window 30s, 18s left"), "{}", f.line);
+        for width in [100, 80, 60] {
+            let line = fit::choose(&f.line, &f.narrower, Some(width));
+            assert!(line.chars().count() < width, "{width}: {line}");
+            assert!(
+                line.ends_with("18s left") && line.contains("err 0.00%"),
+                "{width}: {line}"
+            );
+        }
+        v["phase"] = json!("verified");
+        assert!(flip_frame(&v, 4).line.ends_with("window 30s"));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub async fn ctl(proxy: &TestProxy, args: &[&str]) -> (i32, String, String) {
         .arg(proxy.admin_url(""))
         .args(args)
         .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        // Output as off a terminal: whole lines, whatever the test's shell says.
+        .env_remove("COLUMNS")
         .output()
         .await
         .expect("run switchyard ctl");
