@@ -13,7 +13,8 @@ use super::{Command, Judgement, Live, Phase, Rollouts, Saved};
 use crate::config::RolloutConfig;
 use crate::control::Change;
 use crate::event::{Action, ChangeSource, Event, Outcome};
-use crate::stats::clock;
+use crate::stats::{clock, Stats};
+use crate::table::TableWatch;
 use crate::telemetry::ROLLOUTS;
 
 impl Rollouts {
@@ -79,45 +80,16 @@ impl Rollouts {
         saved: Saved,
         mut rx: mpsc::UnboundedReceiver<Command>,
     ) {
-        let Some(mut cfg) = self.config(&route) else {
+        let Some(mut run) = Run::begin(&self, route, &saved).await else {
             return;
         };
         let mut tables = self.control.watch();
-        let mut step = saved.step;
-        let mut paused = saved.paused;
-        // The step's start, carried over a restart from the saved time, but
-        // at most one interval back: the step's statistics died with the
-        // old process, and `max_wait` counts from now.
-        let ago = SystemTime::now()
-            .duration_since(UNIX_EPOCH + Duration::from_millis(saved.step_started_ms))
-            .unwrap_or_default();
-        let mut started = Instant::now()
-            .checked_sub(ago.min(cfg.step_interval))
-            .unwrap_or_else(Instant::now);
-        let mut failed = 0;
-        self.set_weight(&route, &cfg, cfg.steps[step]).await;
-        let (action, what) = if step == 0 && ago < cfg.step_interval {
-            (Action::RolloutStart, "started")
-        } else {
-            (Action::RolloutStep, "resumed")
-        };
-        self.event(
-            &route,
-            action,
-            format!(
-                "{what} at step {} ({}% on {})",
-                step + 1,
-                cfg.steps[step],
-                cfg.canary
-            ),
-        )
-        .await;
         // The judgement timer: `failure_threshold` counts failed checks in
         // a row at this pace. A new table (a reload may have changed the
         // thresholds or removed the rollout) is followed at once, but is no
         // judgement.
-        let tick =
-            (cfg.step_interval / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
+        let tick = (run.cfg.step_interval / 4)
+            .clamp(Duration::from_millis(50), Duration::from_millis(250));
         let mut next_judgement = Instant::now() + tick;
         loop {
             let (cmd, judge_now) = tokio::select! {
@@ -129,186 +101,260 @@ impl Rollouts {
             if judge_now {
                 next_judgement = Instant::now() + tick;
             }
-            // Thresholds follow the file: a reload may have changed them.
-            match self.config(&route) {
-                Some(c) => {
-                    cfg = c;
-                    // A reload may have shortened `steps`.
-                    step = step.min(cfg.steps.len() - 1);
-                }
-                None => {
-                    self.finish(
-                        &route,
-                        &cfg,
-                        false,
-                        "the route's [routes.rollout] was removed".into(),
-                    )
-                    .await;
-                    return;
-                }
-            }
-            match cmd {
-                Some(Command::Pause) if !paused => {
-                    paused = true;
-                    self.update(&route, |e| e.status.phase = Phase::Paused);
-                    self.event(
-                        &route,
-                        Action::RolloutPause,
-                        format!("paused at step {} by the operator", step + 1),
-                    )
-                    .await;
-                }
-                Some(Command::Resume) if paused => {
-                    paused = false;
-                    started = Instant::now();
-                    failed = 0;
-                    let ms = unix_ms(SystemTime::now());
-                    self.update(&route, |e| {
-                        e.status.phase = Phase::Progressing;
-                        e.status.step_started_ms = ms;
-                        e.status.current = None;
-                    });
-                    self.event(
-                        &route,
-                        Action::RolloutResume,
-                        format!("resumed at step {}; the step starts over", step + 1),
-                    )
-                    .await;
-                }
-                Some(Command::Promote) => {
-                    self.finish(
-                        &route,
-                        &cfg,
-                        true,
-                        format!("promoted by the operator at step {}", step + 1),
-                    )
-                    .await;
-                    return;
-                }
-                Some(Command::Abort) => {
-                    self.finish(
-                        &route,
-                        &cfg,
-                        false,
-                        format!("aborted by the operator at step {}", step + 1),
-                    )
-                    .await;
-                    return;
-                }
-                _ => {}
-            }
-            if paused {
-                continue;
-            }
-            let table = tables.load();
-            let canary_up = table
-                .pools()
-                .iter()
-                .find(|p| *p.name == *cfg.canary)
-                .is_some_and(|p| p.backends.iter().any(|b| b.is_available()));
-            if !canary_up {
-                self.finish(
-                    &route,
-                    &cfg,
-                    false,
-                    format!("canary pool {:?} has no available backend", cfg.canary),
-                )
-                .await;
+            if run.follow_config().await == Flow::Done {
                 return;
             }
-            if !judge_now || !table.routes().iter().any(|r| *r.name == *route) {
-                continue;
-            }
-            let window = |name: &str| {
-                table
-                    .window(&route, name)
-                    .map(|w| w.since(clock::secs(started), clock::secs(Instant::now())))
-                    .unwrap_or_default()
-            };
-            let (canary, stable) = (window(&cfg.canary), window(&cfg.stable));
-            // What `ctl rollout watch` shows between judgements.
-            let live = Live::new(&canary, &stable);
-            self.update_live(&route, live, &cfg);
-            let elapsed = started.elapsed();
-            let check = judge::check(&cfg, &canary, &stable);
-            let (verdict, now_failed) = judge::decide(&cfg, step, elapsed, failed, &check);
-            failed = now_failed;
-            // Before the interval only a failure acts; nothing to record.
-            if elapsed < cfg.step_interval && verdict == Verdict::Hold {
-                continue;
-            }
-            let judgement = Judgement {
-                time: now_rfc3339(),
-                step,
-                check: check.clone(),
-                canary_requests: canary.requests,
-                canary_error_rate: canary.error_rate(),
-                canary_p99_seconds: canary.percentile(0.99).map(|d| d.as_secs_f64()),
-                stable_requests: stable.requests,
-            };
-            self.update(&route, |e| e.status.last = Some(judgement));
-            match verdict {
-                Verdict::Hold => {}
-                Verdict::Advance => {
-                    step += 1;
-                    self.set_weight(&route, &cfg, cfg.steps[step]).await;
-                    started = Instant::now();
-                    let ms = unix_ms(SystemTime::now());
-                    let weight = cfg.steps[step];
-                    self.update(&route, |e| {
-                        e.status.step = step;
-                        e.status.canary_weight = weight;
-                        e.status.step_started_ms = ms;
-                        e.status.current = None;
-                    });
-                    self.event(
-                        &route,
-                        Action::RolloutStep,
-                        format!(
-                            "step {} passed ({} requests, error rate {:.4}); step {} ({}% on {})",
-                            step,
-                            canary.requests,
-                            canary.error_rate(),
-                            step + 1,
-                            weight,
-                            cfg.canary
-                        ),
-                    )
-                    .await;
-                }
-                Verdict::Done => {
-                    self.finish(
-                        &route,
-                        &cfg,
-                        true,
-                        format!(
-                            "every step passed; the last with {} requests, error rate {:.4}",
-                            canary.requests,
-                            canary.error_rate()
-                        ),
-                    )
-                    .await;
+            if let Some(cmd) = cmd {
+                if run.command(cmd).await == Flow::Done {
                     return;
                 }
-                Verdict::Rollback(why) => {
-                    self.finish(&route, &cfg, false, format!("step {}: {why}", step + 1))
-                        .await;
-                    return;
-                }
-                Verdict::Pause(why) => {
-                    paused = true;
-                    self.update(&route, |e| {
-                        e.status.phase = Phase::Paused;
-                        e.status.reason = Some(why.clone());
-                    });
-                    self.event(
-                        &route,
-                        Action::RolloutPause,
-                        format!("step {}: {why}; waiting for the operator", step + 1),
-                    )
-                    .await;
-                }
+            }
+            if run.paused {
+                continue;
+            }
+            if run.step(&tables, judge_now).await == Flow::Done {
+                return;
             }
         }
+    }
+}
+
+/// Whether a rollout's task goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Done,
+}
+
+/// One rollout's state between two wake-ups of its task.
+struct Run<'a> {
+    rollouts: &'a Rollouts,
+    route: String,
+    /// The route's `[routes.rollout]`, re-read at every wake-up.
+    cfg: RolloutConfig,
+    step: usize,
+    paused: bool,
+    /// The step's start: its statistics are counted from here.
+    started: Instant,
+    /// Failed checks in a row (`failure_threshold`).
+    failed: u32,
+}
+
+impl<'a> Run<'a> {
+    /// Sets the (saved) step's split and says so; `None` when the route
+    /// has no `[routes.rollout]` any more.
+    async fn begin(rollouts: &'a Rollouts, route: String, saved: &Saved) -> Option<Run<'a>> {
+        let cfg = rollouts.config(&route)?;
+        // The step's start, carried over a restart from the saved time, but
+        // at most one interval back: the step's statistics died with the
+        // old process, and `max_wait` counts from now.
+        let ago = SystemTime::now()
+            .duration_since(UNIX_EPOCH + Duration::from_millis(saved.step_started_ms))
+            .unwrap_or_default();
+        let started = Instant::now()
+            .checked_sub(ago.min(cfg.step_interval))
+            .unwrap_or_else(Instant::now);
+        let run = Run {
+            rollouts,
+            route,
+            cfg,
+            step: saved.step,
+            paused: saved.paused,
+            started,
+            failed: 0,
+        };
+        rollouts
+            .set_weight(&run.route, &run.cfg, run.cfg.steps[run.step])
+            .await;
+        let (action, what) = if run.step == 0 && ago < run.cfg.step_interval {
+            (Action::RolloutStart, "started")
+        } else {
+            (Action::RolloutStep, "resumed")
+        };
+        let detail = format!(
+            "{what} at step {} ({}% on {})",
+            run.step + 1,
+            run.cfg.steps[run.step],
+            run.cfg.canary
+        );
+        rollouts.event(&run.route, action, detail).await;
+        Some(run)
+    }
+
+    /// Thresholds follow the file: a reload may have changed them, or
+    /// removed the rollout.
+    async fn follow_config(&mut self) -> Flow {
+        match self.rollouts.config(&self.route) {
+            Some(c) => {
+                self.cfg = c;
+                // A reload may have shortened `steps`.
+                self.step = self.step.min(self.cfg.steps.len() - 1);
+                Flow::Continue
+            }
+            None => {
+                let why = "the route's [routes.rollout] was removed".into();
+                self.finish(false, why).await
+            }
+        }
+    }
+
+    async fn finish(&self, promoted: bool, reason: String) -> Flow {
+        self.rollouts
+            .finish(&self.route, &self.cfg, promoted, reason)
+            .await;
+        Flow::Done
+    }
+
+    async fn event(&self, action: Action, detail: String) {
+        self.rollouts.event(&self.route, action, detail).await;
+    }
+
+    /// An operator's command.
+    async fn command(&mut self, cmd: Command) -> Flow {
+        let step = self.step + 1;
+        match cmd {
+            Command::Pause if !self.paused => {
+                self.paused = true;
+                self.rollouts
+                    .update(&self.route, |e| e.status.phase = Phase::Paused);
+                let detail = format!("paused at step {step} by the operator");
+                self.event(Action::RolloutPause, detail).await;
+            }
+            Command::Resume if self.paused => {
+                self.paused = false;
+                self.started = Instant::now();
+                self.failed = 0;
+                let ms = unix_ms(SystemTime::now());
+                self.rollouts.update(&self.route, |e| {
+                    e.status.phase = Phase::Progressing;
+                    e.status.step_started_ms = ms;
+                    e.status.current = None;
+                });
+                let detail = format!("resumed at step {step}; the step starts over");
+                self.event(Action::RolloutResume, detail).await;
+            }
+            Command::Promote => {
+                let why = format!("promoted by the operator at step {step}");
+                return self.finish(true, why).await;
+            }
+            Command::Abort => {
+                let why = format!("aborted by the operator at step {step}");
+                return self.finish(false, why).await;
+            }
+            Command::Pause | Command::Resume => {}
+        }
+        Flow::Continue
+    }
+
+    /// Looks at the table in force: a canary with no available backend
+    /// ends the rollout at once; at a judgement, the step's windows are
+    /// judged and acted on.
+    async fn step(&mut self, tables: &TableWatch, judge_now: bool) -> Flow {
+        let table = tables.load();
+        let canary_up = table
+            .pools()
+            .iter()
+            .find(|p| *p.name == *self.cfg.canary)
+            .is_some_and(|p| p.backends.iter().any(|b| b.is_available()));
+        if !canary_up {
+            let why = format!("canary pool {:?} has no available backend", self.cfg.canary);
+            return self.finish(false, why).await;
+        }
+        if !judge_now || !table.routes().iter().any(|r| *r.name == *self.route) {
+            return Flow::Continue;
+        }
+        let window = |name: &str| {
+            table
+                .window(&self.route, name)
+                .map(|w| w.since(clock::secs(self.started), clock::secs(Instant::now())))
+                .unwrap_or_default()
+        };
+        let (canary, stable) = (window(&self.cfg.canary), window(&self.cfg.stable));
+        drop(table);
+        self.judge(&canary, &stable).await
+    }
+
+    /// Judges the step's windows, records the judgement and acts on it.
+    async fn judge(&mut self, canary: &Stats, stable: &Stats) -> Flow {
+        // What `ctl rollout watch` shows between judgements.
+        let live = Live::new(canary, stable);
+        self.rollouts.update_live(&self.route, live, &self.cfg);
+        let elapsed = self.started.elapsed();
+        let check = judge::check(&self.cfg, canary, stable);
+        let (verdict, now_failed) =
+            judge::decide(&self.cfg, self.step, elapsed, self.failed, &check);
+        self.failed = now_failed;
+        // Before the interval only a failure acts; nothing to record.
+        if elapsed < self.cfg.step_interval && verdict == Verdict::Hold {
+            return Flow::Continue;
+        }
+        let judgement = Judgement {
+            time: now_rfc3339(),
+            step: self.step,
+            check,
+            canary_requests: canary.requests,
+            canary_error_rate: canary.error_rate(),
+            canary_p99_seconds: canary.percentile(0.99).map(|d| d.as_secs_f64()),
+            stable_requests: stable.requests,
+        };
+        self.rollouts
+            .update(&self.route, |e| e.status.last = Some(judgement));
+        match verdict {
+            Verdict::Hold => Flow::Continue,
+            Verdict::Advance => {
+                self.advance(canary).await;
+                Flow::Continue
+            }
+            Verdict::Done => {
+                let why = format!(
+                    "every step passed; the last with {} requests, error rate {:.4}",
+                    canary.requests,
+                    canary.error_rate()
+                );
+                self.finish(true, why).await
+            }
+            Verdict::Rollback(why) => {
+                let why = format!("step {}: {why}", self.step + 1);
+                self.finish(false, why).await
+            }
+            Verdict::Pause(why) => {
+                self.paused = true;
+                self.rollouts.update(&self.route, |e| {
+                    e.status.phase = Phase::Paused;
+                    e.status.reason = Some(why.clone());
+                });
+                let detail = format!("step {}: {why}; waiting for the operator", self.step + 1);
+                self.event(Action::RolloutPause, detail).await;
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The step passed: the next step's split, a fresh window.
+    async fn advance(&mut self, canary: &Stats) {
+        self.step += 1;
+        let weight = self.cfg.steps[self.step];
+        self.rollouts
+            .set_weight(&self.route, &self.cfg, weight)
+            .await;
+        self.started = Instant::now();
+        let ms = unix_ms(SystemTime::now());
+        let step = self.step;
+        self.rollouts.update(&self.route, |e| {
+            e.status.step = step;
+            e.status.canary_weight = weight;
+            e.status.step_started_ms = ms;
+            e.status.current = None;
+        });
+        let detail = format!(
+            "step {} passed ({} requests, error rate {:.4}); step {} ({}% on {})",
+            step,
+            canary.requests,
+            canary.error_rate(),
+            step + 1,
+            weight,
+            self.cfg.canary
+        );
+        self.event(Action::RolloutStep, detail).await;
     }
 }
