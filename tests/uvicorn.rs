@@ -10,79 +10,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::python::python;
+use support::uvicorn::Uvicorn;
 use support::*;
-
-/// A uvicorn process serving examples/fastapi.
-struct Uvicorn {
-    child: Child,
-    port: u16,
-    color: &'static str,
-}
-
-impl Uvicorn {
-    /// Starts one on `port` (0: any) and waits until it listens.
-    fn start(color: &'static str, port: u16) -> Uvicorn {
-        let app_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fastapi");
-        let mut child = Command::new(python())
-            .args([
-                "-m",
-                "uvicorn",
-                "app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
-            .args(["--log-level", "info", "--no-access-log"])
-            .current_dir(app_dir)
-            .env("APP_COLOR", color)
-            .env("APP_VERSION", "1.0.0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start uvicorn");
-        // uvicorn prints "Uvicorn running on http://127.0.0.1:PORT" once bound.
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("uvicorn exited before listening")
-                .expect("read");
-            if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("port");
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Uvicorn { child, port, color }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL: the crash case, no graceful close of its connections.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Uvicorn {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn config(
     blue: &[&Uvicorn],
@@ -277,7 +210,7 @@ async fn deployment_walkthrough_with_real_uvicorn_backends() {
     )
     .await;
     let restarted = Uvicorn::start("blue", port);
-    let pid = restarted.child.id();
+    let pid = restarted.pid();
     eventually(
         Duration::from_secs(15),
         "the restarted instance takes traffic",

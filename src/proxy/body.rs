@@ -52,21 +52,64 @@ impl Drop for ProxyBody {
 pub enum UpBody {
     /// The client's body, streamed as it arrives.
     Client(Incoming),
+    /// The client's body without a declared length, streamed and cut off
+    /// (an error, so the upstream request is aborted, never ended as if
+    /// complete) once more than `limit` bytes came.
+    Limited {
+        body: Incoming,
+        limit: u64,
+        seen: u64,
+    },
     /// A small body read into memory, so that the request can be replayed.
     Full(Option<Bytes>),
     Empty,
 }
 
+/// Why a request body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum UpBodyError {
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+impl UpBody {
+    /// The client's body, cut off past `limit` unless its length is
+    /// declared (then the limit was checked before sending, and the
+    /// framing holds the body to it).
+    pub fn client(body: Incoming, limit: Option<u64>) -> Self {
+        match limit {
+            Some(limit) if body.size_hint().exact().is_none() => UpBody::Limited {
+                body,
+                limit,
+                seen: 0,
+            },
+            _ => UpBody::Client(body),
+        }
+    }
+}
+
 impl Body for UpBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpBodyError>>> {
         match self.get_mut() {
-            UpBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpBody::Client(b) => Pin::new(b).poll_frame(cx).map_err(UpBodyError::from),
+            UpBody::Limited { body, limit, seen } => {
+                let polled = Pin::new(body).poll_frame(cx).map_err(UpBodyError::from);
+                if let Poll::Ready(Some(Ok(f))) = &polled {
+                    *seen += f.data_ref().map_or(0, |d| d.len() as u64);
+                    if *seen > *limit {
+                        return Poll::Ready(Some(Err(UpBodyError::TooLarge { limit: *limit })));
+                    }
+                }
+                polled
+            }
             UpBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             UpBody::Empty => Poll::Ready(None),
         }
@@ -74,7 +117,7 @@ impl Body for UpBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpBody::Client(b) => b.is_end_stream(),
+            UpBody::Client(b) | UpBody::Limited { body: b, .. } => b.is_end_stream(),
             UpBody::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
             UpBody::Empty => true,
         }
@@ -82,7 +125,7 @@ impl Body for UpBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpBody::Client(b) => b.size_hint(),
+            UpBody::Client(b) | UpBody::Limited { body: b, .. } => b.size_hint(),
             UpBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             UpBody::Empty => SizeHint::with_exact(0),
         }

@@ -3,7 +3,9 @@
 //! pool (force header | sticky bucket | weighted pick, with failover) and
 //! the backend. The request is seen through `RequestView`, so the hyper
 //! path (a `HeaderMap`) and the lean path (an index over the head's bytes)
-//! decide the same way.
+//! decide the same way. The route's own answers, its rate limit and the
+//! body limit by `Content-Length` are decided here too
+//! (`route_http::before_pick`), before a pool is asked.
 
 use std::sync::atomic::Ordering;
 
@@ -12,6 +14,7 @@ use http::header::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use super::headers::new_request_id;
+use super::route_http::{self, Early, Facts, Rules};
 use super::{retry, unservable, ProxyError, FORCE_UNKNOWN};
 use crate::stats::{clock, Recorder};
 use crate::table::{InFlight, RoutingTable, Settings, Unservable};
@@ -39,23 +42,33 @@ pub(crate) struct Decision {
     pub plan: retry::Plan,
     /// A sticky cookie minted for a client that had none.
     pub set_cookie: Option<HeaderValue>,
+    /// The request body limit (`max_body_bytes`) a streamed body is held to.
+    pub body_limit: Option<u64>,
+    /// The route's path and header rules, when it has any.
+    pub rules: Option<Rules>,
 }
 
 /// Routes `req` on the table in force. `rec` becomes the recorder of
 /// where it went (also when it is answered with an error: no route, no
 /// backend), so the request counts into the handles of the table it was
-/// routed by, whatever table is in force when it ends.
+/// routed by, whatever table is in force when it ends. `facts` is what
+/// the route's own features read (client address, request id, length).
 pub(crate) fn decide(
     table: &ArcSwap<RoutingTable>,
     req: &impl RequestView,
+    facts: &Facts<'_>,
     now: Instant,
     rec: &mut Recorder,
-) -> Result<Decision, ProxyError> {
+) -> Result<Decision, Early> {
     let table = table.load();
     let Some(route) = table.route(req.host(), req.path()) else {
         *rec = table.no_route();
-        return Err(ProxyError::NoRoute);
+        return Err(ProxyError::NoRoute.into());
     };
+    if let Some(early) = route_http::before_pick(&table, route, facts, |n| req.header(n), now) {
+        *rec = route.no_pool_recorder();
+        return Err(early);
+    }
     let forced = route
         .force_header
         .as_ref()
@@ -75,7 +88,8 @@ pub(crate) fn decide(
                 *rec = route.recorder(pool, None);
                 return Err(ProxyError::NoBackend {
                     pool: pool.name.clone(),
-                });
+                }
+                .into());
             };
             *rec = route.recorder(pool, Some(i));
             (pool, &pool.backends[i], None)
@@ -121,5 +135,7 @@ pub(crate) fn decide(
             outlier: pool.outlier,
         },
         set_cookie,
+        body_limit: route_http::body_limit(route, &table.settings),
+        rules: route_http::Rules::of(route),
     })
 }

@@ -32,6 +32,10 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error("backend did not send response headers within {0:?}")]
     Timeout(std::time::Duration),
+    /// The route's `rate_limit` refused the request; a token is back
+    /// after `retry_after` seconds.
+    #[error("rate limit of the route exceeded; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
 }
 
 impl ProxyError {
@@ -44,8 +48,12 @@ impl ProxyError {
     /// `retry`.
     pub fn source_side(&self) -> Source {
         match self {
-            ProxyError::NoRoute | ProxyError::MethodNotAllowed => Source::Downstream,
-            ProxyError::Upstream(UpstreamError::ClientBody { .. }) => Source::Downstream,
+            ProxyError::NoRoute | ProxyError::MethodNotAllowed | ProxyError::RateLimited { .. } => {
+                Source::Downstream
+            }
+            ProxyError::Upstream(
+                UpstreamError::ClientBody { .. } | UpstreamError::BodyTooLarge { .. },
+            ) => Source::Downstream,
             ProxyError::Upstream(_) | ProxyError::Timeout(_) => Source::Upstream,
             ProxyError::NoBackend { .. }
             | ProxyError::NoPool
@@ -63,6 +71,7 @@ impl ProxyError {
             }
             ProxyError::NoPool => (StatusCode::SERVICE_UNAVAILABLE, "no-pool"),
             ProxyError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+            ProxyError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
             ProxyError::Upstream(e) => match e {
                 UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => {
                     (StatusCode::BAD_GATEWAY, "upstream-connect")
@@ -76,6 +85,9 @@ impl ProxyError {
                 }
                 UpstreamError::Invalid { .. } => (StatusCode::BAD_GATEWAY, "upstream-invalid"),
                 UpstreamError::ClientBody { .. } => (StatusCode::BAD_REQUEST, "client-body"),
+                UpstreamError::BodyTooLarge { .. } => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large")
+                }
             },
         }
     }
@@ -96,6 +108,9 @@ pub fn error_response(err: &ProxyError, request_id: Option<&HeaderValue>) -> Res
     h.insert(&X_SWITCHYARD_ERROR, HeaderValue::from_static(reason));
     if let Some(id) = request_id {
         h.insert(&X_REQUEST_ID, id.clone());
+    }
+    if let ProxyError::RateLimited { retry_after } = err {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     resp
 }

@@ -6,6 +6,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The prefix a route stripped (`strip_prefix`), for FastAPI's `root_path`.
+pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_SWITCHYARD_POOL: HeaderName = HeaderName::from_static("x-switchyard-pool");
 pub static X_SWITCHYARD_BUCKET: HeaderName = HeaderName::from_static("x-switchyard-bucket");

@@ -20,6 +20,7 @@ pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod retry;
 pub mod rewrite;
+pub mod route_http;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -52,11 +53,16 @@ pub static FORCE_UNKNOWN: AtomicU64 = AtomicU64::new(0);
 /// One client connection, as the data plane needs to know it.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
+    /// The connection's client: the TCP peer, or the source its PROXY
+    /// protocol header gave (`server::proxied`).
     pub peer: SocketAddr,
     /// The peer's IP, ready for `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
     /// "http" or "https", for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// `trusted_proxies`, when `peer` is one of them: its requests'
+    /// `X-Forwarded-For` is believed (`route_http::client_ip`).
+    pub trusted: Option<Arc<crate::config::TrustedProxies>>,
 }
 
 impl ConnInfo {
@@ -67,7 +73,17 @@ impl ConnInfo {
             peer_ip: HeaderValue::from_str(&ip)
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             proto,
+            trusted: None,
         }
+    }
+
+    /// Believes this connection's `X-Forwarded-For` when its peer is in
+    /// `trusted`.
+    pub fn trusting(mut self, trusted: &Arc<crate::config::TrustedProxies>) -> Self {
+        if trusted.contains(self.peer.ip()) {
+            self.trusted = Some(trusted.clone());
+        }
+        self
     }
 }
 
@@ -117,10 +133,12 @@ impl Proxy {
         };
         let t0 = Instant::now();
         let mut rec = Recorder::default();
+        let xff = req.headers().get_all(&X_FORWARDED_FOR).iter();
+        let client = route_http::client_ip(conn, xff.map(HeaderValue::as_bytes));
         let log = self.access.as_ref().map(|_| Entry {
             time: std::time::SystemTime::now(),
             request_id: request_id.clone(),
-            client: conn.peer,
+            client: SocketAddr::new(client, conn.peer.port()),
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
@@ -140,7 +158,7 @@ impl Proxy {
             bytes_out: 0,
             retries: 0,
         });
-        let resp = match self.forward(req, conn, &mut rec).await {
+        let resp = match self.forward(req, conn, client, &mut rec).await {
             Ok(resp) => resp,
             Err(e) => {
                 if e.source_side() == Source::Downstream {
@@ -177,6 +195,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
+        client: std::net::IpAddr,
         rec: &mut Recorder,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if req.method() == Method::CONNECT {
@@ -187,9 +206,20 @@ impl Proxy {
         let client_upgrade =
             is_upgrade_request(req.version(), req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-
+        let remote_addr = route_http::remote_addr(conn, client);
+        // The declared length, as hyper frames the body by it.
+        let content_length = http_body::Body::size_hint(&body).exact();
         // Routing decisions, made against one snapshot without awaiting.
         let now = Instant::now();
+        let facts = facts(
+            &parts.uri,
+            parts.headers.get(&X_REQUEST_ID),
+            host_of(&parts),
+            conn,
+            (client, &remote_addr),
+            content_length,
+        );
+        let decided = decide::decide(&self.table, &HyperView(&parts), &facts, now, rec);
         let decide::Decision {
             inflight,
             pool_header,
@@ -197,18 +227,38 @@ impl Proxy {
             settings,
             plan,
             set_cookie,
-        } = decide::decide(&self.table, &HyperView(&parts), now, rec)?;
+            body_limit: limit,
+            rules,
+        } = match decided {
+            Ok(d) => d,
+            Err(route_http::Early::Answer(resp)) => return Ok(*resp),
+            Err(route_http::Early::Refuse(e)) => return Err(e),
+        };
+        // The request as received, for the rules (the head changes first).
+        let rules = rules.map(|rules| Kept {
+            rules,
+            uri: parts.uri.clone(),
+            request_id: parts.headers.get(&X_REQUEST_ID).cloned(),
+            host: host_of(&parts).map(bytes::Bytes::copy_from_slice),
+        });
 
         let upgrading = client_upgrade.is_some();
         prepare_request(&mut parts, conn, upgrading);
-        parts.headers.insert(&X_SWITCHYARD_POOL, pool_header);
+        if let Some(k) = &rules {
+            let f = k.facts(conn, (client, &remote_addr));
+            k.rewrite_request(&mut parts, &f, &pool_header);
+        }
+        parts
+            .headers
+            .insert(&X_SWITCHYARD_POOL, pool_header.clone());
         match bucket {
             Some(b) => parts
                 .headers
                 .insert(&X_SWITCHYARD_BUCKET, HeaderValue::from(b)),
             None => parts.headers.remove(&X_SWITCHYARD_BUCKET),
         };
-        let (body, waited) = retry::keep_body(&parts.method, body, plan.retry.retries).await?;
+        let (body, waited) =
+            retry::keep_body(&parts.method, body, plan.retry.retries, limit).await?;
         let started = if waited { Instant::now() } else { now };
         let req = Request::from_parts(parts, body);
         let (resp, pooled, inflight) =
@@ -221,6 +271,15 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers, false);
+        if let Some(k) = &rules {
+            if let Some(r) = &k.rules.http.response_headers {
+                let f = k.facts(conn, (client, &remote_addr));
+                let fwd = route_http::forward_head(&k.rules.http, f.path);
+                let uri = fwd.path.as_deref().unwrap_or(f.path);
+                let vars = f.vars(&k.rules.route, pool_header.as_bytes(), uri.as_bytes());
+                header_rules::apply(r, &mut parts.headers, &vars);
+            }
+        }
         if let Some(c) = set_cookie {
             parts.headers.append(header::SET_COOKIE, c);
         }
@@ -278,6 +337,92 @@ impl decide::RequestView for HyperView<'_> {
     }
 }
 
+/// The Host header, else the target's authority.
+fn host_of(parts: &http::request::Parts) -> Option<&[u8]> {
+    parts
+        .headers
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()))
+}
+
+/// The route features' view of a request on this path.
+fn facts<'a>(
+    uri: &'a Uri,
+    request_id: Option<&'a HeaderValue>,
+    host: Option<&'a [u8]>,
+    conn: &'a ConnInfo,
+    (client, remote_addr): (std::net::IpAddr, &'a [u8]),
+    content_length: Option<u64>,
+) -> route_http::Facts<'a> {
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    route_http::Facts {
+        client,
+        remote_addr,
+        request_id: request_id.map_or(&b""[..], HeaderValue::as_bytes),
+        host: host.unwrap_or(b""),
+        scheme: conn.proto.as_bytes(),
+        request_uri: pq.as_bytes(),
+        path: uri.path(),
+        query: route_http::query_of(pq),
+        content_length,
+    }
+}
+
+/// What a route that rewrites keeps of the request as received (the head
+/// is changed before its rules run).
+struct Kept {
+    rules: route_http::Rules,
+    uri: Uri,
+    request_id: Option<HeaderValue>,
+    host: Option<bytes::Bytes>,
+}
+
+impl Kept {
+    fn facts<'a>(
+        &'a self,
+        conn: &'a ConnInfo,
+        client: (std::net::IpAddr, &'a [u8]),
+    ) -> route_http::Facts<'a> {
+        let host = self.host.as_deref();
+        facts(
+            &self.uri,
+            self.request_id.as_ref(),
+            host,
+            conn,
+            client,
+            None,
+        )
+    }
+
+    /// The route's path rewrite, `X-Forwarded-Prefix` and request rules,
+    /// after the proxy's own headers are in place.
+    fn rewrite_request(
+        &self,
+        parts: &mut http::request::Parts,
+        f: &route_http::Facts<'_>,
+        pool: &HeaderValue,
+    ) {
+        let head = route_http::forward_head(&self.rules.http, f.path);
+        if let Some(prefix) = head.prefix {
+            parts.headers.insert(&X_FORWARDED_PREFIX, prefix.clone());
+        }
+        let uri = head.path.as_deref().unwrap_or(f.path);
+        if let Some(path) = &head.path {
+            let query = std::str::from_utf8(f.query).unwrap_or("");
+            // The rewritten path was checked at load to be a valid path;
+            // a failure keeps the client's.
+            if let Ok(u) = Uri::try_from(format!("{path}{query}")) {
+                parts.uri = u;
+            }
+        }
+        if let Some(rules) = &self.rules.http.request_headers {
+            let vars = f.vars(&self.rules.route, pool.as_bytes(), uri.as_bytes());
+            header_rules::apply(rules, &mut parts.headers, &vars);
+        }
+    }
+}
+
 /// Rewrites the request head for the backend.
 fn prepare_request(parts: &mut http::request::Parts, conn: &ConnInfo, upgrade: bool) {
     remove_hop_by_hop(&mut parts.headers, upgrade);
@@ -290,6 +435,8 @@ fn prepare_request(parts: &mut http::request::Parts, conn: &ConnInfo, upgrade: b
         }
     }
     set_forwarded(&mut parts.headers, &conn.peer_ip, conn.proto);
+    // Ours to send (a route with strip_prefix sets it), never the client's.
+    parts.headers.remove(&X_FORWARDED_PREFIX);
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         parts.uri = parts
             .uri

@@ -4,8 +4,9 @@
 //! address. [`parse`] is a strict, bounded parser of the bytes read so far:
 //! it says whether they are a complete header (and how long it is), need
 //! more bytes, or cannot be one. [`read_header`] is the I/O shell that
-//! takes a header off a socket; the decision of whom to ask for one (peers
-//! in `trusted_proxies`) lives with the listener.
+//! takes a header off a socket; [`Intake`] is what a listener does with a
+//! new connection: asks peers in `trusted_proxies` for a header, and says
+//! whose `X-Forwarded-For` is believed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -270,6 +271,63 @@ pub async fn read_header(stream: &mut TcpStream) -> Result<Addresses, ReadError>
             }
             Parsed::Incomplete => return Err(ProxyHeaderError::V2TooLong.into()),
         }
+    }
+}
+
+/// How a listener takes a connection in: whether its peer must send a
+/// PROXY header (`proxy_protocol`, peers in `trusted_proxies` only), and
+/// whose `X-Forwarded-For` is believed. Made once per worker from
+/// `[server]` (both keys need a restart).
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub proxy_protocol: bool,
+    pub trusted: std::sync::Arc<crate::config::TrustedProxies>,
+    /// Time the header may take (`client_header_timeout`).
+    pub timeout: std::time::Duration,
+}
+
+impl Intake {
+    pub fn new(s: &crate::config::ServerConfig) -> Self {
+        Self {
+            proxy_protocol: s.proxy_protocol,
+            trusted: std::sync::Arc::new(s.trusted_proxies.clone()),
+            timeout: s.client_header_timeout,
+        }
+    }
+
+    /// The connection as the data plane sees it, after its PROXY header
+    /// when the peer is trusted to send one; `None`: close it (a trusted
+    /// peer without a valid header in time is misconfigured, and serving
+    /// it would put the balancer's address on every request). A peer
+    /// that is not trusted is served with its own address, and a PROXY
+    /// header it sends is not read (HTTP then refuses it).
+    pub async fn conn_info(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        proto: &'static str,
+    ) -> Option<super::ConnInfo> {
+        let mut client = peer;
+        if self.proxy_protocol && self.trusted.contains(peer.ip()) {
+            match tokio::time::timeout(self.timeout, read_header(stream)).await {
+                Ok(Ok(Addresses::Tcp { src, .. })) => client = src,
+                Ok(Ok(Addresses::Local | Addresses::Unknown)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %peer, error = %e, "PROXY protocol header refused; closing");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %peer, "no PROXY protocol header in time; closing");
+                    return None;
+                }
+            }
+        }
+        let info = super::ConnInfo::new(client, proto);
+        Some(if self.trusted.is_empty() {
+            info
+        } else {
+            info.trusting(&self.trusted)
+        })
     }
 }
 

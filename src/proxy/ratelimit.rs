@@ -242,6 +242,36 @@ pub fn with_limiters<T>(f: impl FnOnce(&mut Limiters) -> T) -> T {
     LIMITERS.with(|l| f(&mut l.borrow_mut()))
 }
 
+/// This worker's decision for a request of `route` (of `table`) counted
+/// by `key` at `now`. The first request of a new table generation lays
+/// the buckets out again (kept by route name), so a reload keeps them.
+pub fn check(
+    table: &crate::table::RoutingTable,
+    route: &crate::table::Route,
+    key: Key<'_>,
+    now: tokio::time::Instant,
+) -> Decision {
+    let at = now.saturating_duration_since(epoch()).as_nanos();
+    let at = u64::try_from(at).unwrap_or(u64::MAX);
+    with_limiters(|l| {
+        if !l.is_current(table.generation) {
+            let routes = table.routes().iter();
+            l.relayout(
+                table.generation,
+                routes.map(|r| (&r.name, r.http.rate_limit.as_ref())),
+            );
+        }
+        l.check(route.index, key, at)
+    })
+}
+
+/// The origin of the limiters' clock (any fixed instant will do; a
+/// bucket's time only ever runs forward from it).
+fn epoch() -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(tokio::time::Instant::now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,15 +48,16 @@ pub(super) struct Plan {
 
 /// The request body to send: a small body of an idempotent request is read
 /// into memory when retries are on, so it can be replayed; anything else
-/// streams. Answers whether the body was read (time passed).
+/// streams (cut off past `limit` when its length was not declared). Answers whether the body was read (time passed).
 pub(super) async fn keep_body(
     method: &Method,
     body: Incoming,
     retries: u32,
+    limit: Option<u64>,
 ) -> Result<(UpBody, bool), ProxyError> {
     let small = body.size_hint().exact().is_some_and(|n| n <= KEEP_BODY_MAX);
     if retries == 0 || !is_idempotent(method) || body.is_end_stream() || !small {
-        return Ok((UpBody::Client(body), false));
+        return Ok((UpBody::client(body, limit), false));
     }
     match body.collect().await {
         Ok(c) => Ok((UpBody::Full(Some(c.to_bytes())), true)),

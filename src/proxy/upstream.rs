@@ -86,6 +86,11 @@ pub enum UpstreamError {
         #[source]
         source: hyper::Error,
     },
+    /// The client's body is longer than the route's `max_body_bytes`:
+    /// by its `Content-Length` (nothing was sent), or while it streamed
+    /// (the upstream request was aborted, never ended as if complete).
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
 }
 
 /// A failed send, with the request when none of it reached the backend.
@@ -114,7 +119,8 @@ impl UpstreamError {
             UpstreamError::Reset { .. }
             | UpstreamError::Io { .. }
             | UpstreamError::Invalid { .. }
-            | UpstreamError::ClientBody { .. } => K::Reset,
+            | UpstreamError::ClientBody { .. }
+            | UpstreamError::BodyTooLarge { .. } => K::Reset,
         }
     }
 }
@@ -295,6 +301,14 @@ pub async fn send(
 
 fn classify(addr: SocketAddr, source: hyper::Error) -> UpstreamError {
     if source.is_user() {
+        // The body's own error says whether it was cut at the limit.
+        let limit = std::error::Error::source(&source).and_then(|e| match e.downcast_ref() {
+            Some(super::body::UpBodyError::TooLarge { limit }) => Some(*limit),
+            _ => None,
+        });
+        if let Some(limit) = limit {
+            return UpstreamError::BodyTooLarge { limit };
+        }
         UpstreamError::ClientBody { source }
     } else {
         UpstreamError::Reset { addr, source }

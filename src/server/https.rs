@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{listener, StartError};
 use crate::config::ServerConfig;
-use crate::proxy::{ConnInfo, Proxy, ProxyBody};
+use crate::proxy::{Proxy, ProxyBody};
 use crate::tls::{self, CertStore};
 
 /// ACME http-01 challenges live under this path.
@@ -150,6 +150,8 @@ pub(crate) struct Conn {
     pub watcher: Watcher,
     pub connections: Arc<AtomicUsize>,
     pub shutdown: CancellationToken,
+    /// The PROXY header (before the TLS handshake) and trusted peers.
+    pub intake: Arc<crate::proxy::proxy_protocol::Intake>,
 }
 
 /// Open-connection count, decremented when the task ends however it ends.
@@ -163,13 +165,22 @@ impl Drop for Counted {
 
 /// Serves one accepted TLS connection on the current worker: handshake
 /// (abandoned at shutdown), then HTTP/1.1 or HTTP/2 as negotiated.
-pub(crate) fn spawn(c: Conn, stream: TcpStream, peer: SocketAddr) {
+pub(crate) fn spawn(c: Conn, mut stream: TcpStream, peer: SocketAddr) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY failed");
     }
     c.connections.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         let _counted = Counted(c.connections);
+        // A balancer's PROXY header comes before the ClientHello.
+        let info = tokio::select! {
+            biased;
+            _ = c.shutdown.cancelled() => return,
+            info = c.intake.conn_info(&mut stream, peer, "https") => match info {
+                Some(info) => info,
+                None => return,
+            },
+        };
         let tls = tokio::select! {
             biased;
             _ = c.shutdown.cancelled() => return,
@@ -178,7 +189,7 @@ pub(crate) fn spawn(c: Conn, stream: TcpStream, peer: SocketAddr) {
                 None => return,
             },
         };
-        let info = Arc::new(ConnInfo::new(peer, "https"));
+        let info = Arc::new(info);
         if let Some(lean) = c.lean {
             if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
                 // Shutdown reaches the lean path through its token; the

@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use super::https;
 use crate::config::{Http1Engine, ServerConfig};
-use crate::proxy::{h1, upstream, ConnInfo, Proxy};
+use crate::proxy::proxy_protocol::Intake as ProxyIntake;
+use crate::proxy::{h1, upstream, Proxy};
 use crate::stats::clock;
 use crate::stats::throttle::ACCEPT_FAILED;
 
@@ -80,6 +81,7 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
         .as_ref()
         .and(ctx.https.as_ref())
         .map(|h| Arc::new(lean_path(&ctx, &proxy, &builder, &tunnels, h.hsts.clone())));
+    let intake = Arc::new(ProxyIntake::new(&ctx.server));
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -99,39 +101,48 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
                         continue;
                     }
                 };
+                let (mut stream, peer) = (stream, peer);
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "TCP_NODELAY failed");
                 }
-                let info = Arc::new(ConnInfo::new(peer, "http"));
                 if let Some(lean) = &lean {
-                    let (lean, connections) = (lean.clone(), ctx.connections.clone());
+                    let (lean, intake) = (lean.clone(), intake.clone());
+                    let connections = ctx.connections.clone();
                     connections.fetch_add(1, Ordering::Relaxed);
                     tunnels.spawn(async move {
-                        h1::serve_plain(lean, stream, info).await;
+                        // Served only after its PROXY header, when it owes one.
+                        if let Some(info) = intake.conn_info(&mut stream, peer, "http").await {
+                            h1::serve_plain(lean, stream, Arc::new(info)).await;
+                        }
                         connections.fetch_sub(1, Ordering::Relaxed);
                     });
                     continue;
                 }
                 let proxy = proxy.clone();
-                let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    let info = info.clone();
-                    // Boxed: the request future is several KB, and hyper keeps
-                    // room for it inline in every connection's task, idle or not.
-                    Box::pin(async move {
-                        if let Some(resp) = redirect.as_ref().and_then(|r| https::redirect(r, &req)) {
-                            return Ok(resp);
-                        }
-                        Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await)
-                    })
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let (intake, builder) = (intake.clone(), builder.clone());
+                let watcher = graceful.watcher();
                 let connections = ctx.connections.clone();
                 connections.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+                    // Served only after its PROXY header, when it owes one.
+                    if let Some(info) = intake.conn_info(&mut stream, peer, "http").await {
+                        let info = Arc::new(info);
+                        let service = service_fn(move |req| {
+                            let proxy = proxy.clone();
+                            let info = info.clone();
+                            // Boxed: the request future is several KB, and hyper keeps
+                            // room for it inline in every connection's task, idle or not.
+                            Box::pin(async move {
+                                if let Some(resp) = redirect.as_ref().and_then(|r| https::redirect(r, &req)) {
+                                    return Ok(resp);
+                                }
+                                Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await)
+                            })
+                        });
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(conn.into_owned()).await {
+                            tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+                        }
                     }
                     connections.fetch_sub(1, Ordering::Relaxed);
                 });
@@ -156,6 +167,7 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
                         watcher: graceful.watcher(),
                         connections: ctx.connections.clone(),
                         shutdown: ctx.shutdown.clone(),
+                        intake: intake.clone(),
                     };
                     https::spawn(conn, stream, peer);
                 }

@@ -43,6 +43,9 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub upstream_max_idle: usize,
+    /// `[server] max_body_bytes`: the body limit of routes without their
+    /// own (`None`: no limit).
+    pub max_body_bytes: Option<u64>,
 }
 
 /// Indices of the routes to try for a host group, best first.
@@ -128,6 +131,7 @@ impl RoutingTable {
                 upstream_timeout: s.upstream_timeout,
                 upstream_idle_timeout: s.upstream_idle_timeout,
                 upstream_max_idle: s.upstream_max_idle,
+                max_body_bytes: s.max_body_bytes,
             },
             exact: exact.into_iter().map(|(k, v)| (k, ordered(v))).collect(),
             suffix: suffix.into_iter().map(|(k, v)| (k, ordered(v))).collect(),

@@ -28,11 +28,13 @@ pub mod cluster;
 pub mod etcd;
 pub mod health;
 pub mod load;
+pub mod paths;
 pub mod python;
 pub mod release;
 pub mod rolling;
 pub mod route;
 pub mod tls;
+pub mod uvicorn;
 pub mod webhook;
 
 use std::net::SocketAddr;

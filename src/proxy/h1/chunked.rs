@@ -40,6 +40,8 @@ pub(crate) struct Chunked {
     ext: usize,
     trailers: usize,
     max_trailers: usize,
+    /// Chunk data bytes read so far (for `max_body_bytes`).
+    data: u64,
 }
 
 impl Chunked {
@@ -51,11 +53,17 @@ impl Chunked {
             ext: 0,
             trailers: 0,
             max_trailers,
+            data: 0,
         }
     }
 
     pub fn done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Chunk data bytes read so far.
+    pub fn data_len(&self) -> u64 {
+        self.data
     }
 
     /// Reads `input` up to the end of the body; answers how many bytes
@@ -109,6 +117,7 @@ impl Chunked {
                     let n = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
                     data(&input[i..i + n]);
                     self.size -= n as u64;
+                    self.data += n as u64;
                     i += n;
                     if self.size == 0 {
                         self.state = State::DataCr;

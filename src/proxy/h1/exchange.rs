@@ -22,11 +22,12 @@ use tokio_util::io::poll_read_buf;
 use super::chunked::Chunked;
 use super::head::{self, Framing, Kind};
 use super::pool::{self, Conn, Io, Scratch};
-use super::write::{self, Ours};
+use super::write::{self, Ours, RouteHead};
 use super::{After, ClientIo, Lean};
 use crate::proxy::decide::{self, Decision, RequestView};
 use crate::proxy::headers::{cookie_in, new_request_id_bytes};
 use crate::proxy::retry::{self, Tried, KEEP_BODY_MAX};
+use crate::proxy::route_http::{self, Early, Facts};
 use crate::proxy::upstream::UpstreamError;
 use crate::proxy::{error_response, ConnInfo, ProxyError, Source};
 use crate::stats::throttle::REQUEST_FAILED;
@@ -51,12 +52,41 @@ impl View<'_> {
     fn text(&self, r: &std::ops::Range<u32>) -> Option<&str> {
         std::str::from_utf8(&self.buf[r.start as usize..r.end as usize]).ok()
     }
-    fn values<'s>(&'s self, kind: Kind) -> impl Iterator<Item = &'s [u8]> + 's {
+    fn values<'s>(&'s self, kind: Kind) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
         self.req
             .fields
             .iter()
             .filter(move |f| f.kind == kind)
             .map(|f| &self.buf[f.value.start as usize..f.value.end as usize])
+    }
+}
+
+impl<'a> View<'a> {
+    /// What the route features read (`route_http`).
+    fn facts(
+        &self,
+        conn: &'a ConnInfo,
+        client: std::net::IpAddr,
+        remote_addr: &'a [u8],
+        rid: &'a Rid,
+    ) -> Facts<'a> {
+        let at = |r: &std::ops::Range<u32>| &self.buf[r.start as usize..r.end as usize];
+        let origin = std::str::from_utf8(at(&self.req.origin)).unwrap_or("/");
+        let host = self.req.authority.as_ref().or(self.req.host.as_ref());
+        Facts {
+            client,
+            remote_addr,
+            request_id: rid.bytes(),
+            host: host.map_or(&b""[..], at),
+            scheme: conn.proto.as_bytes(),
+            request_uri: origin.as_bytes(),
+            path: std::str::from_utf8(at(&self.req.path)).unwrap_or("/"),
+            query: route_http::query_of(origin),
+            content_length: match self.req.framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -95,6 +125,13 @@ enum Rid {
 }
 
 impl Rid {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Rid::Client(v) => v.as_bytes(),
+            Rid::Minted(b) => b,
+        }
+    }
+
     fn value(&self) -> HeaderValue {
         match self {
             Rid::Client(v) => v.clone(),
@@ -130,6 +167,18 @@ pub(super) struct ReqInfo {
     pub upgrade: bool,
     pub expect_continue: bool,
     pub idempotent: bool,
+    /// The route's `max_body_bytes`, which a chunked body is held to.
+    pub body_limit: Option<u64>,
+}
+
+impl ReqInfo {
+    /// Has a chunked body grown past the limit?
+    fn over_limit(&self, body: &Body) -> Option<u64> {
+        match (body, self.body_limit) {
+            (Body::Chunked(c), Some(limit)) if c.data_len() > limit => Some(limit),
+            _ => None,
+        }
+    }
 }
 
 /// Why a try failed.
@@ -142,6 +191,8 @@ enum Fail {
     Timeout,
     /// The client's body was bad or the client went away.
     Client(io::Error),
+    /// The client's chunked body grew past `max_body_bytes`.
+    TooLarge(u64),
 }
 
 pub(super) async fn exchange<S: ClientIo>(
@@ -154,7 +205,7 @@ pub(super) async fn exchange<S: ClientIo>(
     let t0 = Instant::now();
     let proxy = &lean.proxy;
     let method = &s.read[s.req.method.start as usize..s.req.method.end as usize];
-    let info = ReqInfo {
+    let mut info = ReqInfo {
         minor: s.req.minor,
         head_request: method == b"HEAD",
         close: s.req.close,
@@ -164,6 +215,7 @@ pub(super) async fn exchange<S: ClientIo>(
             method,
             b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
         ),
+        body_limit: None,
     };
     let client_rid = s
         .req
@@ -177,7 +229,12 @@ pub(super) async fn exchange<S: ClientIo>(
         Some(v) => Rid::Client(v),
         None => Rid::Minted(new_request_id_bytes()),
     };
-    let mut log = proxy.access_sink().map(|_| entry(s, conn, &rid));
+    let view = View {
+        buf: &s.read,
+        req: &s.req,
+    };
+    let client = route_http::client_ip(conn, view.values(Kind::XForwardedFor));
+    let mut log = proxy.access_sink().map(|_| entry(s, conn, client, &rid));
     let mut rec = Recorder::default();
     let has_body = s.req.framing != Framing::None;
 
@@ -216,17 +273,22 @@ pub(super) async fn exchange<S: ClientIo>(
             };
         }
     }
-    let decision = match decide::decide(
-        proxy.table(),
-        &View {
-            buf: &s.read,
-            req: &s.req,
-        },
-        t0,
-        &mut rec,
-    ) {
+    let remote_addr = route_http::remote_addr(conn, client);
+    let view = View {
+        buf: &s.read,
+        req: &s.req,
+    };
+    let facts = view.facts(conn, client, &remote_addr, &rid);
+    let decision = match decide::decide(proxy.table(), &view, &facts, t0, &mut rec) {
         Ok(d) => d,
-        Err(e) => return answer_error(lean, io, s, &e, &rid, rec, t0, log, has_body).await,
+        Err(Early::Refuse(e)) => {
+            return answer_error(lean, io, s, &e, &rid, rec, t0, log, has_body).await
+        }
+        Err(Early::Answer(resp)) => {
+            let status = resp.status().as_u16();
+            finish(rec, &mut log, status, t0);
+            return answer_generated(lean, io, s, &resp, t0, log, has_body).await;
+        }
     };
     let Decision {
         inflight,
@@ -235,7 +297,37 @@ pub(super) async fn exchange<S: ClientIo>(
         settings,
         plan,
         set_cookie,
+        body_limit,
+        rules,
     } = decision;
+    info.body_limit = body_limit;
+    // What the route changes: the path, X-Forwarded-Prefix, the request
+    // rules (written with the head) and the answer's (rendered now, while
+    // the request's bytes are at hand).
+    let fwd = rules
+        .as_ref()
+        .map(|r| route_http::forward_head(&r.http, facts.path));
+    let origin = fwd
+        .as_ref()
+        .and_then(|f| f.path.as_ref())
+        .map(|p| [p.as_bytes(), facts.query].concat());
+    let uri = fwd
+        .as_ref()
+        .and_then(|f| f.path.as_deref())
+        .unwrap_or(facts.path);
+    let route_head = rules.as_ref().map(|r| RouteHead {
+        origin: origin.as_deref(),
+        prefix: fwd.as_ref().and_then(|f| f.prefix),
+        rules: r.http.request_headers.as_ref(),
+        vars: facts.vars(&r.route, pool_header.as_bytes(), uri.as_bytes()),
+    });
+    let answer_rules = rules.as_ref().and_then(|r| {
+        let rr = r.http.response_headers.as_ref()?;
+        let mut lines = Vec::new();
+        let vars = facts.vars(&r.route, pool_header.as_bytes(), uri.as_bytes());
+        write::render_rules(&mut lines, rr, &vars);
+        Some((rr, lines))
+    });
     let ours = Ours {
         conn,
         request_id: match &rid {
@@ -244,6 +336,7 @@ pub(super) async fn exchange<S: ClientIo>(
         },
         pool: &pool_header,
         bucket,
+        route: route_head.as_ref(),
     };
     write::upstream_head(&mut s.out, &s.read, &s.req, &ours);
 
@@ -276,6 +369,10 @@ pub(super) async fn exchange<S: ClientIo>(
             source: e,
         });
         return answer_client_body(lean, io, s, &err, &rid, rec, t0, log).await;
+    }
+    if let Some(limit) = info.over_limit(&body) {
+        let err = ProxyError::Upstream(UpstreamError::BodyTooLarge { limit });
+        return answer_error(lean, io, s, &err, &rid, rec, t0, log, true).await;
     }
     let replayable = info.idempotent && body.done();
 
@@ -325,6 +422,13 @@ pub(super) async fn exchange<S: ClientIo>(
                     source: e,
                 });
                 return answer_client_body(lean, io, s, &err, &rid, rec, t0, log).await;
+            }
+            Err(Fail::TooLarge(limit)) => {
+                // The upstream connection was dropped without the body's
+                // end: the backend sees an aborted request.
+                tracing::debug!(client = %conn.peer, limit, "request body over the limit");
+                let err = ProxyError::Upstream(UpstreamError::BodyTooLarge { limit });
+                return answer_error(lean, io, s, &err, &rid, rec, t0, log, true).await;
             }
             Err(Fail::Unsent(e)) => (ProxyError::Upstream(e), true),
             Err(Fail::Sent(e)) => (ProxyError::Upstream(e), false),
@@ -384,6 +488,7 @@ pub(super) async fn exchange<S: ClientIo>(
         &inflight,
         &settings,
         set_cookie.as_ref(),
+        answer_rules.as_ref().map(|(r, l)| (*r, &l[..])),
         close,
     )
     .await;
@@ -616,6 +721,10 @@ async fn read_answer<S: ClientIo>(
                             fresh.len()
                         }
                         Body::Chunked(c) => match c.advance(fresh, |_| {}) {
+                            Ok(_) if info.over_limit(body).is_some() => {
+                                let limit = info.body_limit.unwrap_or(0);
+                                return Poll::Ready(Err(Fail::TooLarge(limit)));
+                            }
                             Ok(u) => u,
                             Err(e) => {
                                 return Poll::Ready(Err(Fail::Client(io::Error::new(
@@ -690,9 +799,24 @@ async fn answer_error<S: ClientIo>(
         tracing::warn!(request_id = ?rid.value(), error = %e, suppressed, "request failed");
     }
     let resp = error_response(e, Some(&rid.value()));
-    let close = body_unread || s.req.close || s.req.minor == 0;
-    let body = write::generated(&mut s.out, &resp, close, lean.hsts.as_ref());
     finish(rec, &mut log, status.as_u16(), t0);
+    answer_generated(lean, io, s, &resp, t0, log, body_unread).await
+}
+
+/// Writes an answer the proxy made (an error, a route's own answer),
+/// counted already; a request whose body was not read closes the
+/// connection after.
+async fn answer_generated<S: ClientIo>(
+    lean: &Lean,
+    io: &mut S,
+    s: &mut Scratch,
+    resp: &http::Response<crate::proxy::ProxyBody>,
+    t0: Instant,
+    log: Option<Entry>,
+    body_unread: bool,
+) -> After {
+    let close = body_unread || s.req.close || s.req.minor == 0;
+    let body = write::generated(&mut s.out, resp, close, lean.hsts.as_ref());
     log_done(&lean.proxy, log, t0, body.len() as u64);
     if write::write_two(io, &s.out, &body).await.is_err() || close {
         return After::Close;
@@ -733,7 +857,7 @@ async fn answer_client_body<S: ClientIo>(
 }
 
 /// The access-log entry of the request in `s`.
-fn entry(s: &Scratch, conn: &ConnInfo, rid: &Rid) -> Entry {
+fn entry(s: &Scratch, conn: &ConnInfo, client: std::net::IpAddr, rid: &Rid) -> Entry {
     let b = &s.read;
     let r = &s.req;
     let bytes = |x: &std::ops::Range<u32>| &b[x.start as usize..x.end as usize];
@@ -746,7 +870,7 @@ fn entry(s: &Scratch, conn: &ConnInfo, rid: &Rid) -> Entry {
     Entry {
         time: std::time::SystemTime::now(),
         request_id: rid.value(),
-        client: conn.peer,
+        client: SocketAddr::new(client, conn.peer.port()),
         method: http::Method::from_bytes(bytes(&r.method)).unwrap_or(http::Method::GET),
         uri: http::Uri::try_from(bytes(&r.target)).unwrap_or_default(),
         version: if r.minor == 0 {

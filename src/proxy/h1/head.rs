@@ -50,6 +50,8 @@ fn kind(name: &[u8]) -> Kind {
         (b"x-forwarded-host", Kind::Ours),
         (b"x-switchyard-pool", Kind::Ours),
         (b"x-switchyard-bucket", Kind::Ours),
+        // Sent by a route with `strip_prefix`, never passed on from a client.
+        (b"x-forwarded-prefix", Kind::Ours),
         (b"x-request-id", Kind::XRequestId),
         (b"cookie", Kind::Cookie),
         (b"strict-transport-security", Kind::StrictTransport),

@@ -13,6 +13,7 @@ use super::head::Framing;
 use super::pool::{self, Conn, Scratch, BUF};
 use super::write::{self, Extra, Out};
 use super::{ClientIo, Lean};
+use crate::config::HeaderRules;
 use crate::table::{InFlight, Settings};
 
 /// How the relay ended.
@@ -37,11 +38,12 @@ pub(super) async fn relay<S: ClientIo>(
     inflight: &InFlight,
     settings: &Settings,
     set_cookie: Option<&HeaderValue>,
+    rules: Option<(&HeaderRules, &[u8])>,
     close: bool,
 ) -> Relayed {
     let head_len = s.resp.len;
     if s.resp.status == 101 {
-        return tunnel(lean, io, s, up, info, set_cookie).await;
+        return tunnel(lean, io, s, up, info, set_cookie, rules).await;
     }
     let how = write::out_mode(&s.resp, info.minor);
     let close = close || matches!(how, Out::Raw | Out::Dechunk);
@@ -49,6 +51,7 @@ pub(super) async fn relay<S: ClientIo>(
         set_cookie,
         hsts: lean.hsts.as_ref(),
         close,
+        rules,
     };
     write::client_head(&mut s.out, &s.up, &s.resp, how, &extra);
     let outcome = match (s.resp.framing, how) {
@@ -233,6 +236,7 @@ async fn tunnel<S: ClientIo>(
     mut up: Conn,
     info: &ReqInfo,
     set_cookie: Option<&HeaderValue>,
+    rules: Option<(&HeaderRules, &[u8])>,
 ) -> Relayed {
     if !info.upgrade {
         tracing::debug!("backend switched protocols unasked; closing");
@@ -242,6 +246,7 @@ async fn tunnel<S: ClientIo>(
         set_cookie,
         hsts: lean.hsts.as_ref(),
         close: false,
+        rules,
     };
     write::client_head(&mut s.out, &s.up, &s.resp, Out::Pass, &extra);
     if write::write_two(io, &s.out, &s.up[s.resp.len..])

@@ -10,6 +10,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::head::{Field, Framing, HeadError, Kind, Request, Response};
 use super::pool::Scratch;
+use crate::config::template::Vars;
+use crate::config::HeaderRules;
 use crate::proxy::{ConnInfo, ProxyBody};
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -30,6 +32,31 @@ pub(super) struct Ours<'a> {
     pub request_id: Option<&'a [u8]>,
     pub pool: &'a HeaderValue,
     pub bucket: Option<u16>,
+    /// What the route changes, when it has rules (`route_http`).
+    pub route: Option<&'a RouteHead<'a>>,
+}
+
+/// A route's changes to the upstream head.
+pub(super) struct RouteHead<'a> {
+    /// The path and query to send instead of the client's.
+    pub origin: Option<&'a [u8]>,
+    /// `X-Forwarded-Prefix` (`strip_prefix`).
+    pub prefix: Option<&'a HeaderValue>,
+    /// `request_headers`: the client's copies of their names dropped, their
+    /// values appended after the proxy's own headers.
+    pub rules: Option<&'a HeaderRules>,
+    pub vars: Vars<'a>,
+}
+
+/// `Name: value` lines of `rules`' values into `out`.
+pub(super) fn render_rules(out: &mut Vec<u8>, rules: &HeaderRules, vars: &Vars<'_>) {
+    let value = |v: &_| vars.get(v);
+    for (name, template) in rules.append.iter() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        template.render_into(&value, out);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// The upstream request head for `req` (whose bytes are `buf`) into `out`.
@@ -37,7 +64,10 @@ pub(super) fn upstream_head(out: &mut Vec<u8>, buf: &[u8], req: &Request, ours: 
     out.clear();
     out.extend_from_slice(at(buf, &req.method));
     out.push(b' ');
-    let origin = at(buf, &req.origin);
+    let origin = match ours.route.and_then(|r| r.origin) {
+        Some(o) => o,
+        None => at(buf, &req.origin),
+    };
     out.extend_from_slice(if origin.is_empty() { b"/" } else { origin });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let host = req
@@ -45,10 +75,15 @@ pub(super) fn upstream_head(out: &mut Vec<u8>, buf: &[u8], req: &Request, ours: 
         .as_ref()
         .or(req.host.as_ref())
         .map(|r| at(buf, r));
-    let mut wrote_host = false;
+    let rules = ours.route.and_then(|r| r.rules);
+    // A rule that sets Host replaces it (it is not written, then appended).
+    let mut wrote_host = rules.is_some_and(|r| r.drops(b"host"));
     let mut wrote_xff = false;
     for f in req.fields.iter().filter(|f| !f.drop) {
         let (name, value) = (at(buf, &f.name), at(buf, &f.value));
+        if rules.is_some_and(|r| r.drops(name)) {
+            continue;
+        }
         match f.kind {
             Kind::Host => {
                 // Only one Host reaches here; an absolute target's
@@ -91,6 +126,14 @@ pub(super) fn upstream_head(out: &mut Vec<u8>, buf: &[u8], req: &Request, ours: 
         let mut d = [0u8; 20];
         push_field(out, b"X-Switchyard-Bucket", digits(u64::from(b), &mut d));
     }
+    if let Some(r) = ours.route {
+        if let Some(p) = r.prefix {
+            push_field(out, b"X-Forwarded-Prefix", p.as_bytes());
+        }
+        if let Some(rules) = r.rules {
+            render_rules(out, rules, &r.vars);
+        }
+    }
     if req.upgrade {
         push_field(out, b"Connection", b"upgrade");
     }
@@ -115,6 +158,9 @@ pub(super) struct Extra<'a> {
     pub set_cookie: Option<&'a HeaderValue>,
     pub hsts: Option<&'a HeaderValue>,
     pub close: bool,
+    /// The route's `response_headers`: names dropped, and their values as
+    /// `Name: value` lines (rendered when the request was routed).
+    pub rules: Option<(&'a HeaderRules, &'a [u8])>,
 }
 
 /// The client's answer head from the backend's (bytes `buf`) into `out`.
@@ -130,12 +176,16 @@ pub(super) fn client_head(
     out.extend_from_slice(at(buf, &resp.line_rest));
     out.extend_from_slice(b"\r\n");
     let no_length = resp.status == 204 || resp.status < 200;
+    let dropped = |f: &Field| extra.rules.is_some_and(|(r, _)| r.drops(at(buf, &f.name)));
     for f in resp
         .fields
         .iter()
-        .filter(|f| keep_in_answer(f, how, no_length))
+        .filter(|f| keep_in_answer(f, how, no_length) && !dropped(f))
     {
         push_field(out, at(buf, &f.name), at(buf, &f.value));
+    }
+    if let Some((_, lines)) = extra.rules {
+        out.extend_from_slice(lines);
     }
     if let Some(c) = extra.set_cookie {
         push_field(out, b"Set-Cookie", c.as_bytes());
