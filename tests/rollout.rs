@@ -33,8 +33,11 @@ async fn assert_one_rollout(proxy: &TestProxy, result: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_canary_walks_every_step_and_is_promoted() {
+    // max_wait well past the 100 requests the 10 % step needs: a loaded
+    // machine may take seconds to send them, and this test is about the
+    // steps, not about insufficient traffic.
     let (_blue, _canary, proxy) = canary_rollout(
-        "steps = [10, 50, 100]\nstep_interval = \"300ms\"\nmin_requests = 10\nmax_error_rate = 0.01\nmax_p99_latency = \"2s\"",
+        "steps = [10, 50, 100]\nstep_interval = \"300ms\"\nmin_requests = 10\nmax_wait = \"60s\"\nmax_error_rate = 0.01\nmax_p99_latency = \"2s\"",
     )
     .await;
     let _traffic = Load::start(proxy.url("/"), 4, Duration::ZERO);

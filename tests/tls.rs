@@ -289,7 +289,7 @@ async fn https_backends_verify_against_a_private_ca() {
         "tls = true\nca_file = \"backend-ca.pem\"",
     );
     config += &format!(
-        "[pools.probed]\nbackends = [\"https://{}\"]\nca_file = \"backend-ca.pem\"\nhealth = {{ interval = \"200ms\", timeout = \"100ms\" }}\n\n",
+        "[pools.probed]\nbackends = [\"https://{}\"]\nca_file = \"backend-ca.pem\"\nhealth = {{ interval = \"1s\", timeout = \"800ms\" }}\n\n",
         probed.addr
     );
     config += &routes(&["named", "byip", "probed"]);

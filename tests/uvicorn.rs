@@ -32,7 +32,7 @@ fn config(
     };
     format!(
         "[server]\n{extra_server}\n\
-         [health]\npath = \"/health\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n\n\
+         [health]\npath = \"/health\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n\n\
          [pools.blue]\nbackends = [{}]\n\n[pools.green]\nbackends = [{}]\n\n[pools.canary]\nbackends = [{}]\n\n\
          [[routes]]\nname = \"api\"\nsplit = {split}   # the line a deploy edits\n\
          sticky = {{ header = \"X-User-ID\" }}\n",
