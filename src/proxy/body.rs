@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::mirror::Tap;
 use super::upstream::PooledConn;
 use crate::table::InFlight;
 use crate::telemetry::access::{AccessSink, Entry};
@@ -144,6 +145,8 @@ pub enum ProxyBody {
         inflight: Option<InFlight>,
         /// The access-log entry, written when the body ends (or is dropped).
         log: Option<Box<Pending>>,
+        /// A mirrored request's view of this answer (`mirror::Tap`).
+        tap: Option<Box<Tap>>,
     },
     /// A body the proxy generated (errors, demo answers).
     Full(Option<Bytes>),
@@ -164,6 +167,7 @@ impl ProxyBody {
             conn: Some(conn),
             inflight: Some(inflight),
             log: None,
+            tap: None,
         };
         // Bodiless answers (HEAD, 204, 304) may never be polled: release now.
         if this.is_end_stream() {
@@ -183,7 +187,21 @@ impl ProxyBody {
         }
     }
 
+    /// Lets a mirrored request's tap see this answer's body; a body
+    /// already at its end hands over now.
+    pub(crate) fn tap(&mut self, mut t: Tap) {
+        match self {
+            ProxyBody::Upstream {
+                conn: Some(_), tap, ..
+            } => *tap = Some(Box::new(t)),
+            _ => t.end(),
+        }
+    }
+
     fn finish(&mut self) {
+        if let ProxyBody::Upstream { tap: Some(t), .. } = self {
+            t.end();
+        }
         if let ProxyBody::Upstream { log, .. } = self {
             if let Some(l) = log.take() {
                 l.write(0);
@@ -216,6 +234,13 @@ impl Body for ProxyBody {
                     (&polled, &mut *this)
                 {
                     l.bytes_out += f.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                if let (Poll::Ready(Some(Ok(f))), ProxyBody::Upstream { tap: Some(t), .. }) =
+                    (&polled, &mut *this)
+                {
+                    if let Some(d) = f.data_ref() {
+                        t.data(d);
+                    }
                 }
                 let ProxyBody::Upstream { body, .. } = &mut *this else {
                     return polled;

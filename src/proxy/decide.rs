@@ -14,6 +14,7 @@ use http::header::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use super::headers::new_request_id;
+use super::mirror::{self, BodySize};
 use super::route_http::{self, Early, Facts, Rules};
 use super::{retry, unservable, ProxyError, FORCE_UNKNOWN};
 use crate::stats::{clock, Recorder};
@@ -28,6 +29,9 @@ pub(crate) trait RequestView {
     fn header(&self, name: &HeaderName) -> Option<&[u8]>;
     /// The value of cookie `name` in the Cookie header(s).
     fn cookie(&self, name: &str) -> Option<&[u8]>;
+    /// The method and body of a request that may be mirrored; `None` for
+    /// one that never is (an upgrade).
+    fn mirror_facts(&self) -> Option<(&[u8], BodySize)>;
 }
 
 /// The outcome: the chosen backend's in-flight guard and what the
@@ -46,6 +50,8 @@ pub(crate) struct Decision {
     pub body_limit: Option<u64>,
     /// The route's path and header rules, when it has any.
     pub rules: Option<Rules>,
+    /// A copy of the request is due to the route's mirror.
+    pub mirror: Option<mirror::Due>,
 }
 
 /// Routes `req` on the table in force. `rec` becomes the recorder of
@@ -125,6 +131,10 @@ pub(crate) fn decide(
         }
     };
     pool.shared.budget.record_request(clock::secs(now));
+    let mirror = match (&route.mirror, req.mirror_facts()) {
+        (Some(_), Some((method, body))) => mirror::due(route, pool, method, body, now),
+        _ => None,
+    };
     Ok(Decision {
         inflight: backend.start_request(),
         pool_header: pool.header.clone(),
@@ -137,5 +147,6 @@ pub(crate) fn decide(
         set_cookie,
         body_limit: route_http::body_limit(route, &table.settings),
         rules: route_http::Rules::of(route),
+        mirror,
     })
 }

@@ -16,6 +16,7 @@ mod error;
 pub mod h1;
 pub mod header_rules;
 pub mod headers;
+pub(crate) mod mirror;
 pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod retry;
@@ -229,6 +230,7 @@ impl Proxy {
             set_cookie,
             body_limit: limit,
             rules,
+            mirror,
         } = match decided {
             Ok(d) => d,
             Err(route_http::Early::Answer(resp)) => return Ok(*resp),
@@ -257,8 +259,14 @@ impl Proxy {
                 .insert(&X_SWITCHYARD_BUCKET, HeaderValue::from(b)),
             None => parts.headers.remove(&X_SWITCHYARD_BUCKET),
         };
-        let (body, waited) =
-            retry::keep_body(&parts.method, body, plan.retry.retries, limit).await?;
+        let (body, waited, tap) = match mirror {
+            None => {
+                let (body, waited) =
+                    retry::keep_body(&parts.method, body, plan.retry.retries, limit).await?;
+                (body, waited, None)
+            }
+            Some(due) => mirror::hyper_copy(due, &parts, body, limit, settings).await?,
+        };
         let started = if waited { Instant::now() } else { now };
         let req = Request::from_parts(parts, body);
         let (resp, pooled, inflight) =
@@ -283,10 +291,12 @@ impl Proxy {
         if let Some(c) = set_cookie {
             parts.headers.append(header::SET_COOKIE, c);
         }
-        Ok(Response::from_parts(
-            parts,
-            ProxyBody::upstream(body, pooled, inflight),
-        ))
+        let mut body = ProxyBody::upstream(body, pooled, inflight);
+        if let Some(mut tap) = tap {
+            tap.head(parts.status.as_u16(), &parts.headers);
+            body.tap(tap);
+        }
+        Ok(Response::from_parts(parts, body))
     }
 
     /// Joins the client's and the backend's upgraded connections.
@@ -334,6 +344,21 @@ impl decide::RequestView for HyperView<'_> {
     }
     fn cookie(&self, name: &str) -> Option<&[u8]> {
         cookie(&self.0.headers, name)
+    }
+    fn mirror_facts(&self) -> Option<(&[u8], mirror::BodySize)> {
+        let p = self.0;
+        if is_upgrade_request(p.version, &p.headers) {
+            return None;
+        }
+        let length = p
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let chunked = p.headers.contains_key(header::TRANSFER_ENCODING);
+        Some((
+            p.method.as_str().as_bytes(),
+            mirror::BodySize::of(length, chunked),
+        ))
     }
 }
 

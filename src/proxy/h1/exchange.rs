@@ -26,6 +26,7 @@ use super::write::{self, Ours, RouteHead};
 use super::{After, ClientIo, Lean};
 use crate::proxy::decide::{self, Decision, RequestView};
 use crate::proxy::headers::{cookie_in, new_request_id_bytes};
+use crate::proxy::mirror::{self, BodySize};
 use crate::proxy::retry::{self, Tried, KEEP_BODY_MAX};
 use crate::proxy::route_http::{self, Early, Facts};
 use crate::proxy::upstream::UpstreamError;
@@ -114,6 +115,16 @@ impl RequestView for View<'_> {
     }
     fn cookie(&self, name: &str) -> Option<&[u8]> {
         cookie_in(self.values(Kind::Cookie), name)
+    }
+    fn mirror_facts(&self) -> Option<(&[u8], BodySize)> {
+        let r = self.req;
+        let body = match r.framing {
+            Framing::Length(n) => BodySize::of(Some(n), false),
+            Framing::Chunked | Framing::Close => BodySize::Unknown,
+            Framing::None => BodySize::None,
+        };
+        let method = &self.buf[r.method.start as usize..r.method.end as usize];
+        (!r.upgrade).then_some((method, body))
     }
 }
 
@@ -299,6 +310,7 @@ pub(super) async fn exchange<S: ClientIo>(
         set_cookie,
         body_limit,
         rules,
+        mirror,
     } = decision;
     info.body_limit = body_limit;
     // What the route changes: the path, X-Forwarded-Prefix, the request
@@ -347,9 +359,10 @@ pub(super) async fn exchange<S: ClientIo>(
         Framing::Chunked => Body::Chunked(Chunked::new(lean.max_header_bytes)),
         _ => Body::Done,
     };
-    let keep = plan.retry.retries > 0
-        && info.idempotent
-        && matches!(s.req.framing, Framing::Length(n) if n <= KEEP_BODY_MAX);
+    // A mirrored body is read whole too (`due` checked its length).
+    let keep = (plan.retry.retries > 0 || mirror.is_some())
+        && (info.idempotent || mirror.is_some())
+        && matches!(s.req.framing, Framing::Length(n) if n <= KEEP_BODY_MAX || mirror.is_some());
     if keep && (s.read.len() - head_len) < body_len(&s.req) {
         if info.expect_continue && write_continue(io).await.is_err() {
             return After::Close;
@@ -362,6 +375,16 @@ pub(super) async fn exchange<S: ClientIo>(
             }
         }
     }
+    let mut tap = mirror.and_then(|due| {
+        let n = body_len(&s.req);
+        let copied =
+            (n > 0).then(|| bytes::Bytes::copy_from_slice(&s.read[head_len..head_len + n]));
+        Some(mirror::spawn(
+            due,
+            mirror::Copy::from_head(&s.out, copied)?,
+            settings,
+        ))
+    });
     let mut prefix_end = head_len;
     if let Err(e) = take_prefix(s, &mut body, &mut prefix_end) {
         let err = ProxyError::Upstream(UpstreamError::Io {
@@ -479,6 +502,9 @@ pub(super) async fn exchange<S: ClientIo>(
         s.read.drain(..prefix_end);
     }
     let close = info.close || !body_done || lean.shutdown.is_cancelled() || info.minor == 0;
+    if let Some(t) = &mut tap {
+        t.head_raw(status, &s.up[..s.resp.len]);
+    }
     let relayed = super::relay::relay(
         lean,
         io,
@@ -490,6 +516,7 @@ pub(super) async fn exchange<S: ClientIo>(
         set_cookie.as_ref(),
         answer_rules.as_ref().map(|(r, l)| (*r, &l[..])),
         close,
+        tap.as_mut(),
     )
     .await;
     log_done(proxy, log.take(), t0, relayed.bytes_out);

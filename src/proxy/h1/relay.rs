@@ -14,6 +14,7 @@ use super::pool::{self, Conn, Scratch, BUF};
 use super::write::{self, Extra, Out};
 use super::{ClientIo, Lean};
 use crate::config::HeaderRules;
+use crate::proxy::mirror::Tap;
 use crate::table::{InFlight, Settings};
 
 /// How the relay ended.
@@ -40,6 +41,7 @@ pub(super) async fn relay<S: ClientIo>(
     set_cookie: Option<&HeaderValue>,
     rules: Option<(&HeaderRules, &[u8])>,
     close: bool,
+    mut tap: Option<&mut Tap>,
 ) -> Relayed {
     let head_len = s.resp.len;
     if s.resp.status == 101 {
@@ -58,13 +60,18 @@ pub(super) async fn relay<S: ClientIo>(
         (Framing::None, _) => write::write_two(io, &s.out, &[])
             .await
             .map(|()| (0, s.up.len() == head_len)),
-        (Framing::Length(n), _) => length(io, &mut up, s, n).await,
-        (Framing::Chunked, Out::Dechunk) => dechunk(io, &mut up, s, lean.max_header_bytes).await,
-        (Framing::Chunked, _) => chunked(io, &mut up, s, lean.max_header_bytes).await,
-        (Framing::Close, _) => until_close(io, &mut up, s, how == Out::Chunk).await,
+        (Framing::Length(n), _) => length(io, &mut up, s, n, &mut tap).await,
+        (Framing::Chunked, Out::Dechunk) => {
+            dechunk(io, &mut up, s, lean.max_header_bytes, &mut tap).await
+        }
+        (Framing::Chunked, _) => chunked(io, &mut up, s, lean.max_header_bytes, &mut tap).await,
+        (Framing::Close, _) => until_close(io, &mut up, s, how == Out::Chunk, &mut tap).await,
     };
     match outcome {
         Ok((bytes_out, clean)) => {
+            if let Some(t) = tap {
+                t.end();
+            }
             if clean && !s.resp.close {
                 pool::release(
                     inflight.backend(),
@@ -106,14 +113,22 @@ async fn refill(up: &mut Conn, s: &mut Scratch, limit: u64) -> std::io::Result<u
 
 /// A Content-Length body: exactly `n` bytes; more bytes after it mean the
 /// connection is out of step and is not reused.
-async fn length<S: ClientIo>(io: &mut S, up: &mut Conn, s: &mut Scratch, n: u64) -> Step {
+async fn length<S: ClientIo>(
+    io: &mut S,
+    up: &mut Conn,
+    s: &mut Scratch,
+    n: u64,
+    tap: &mut Option<&mut Tap>,
+) -> Step {
     let here = &s.up[s.resp.len..];
     let take = here.len().min(usize::try_from(n).unwrap_or(usize::MAX));
     let clean = here.len() == take;
+    seen(tap, &here[..take]);
     write::write_two(io, &s.out, &here[..take]).await?;
     let mut left = n - take as u64;
     while left > 0 {
         let got = refill(up, s, left).await?;
+        seen(tap, &s.up[..got]);
         write::send(io, &s.up[..got]).await?;
         left -= got as u64;
     }
@@ -126,16 +141,17 @@ async fn chunked<S: ClientIo>(
     up: &mut Conn,
     s: &mut Scratch,
     max_trailers: usize,
+    tap: &mut Option<&mut Tap>,
 ) -> Step {
     let mut c = Chunked::new(max_trailers);
     let here = &s.up[s.resp.len..];
-    let used = c.advance(here, |_| {}).map_err(invalid)?;
+    let used = c.advance(here, |d| seen(tap, d)).map_err(invalid)?;
     let mut clean = used == here.len();
     write::write_two(io, &s.out, &here[..used]).await?;
     let mut total = used as u64;
     while !c.done() {
         let got = refill(up, s, u64::MAX).await?;
-        let used = c.advance(&s.up[..got], |_| {}).map_err(invalid)?;
+        let used = c.advance(&s.up[..got], |d| seen(tap, d)).map_err(invalid)?;
         clean = used == got;
         write::send(io, &s.up[..used]).await?;
         total += used as u64;
@@ -149,6 +165,7 @@ async fn dechunk<S: ClientIo>(
     up: &mut Conn,
     s: &mut Scratch,
     max_trailers: usize,
+    tap: &mut Option<&mut Tap>,
 ) -> Step {
     let mut c = Chunked::new(max_trailers);
     write::write_two(io, &s.out, &[]).await?;
@@ -159,6 +176,7 @@ async fn dechunk<S: ClientIo>(
         data.clear();
         c.advance(&s.up[from..], |d| data.extend_from_slice(d))
             .map_err(invalid)?;
+        seen(tap, &data);
         write::send(io, &data).await?;
         total += data.len() as u64;
         if c.done() {
@@ -170,9 +188,16 @@ async fn dechunk<S: ClientIo>(
 }
 
 /// A close-delimited body, chunked for an HTTP/1.1 client (`chunk`).
-async fn until_close<S: ClientIo>(io: &mut S, up: &mut Conn, s: &mut Scratch, chunk: bool) -> Step {
+async fn until_close<S: ClientIo>(
+    io: &mut S,
+    up: &mut Conn,
+    s: &mut Scratch,
+    chunk: bool,
+    tap: &mut Option<&mut Tap>,
+) -> Step {
     let mut frame = Vec::new();
     let first = s.up[s.resp.len..].to_vec();
+    seen(tap, &first);
     let mut total = first.len() as u64;
     if chunk {
         frame_chunk(&mut frame, &first);
@@ -186,6 +211,7 @@ async fn until_close<S: ClientIo>(io: &mut S, up: &mut Conn, s: &mut Scratch, ch
             Ok(0) => break,
             Ok(n) => {
                 total += n as u64;
+                seen(tap, &s.up[..n]);
                 if chunk {
                     frame_chunk(&mut frame, &s.up[..n]);
                     write::send(io, &frame).await?;
@@ -202,6 +228,14 @@ async fn until_close<S: ClientIo>(io: &mut S, up: &mut Conn, s: &mut Scratch, ch
         write::send(io, b"0\r\n\r\n").await?;
     }
     Ok((total, false))
+}
+
+/// Body bytes of the answer, for a mirrored request's tap.
+#[inline]
+fn seen(tap: &mut Option<&mut Tap>, data: &[u8]) {
+    if let Some(t) = tap {
+        t.data(data);
+    }
 }
 
 fn frame_chunk(frame: &mut Vec<u8>, data: &[u8]) {
