@@ -32,6 +32,9 @@ if (($#)); then CONTENDERS=$(printf 'bin:%s ' "$@"); fi
 REQUESTS=${REQUESTS:-20000}
 CONNECTIONS=${CONNECTIONS:-50}
 ACCESS_LOG=${ACCESS_LOG:-0}
+# MIRROR=PCT: switchyard's route also mirrors PCT % of requests to a pool
+# `green` on the same backends (shadow traffic, issue 15; 0 = no mirror).
+MIRROR=${MIRROR:-0}
 OUT=${OUT:-$ROOT/target/bench-load/instructions.jsonl}
 for tool in valgrind callgrind_control h2load curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install valgrind nghttp2-client curl)" >&2; exit 1; }
@@ -68,13 +71,18 @@ done
 dir_of() { echo "$TMP/${1//[^A-Za-z0-9_]/_}"; }
 
 config() { # name port
-  local dir p=$2 bin=$SWITCHYARD http1="" log=""
+  local dir p=$2 bin=$SWITCHYARD http1="" log="" mirror="" green=""
   dir=$(dir_of "$1")
   mkdir -p "$dir"
   case $1 in
     lean | hyper | bin:*)
       if [[ $1 == bin:* ]]; then bin=${1#bin:}; else http1="http1 = \"$1\""; fi
       [[ $ACCESS_LOG == 1 ]] && log="access_log = \"$dir/access.log\""
+      if [[ $MIRROR != 0 ]]; then
+        mirror="mirror = { pool = \"green\", percent = $MIRROR }"
+        green="[pools.green]
+backends = [\"127.0.0.1:${B[0]}\", \"127.0.0.1:${B[1]}\", \"127.0.0.1:${B[2]}\"]"
+      fi
       cat >"$dir/cfg" <<EOF
 [server]
 listen = "127.0.0.1:$p"
@@ -88,9 +96,11 @@ enabled = false
 [pools.blue]
 backends = ["127.0.0.1:${B[0]}", "127.0.0.1:${B[1]}", "127.0.0.1:${B[2]}"]
 balance = "round_robin"
+$green
 [[routes]]
 name = "all"
 split = { blue = 100 }
+$mirror
 EOF
       echo env RUST_LOG=warn "$bin" run --config "$dir/cfg" ;;
     nginx)
