@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::judge::{self, Verdict};
+use super::shadow::step::StepEnd;
 use super::state::{now_rfc3339, unix_ms};
 use super::{Command, Judgement, Live, Phase, Rollouts, Saved};
 use crate::config::RolloutConfig;
@@ -18,7 +19,7 @@ use crate::table::TableWatch;
 use crate::telemetry::ROLLOUTS;
 
 impl Rollouts {
-    async fn event(&self, route: &str, action: Action, detail: String) {
+    pub(super) async fn event(&self, route: &str, action: Action, detail: String) {
         tracing::info!(%route, %action, %detail, "rollout");
         let mut ev = Event::new(0, ChangeSource::Rollout, action, Outcome::Applied);
         ev.route = Some(route.to_owned());
@@ -26,7 +27,7 @@ impl Rollouts {
         self.control.record(ev).await;
     }
 
-    async fn set_weight(&self, route: &str, cfg: &RolloutConfig, canary: u32) -> bool {
+    pub(super) async fn set_weight(&self, route: &str, cfg: &RolloutConfig, canary: u32) -> bool {
         let split = vec![
             (cfg.stable.clone(), 100 - canary),
             (cfg.canary.clone(), canary),
@@ -49,7 +50,13 @@ impl Rollouts {
     }
 
     /// Ends the rollout: the final split, the event, the metric.
-    async fn finish(&self, route: &str, cfg: &RolloutConfig, promoted: bool, reason: String) {
+    pub(super) async fn finish(
+        &self,
+        route: &str,
+        cfg: &RolloutConfig,
+        promoted: bool,
+        reason: String,
+    ) {
         self.set_weight(route, cfg, if promoted { 100 } else { 0 })
             .await;
         let (action, result) = if promoted {
@@ -80,7 +87,7 @@ impl Rollouts {
         saved: Saved,
         mut rx: mpsc::UnboundedReceiver<Command>,
     ) {
-        let Some(mut run) = Run::begin(&self, route, &saved).await else {
+        let Some(mut run) = Run::begin(&self, route, &saved, &mut rx).await else {
             return;
         };
         let mut tables = self.control.watch();
@@ -141,9 +148,15 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// Sets the (saved) step's split and says so; `None` when the route
-    /// has no `[routes.rollout]` any more.
-    async fn begin(rollouts: &'a Rollouts, route: String, saved: &Saved) -> Option<Run<'a>> {
+    /// Sets the (saved) step's split and says so, after the shadow step
+    /// when a fresh start has one; `None` when the route has no
+    /// `[routes.rollout]` any more or the shadow step ended the rollout.
+    async fn begin(
+        rollouts: &'a Rollouts,
+        route: String,
+        saved: &Saved,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Option<Run<'a>> {
         let cfg = rollouts.config(&route)?;
         // The step's start, carried over a restart from the saved time, but
         // at most one interval back: the step's statistics died with the
@@ -154,7 +167,7 @@ impl<'a> Run<'a> {
         let started = Instant::now()
             .checked_sub(ago.min(cfg.step_interval))
             .unwrap_or_else(Instant::now);
-        let run = Run {
+        let mut run = Run {
             rollouts,
             route,
             cfg,
@@ -163,10 +176,20 @@ impl<'a> Run<'a> {
             started,
             failed: 0,
         };
+        // A fresh start with a shadow step judges the canary on copies first.
+        let fresh = run.step == 0 && ago < run.cfg.step_interval;
+        let shadowed = fresh && run.cfg.shadow.is_some();
+        if shadowed {
+            match rollouts.shadow_step(&run.route, &run.cfg, rx).await {
+                StepEnd::Passed => run.started = Instant::now(),
+                StepEnd::Over => return None,
+            }
+            rollouts.update(&run.route, |e| e.status.phase = Phase::Progressing);
+        }
         rollouts
             .set_weight(&run.route, &run.cfg, run.cfg.steps[run.step])
             .await;
-        let (action, what) = if run.step == 0 && ago < run.cfg.step_interval {
+        let (action, what) = if fresh && !shadowed {
             (Action::RolloutStart, "started")
         } else {
             (Action::RolloutStep, "resumed")

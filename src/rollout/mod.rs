@@ -44,6 +44,8 @@ pub use verify::{FlipError, FlipPhase, FlipStatus, VerifySpec};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// The shadow step: the canary gets copies, no user traffic.
+    Shadow,
     Progressing,
     Paused,
     Promoted,

@@ -93,5 +93,7 @@ pub fn decide(
     }
 }
 
+pub(super) mod step;
+
 #[cfg(test)]
 mod tests;
