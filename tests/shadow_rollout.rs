@@ -27,7 +27,10 @@ async fn a_shadow_step_that_passes_moves_to_the_first_canary_step() {
     let shadow = wait_rollout_phase(&proxy, "shadow").await;
     assert_eq!(shadow["canary_weight"], 0);
     // Copies reach the canary while its weight is 0, marked as copies.
-    eventually(WAIT_LONG, "copies at the canary", || async { canary.requests() > 0 }).await;
+    eventually(WAIT_LONG, "copies at the canary", || async {
+        canary.requests() > 0
+    })
+    .await;
     assert_eq!(canary.last_headers()["x-switchyard-shadow"], "1");
 
     wait_rollout_phase(&proxy, "promoted").await;
@@ -53,10 +56,19 @@ async fn a_failing_shadow_step_aborts_before_any_user_sees_the_canary() {
     post(&proxy, "/api/v1/routes/r/rollout/start").await;
     let done = wait_rollout_phase(&proxy, "rolled_back").await;
     let reason = done["reason"].as_str().unwrap_or("");
-    assert!(reason.starts_with("shadow step: shadow_error_rate "), "{reason}");
-    assert!(reason.contains("; samples: GET /: 200 vs 500 (status_class)"), "{reason}");
+    assert!(
+        reason.starts_with("shadow step: shadow_error_rate "),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("; samples: GET /: 200 vs 500 (status_class)"),
+        "{reason}"
+    );
     // Every client got blue's 200: the canary's 500s stayed with the copies.
-    let (sent, failed) = (traffic.sent.load(Ordering::Relaxed), traffic.failed.load(Ordering::Relaxed));
+    let (sent, failed) = (
+        traffic.sent.load(Ordering::Relaxed),
+        traffic.failed.load(Ordering::Relaxed),
+    );
     drop(traffic);
     assert!(sent >= 20, "{sent}");
     assert_eq!(failed, 0, "of {sent}");
@@ -67,7 +79,10 @@ async fn a_failing_shadow_step_aborts_before_any_user_sees_the_canary() {
         .iter()
         .find(|e| e.action == "rollout_rollback")
         .expect("a rollback event");
-    assert_eq!(rollback.detail, reason, "the history has the reason and samples");
+    assert_eq!(
+        rollback.detail, reason,
+        "the history has the reason and samples"
+    );
     assert!(
         events
             .iter()

@@ -184,7 +184,11 @@ impl<'a> Run<'a> {
                 StepEnd::Passed => run.started = Instant::now(),
                 StepEnd::Over => return None,
             }
-            rollouts.update(&run.route, |e| e.status.phase = Phase::Progressing);
+            let weight = run.cfg.steps[run.step];
+            rollouts.update(&run.route, |e| {
+                e.status.phase = Phase::Progressing;
+                e.status.canary_weight = weight;
+            });
         }
         rollouts
             .set_weight(&run.route, &run.cfg, run.cfg.steps[run.step])

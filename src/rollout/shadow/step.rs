@@ -111,7 +111,10 @@ impl Rollouts {
         stepping.0.set_stepping(true);
         let started = Instant::now();
         let started_ms = unix_ms(std::time::SystemTime::now());
-        self.update(route, |e| e.status.phase = Phase::Shadow);
+        self.update(route, |e| {
+            e.status.phase = Phase::Shadow;
+            e.status.canary_weight = 0;
+        });
         self.event(
             route,
             Action::RolloutStart,
