@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 /// Defines a fieldless enum whose variants serialize as the given names,
 /// with `ALL`, `as_str()` and `Display` (the same names), so the list, the
-/// strings and the serde form cannot drift apart.
+/// strings and the serde form cannot drift apart. (`api` uses it too.)
 macro_rules! names {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $s:literal,)+ }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vm])* #[serde(rename = $s)] $variant,)+
         }
@@ -37,13 +37,14 @@ macro_rules! names {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     };
 }
+pub(crate) use names;
 
 names! {
     /// What an event did. Webhooks select events by these names.
@@ -197,8 +198,13 @@ impl<'de> Deserialize<'de> for Split {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Split, A::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0));
-                while let Some(entry) = m.next_entry::<String, u32>()? {
-                    out.push(entry);
+                while let Some(pool) = m.next_key::<String>()? {
+                    let weight = m.next_value::<u32>().map_err(|e| {
+                        serde::de::Error::custom(format!(
+                            "weight of {pool:?} must be a whole number ≥ 0 ({e})"
+                        ))
+                    })?;
+                    out.push((pool, weight));
                 }
                 Ok(Split(out))
             }

@@ -16,6 +16,7 @@
 //! demo backends) stands alone.
 
 pub mod admin;
+pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod control;

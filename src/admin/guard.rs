@@ -34,7 +34,9 @@
 //! console served from the admin's `/` calls the API same-origin with
 //! `Content-Type: application/json` and the bearer token, which passes.
 
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, Method};
+
+use crate::api::{ErrorBody, ErrorCode};
 
 /// Largest request body the admin API accepts (the API reads at most this).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -53,30 +55,28 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Status, machine-readable code and a one-line explanation.
-    pub fn answer(self) -> (StatusCode, &'static str, &'static str) {
-        match self {
+    /// The error body (its code gives the status) with a one-line
+    /// explanation.
+    pub fn answer(self) -> ErrorBody {
+        let (code, detail) = match self {
             Refusal::Host => (
-                StatusCode::FORBIDDEN,
-                "host_not_allowed",
+                ErrorCode::HostNotAllowed,
                 "the Host header names neither an IP address, localhost, nor a name in admin.allowed_hosts",
             ),
             Refusal::Origin => (
-                StatusCode::FORBIDDEN,
-                "cross_origin",
+                ErrorCode::CrossOrigin,
                 "requests from another origin are refused (the admin API is not for web pages)",
             ),
             Refusal::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 "request bodies are limited to 65536 bytes",
             ),
             Refusal::ContentType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send request bodies as Content-Type: application/json",
             ),
-        }
+        };
+        ErrorBody::new(code, detail)
     }
 }
 

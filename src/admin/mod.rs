@@ -1,14 +1,16 @@
 //! The admin listener: liveness (`/health`), readiness (`/ready`),
 //! Prometheus `/metrics`, the web console's files (`console`) and the JSON
-//! API under `/api/v1/` (`api`: status, splits, flips, rollbacks, drains,
-//! probes, history, reloads, rollouts; `status`, `probe`), every request
-//! screened by `guard` (Host, Origin, body size, content type). It binds
-//! loopback unless configured otherwise, and then validation demands a
-//! token; `/health`, `/ready` and the console's files stay open (probes
-//! and a page hold no data), `/metrics` is open to loopback clients when
-//! configured so, everything else needs `Authorization: Bearer <token>`
-//! when a token is set. The API's changes go to the controller through
-//! its `ControlHandle`, like every other change.
+//! API under `/api/v1/` (`api`: the endpoint table — status, splits, flips
+//! with verification, rollbacks, drains, probes, history, reloads,
+//! rollouts, traffic — whose requests and answers are the `crate::api`
+//! types; `status`, `probe`), every request screened by `guard` (Host,
+//! Origin, body size, content type). It binds loopback unless configured
+//! otherwise, and then validation demands a token; `/health`, `/ready` and
+//! the console's files stay open (probes and a page hold no data),
+//! `/metrics` is open to loopback clients when configured so, everything
+//! else needs `Authorization: Bearer <token>` when a token is set. The
+//! API's changes go to the controller through its `ControlHandle`, like
+//! every other change.
 
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
@@ -19,10 +21,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{ErrorBody, ErrorCode};
 use crate::control::ControlHandle;
 
 mod api;
@@ -32,6 +34,7 @@ mod probe;
 mod status;
 
 use api::json_response;
+pub use api::{endpoints, Auth, Endpoint};
 
 /// Shared state of the admin endpoints.
 pub struct Admin {
@@ -113,11 +116,14 @@ impl Admin {
                 self.metrics()
             }
             (&Method::GET, "/ready") => self.ready(),
-            (_, path) if !self.authorized(&req) => {
+            (method, path) if api::needs_token(method, path) && !self.authorized(&req) => {
                 tracing::info!(path, "admin request without a valid token");
                 closing(json_response(
                     StatusCode::UNAUTHORIZED,
-                    &json!({"error": "unauthorized", "detail": "send Authorization: Bearer <token>"}),
+                    &ErrorBody::new(
+                        ErrorCode::Unauthorized,
+                        "send Authorization: Bearer <token>",
+                    ),
                 ))
             }
             (m, "/api/v1/traffic") => console::traffic_endpoint(self, m, req.uri().query()),
@@ -138,7 +144,7 @@ impl Admin {
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,
-                &json!({"error": "not_found", "detail": format!("no admin endpoint {}", req.uri().path())}),
+                &ErrorBody::not_found(format!("no admin endpoint {}", req.uri().path())),
             ),
         }
     }
@@ -166,7 +172,7 @@ impl Admin {
         let Some(t) = &self.telemetry else {
             return json_response(
                 StatusCode::NOT_FOUND,
-                &json!({"error": "not_found", "detail": "metrics are off ([admin] metrics = false)"}),
+                &ErrorBody::not_found("metrics are off ([admin] metrics = false)"),
             );
         };
         self.rollouts.touch_metrics();
@@ -199,12 +205,10 @@ impl Admin {
 
 /// The answer to a request the guard refused.
 fn refused(refusal: guard::Refusal, path: &str) -> Response<Full<Bytes>> {
-    let (status, code, detail) = refusal.answer();
-    tracing::info!(path, code, "admin request refused");
-    closing(json_response(
-        status,
-        &json!({"error": code, "detail": detail}),
-    ))
+    let body = refusal.answer();
+    tracing::info!(path, code = %body.error, "admin request refused");
+    let status = StatusCode::from_u16(body.error.status()).unwrap_or(StatusCode::FORBIDDEN);
+    closing(json_response(status, &body))
 }
 
 /// A refusal answered before the request's body was read: the client must

@@ -17,37 +17,35 @@
 
 use tokio::time::Instant;
 
-use serde_json::{json, Value};
-
-use super::status::health_name;
-use crate::health;
+use super::status::health;
+use crate::api::{ProbeAnswer, ProbeCheck};
+use crate::health as probes;
 use crate::table::{Backend, Pool};
 
-/// Probes `backend` of `pool` and answers the JSON of the endpoint.
-pub async fn probe(pool: &Pool, backend: &Backend) -> Value {
+/// Probes `backend` of `pool` and answers the endpoint's answer.
+pub async fn probe(pool: &Pool, backend: &Backend) -> ProbeAnswer {
     // Cloned so no table is held across the probe's awaits.
     let cfg = pool.health.clone();
     let started = Instant::now();
     let (check, result) = if cfg.enabled {
-        let r = health::probe_with(backend.addr, backend.tls.as_deref(), &cfg).await;
-        ("http", r.map(Some))
+        let r = probes::probe_with(backend.addr, backend.tls.as_deref(), &cfg).await;
+        (ProbeCheck::Http, r.map(Some))
     } else {
-        let r = health::connect_only(backend.addr, cfg.timeout).await;
-        ("tcp", r.map(|()| None))
+        let r = probes::connect_only(backend.addr, cfg.timeout).await;
+        (ProbeCheck::Tcp, r.map(|()| None))
     };
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    json!({
-        "pool": &*pool.name,
-        "addr": backend.addr.to_string(),
-        "check": check,
-        "ok": result.is_ok(),
-        "status": result.as_ref().ok().copied().flatten(),
-        "failure": result.as_ref().err().map(ToString::to_string),
-        "elapsed_ms": elapsed_ms,
+    ProbeAnswer {
+        pool: pool.name.to_string(),
+        addr: backend.addr,
+        check,
+        ok: result.is_ok(),
+        status: result.as_ref().ok().copied().flatten(),
+        failure: result.as_ref().err().map(ToString::to_string),
+        elapsed_ms: started.elapsed().as_millis() as u64,
         // Read after the probe: the proxy's view at the time of the answer.
-        "health": health_name(backend.health()),
-        "draining": backend.is_draining(),
-        "ejected": backend.is_ejected(),
-        "in_flight": backend.in_flight(),
-    })
+        health: health(backend.health()),
+        draining: backend.is_draining(),
+        ejected: backend.is_ejected(),
+        in_flight: u64::from(backend.in_flight()),
+    }
 }

@@ -3,17 +3,22 @@
 //! Exit codes: 0 success; 1 the API refused the request (its error is
 //! printed); 2 usage; 69 the admin listener could not be reached.
 
+mod client;
+mod print;
+
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use bytes::Bytes;
 use clap::{Args, Subcommand};
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::Method;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use switchyard::api::{
+    self, paths, Applied, FlipAnswer, FlipRequest, HistoryQuery, HumanDuration, Insufficient,
+    Mutation, RolloutAccepted, RolloutCommand, Split, VerifyRequest,
+};
+
+pub(super) use client::{call, get, Failure};
 
 pub(super) const EXIT_REFUSED: u8 = 1;
 pub(super) const EXIT_UNREACHABLE: u8 = 69;
@@ -30,7 +35,7 @@ pub struct Ctl {
     pub(super) admin: String,
     /// Bearer token (read from the environment; never pass it on the command line in scripts).
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub(super) token: Option<String>,
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub(super) json: bool,
@@ -53,7 +58,7 @@ enum CtlCommand {
     Split {
         route: String,
         #[arg(required = true, value_parser = parse_weight)]
-        weights: Vec<(String, u64)>,
+        weights: Vec<(String, u32)>,
     },
     /// Send all of a route's traffic to one pool; with --verify, watch the
     /// pool and switch back to the previous split if it fails.
@@ -66,9 +71,9 @@ enum CtlCommand {
     /// Restore the route's previous split.
     Rollback { route: String },
     /// Take a backend out of rotation; in-flight requests finish.
-    Drain { pool: String, addr: String },
+    Drain { pool: String, addr: SocketAddr },
     /// Put a drained backend back into rotation.
-    Undrain { pool: String, addr: String },
+    Undrain { pool: String, addr: SocketAddr },
     /// Deployment events, newest first.
     History {
         #[arg(long, default_value_t = 20)]
@@ -110,24 +115,15 @@ struct VerifyArgs {
 }
 
 impl VerifyArgs {
-    /// The API's `verify` object.
-    fn body(&self) -> Option<Value> {
-        let window = self.verify?;
-        let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
-        let mut v = serde_json::json!({ "window": fmt(window) });
-        if let Some(r) = self.max_error_rate {
-            v["max_error_rate"] = r.into();
-        }
-        if let Some(d) = self.max_p99 {
-            v["max_p99_latency"] = fmt(d).into();
-        }
-        if let Some(n) = self.min_requests {
-            v["min_requests"] = n.into();
-        }
-        if self.revert_if_insufficient {
-            v["on_insufficient_traffic"] = "revert".into();
-        }
-        Some(v)
+    /// The API's `verify` request.
+    fn request(&self) -> Option<VerifyRequest> {
+        Some(VerifyRequest {
+            window: HumanDuration(self.verify?),
+            min_requests: self.min_requests,
+            max_error_rate: self.max_error_rate,
+            max_p99_latency: self.max_p99.map(HumanDuration),
+            on_insufficient_traffic: self.revert_if_insufficient.then_some(Insufficient::Revert),
+        })
     }
 }
 
@@ -150,15 +146,15 @@ enum RolloutAction {
 }
 
 impl RolloutAction {
-    fn name(self) -> &'static str {
+    /// The engine command it sends (`None`: it only reads the status).
+    fn command(self) -> Option<RolloutCommand> {
         match self {
-            RolloutAction::Start => "start",
-            RolloutAction::Pause => "pause",
-            RolloutAction::Resume => "resume",
-            RolloutAction::Promote => "promote",
-            RolloutAction::Abort => "abort",
-            RolloutAction::Status => "status",
-            RolloutAction::Watch => "watch",
+            RolloutAction::Start => Some(RolloutCommand::Start),
+            RolloutAction::Pause => Some(RolloutCommand::Pause),
+            RolloutAction::Resume => Some(RolloutCommand::Resume),
+            RolloutAction::Promote => Some(RolloutCommand::Promote),
+            RolloutAction::Abort => Some(RolloutCommand::Abort),
+            RolloutAction::Status | RolloutAction::Watch => None,
         }
     }
 }
@@ -183,7 +179,7 @@ fn parse_admin(s: &str) -> Result<String, String> {
     }
 }
 
-fn parse_weight(s: &str) -> Result<(String, u64), String> {
+fn parse_weight(s: &str) -> Result<(String, u32), String> {
     let (pool, w) = s
         .split_once('=')
         .ok_or_else(|| format!("expected POOL=WEIGHT, got {s:?}"))?;
@@ -208,321 +204,83 @@ pub fn main(ctl: Ctl) -> ExitCode {
 }
 
 async fn run(ctl: Ctl) -> ExitCode {
-    if let CtlCommand::Rollout {
-        action: RolloutAction::Watch,
-        route,
-    } = &ctl.command
-    {
-        return super::watch::rollout(&ctl, route).await;
-    }
-    let (method, path, body) = match &ctl.command {
-        CtlCommand::Status => (Method::GET, "/api/v1/status".to_owned(), None),
+    let ctl = &ctl;
+    match &ctl.command {
+        CtlCommand::Status => {
+            let path = api::path(paths::STATUS, &[]);
+            show(ctl, Method::GET, &path, None, print::status).await
+        }
+        CtlCommand::History { limit } => {
+            let path = HistoryQuery { limit: *limit }.path();
+            let width = super::fit::columns(ctl.wide);
+            show(ctl, Method::GET, &path, None, |h| print::history(h, width)).await
+        }
         CtlCommand::Split { route, weights } => {
-            let obj: serde_json::Map<String, Value> = weights
-                .iter()
-                .map(|(p, w)| (p.clone(), Value::from(*w)))
-                .collect();
-            (
-                Method::PUT,
-                format!("/api/v1/routes/{route}/split"),
-                Some(Value::Object(obj)),
-            )
+            let split = Split(weights.clone());
+            let m = Mutation::Split {
+                route: route.clone(),
+                split,
+            };
+            mutate(ctl, m, |a| print::route_change(route, a)).await
+        }
+        CtlCommand::Rollback { route } => {
+            let m = Mutation::Rollback {
+                route: route.clone(),
+            };
+            mutate(ctl, m, |a| print::route_change(route, a)).await
+        }
+        CtlCommand::Drain { pool, addr } => {
+            let m = Mutation::Drain {
+                pool: pool.clone(),
+                addr: *addr,
+            };
+            let done = |a: &Applied| println!("backend {pool}/{addr} drained{}", print::suffix(a));
+            mutate(ctl, m, done).await
+        }
+        CtlCommand::Undrain { pool, addr } => {
+            let m = Mutation::Undrain {
+                pool: pool.clone(),
+                addr: *addr,
+            };
+            let done = |a: &Applied| {
+                println!("backend {pool}/{addr} back in rotation{}", print::suffix(a))
+            };
+            mutate(ctl, m, done).await
+        }
+        CtlCommand::Reload => {
+            mutate(ctl, Mutation::Reload, |a| {
+                let what = if a.changed { "reloaded" } else { "unchanged" };
+                println!("{what} (generation {})", a.generation);
+            })
+            .await
         }
         CtlCommand::Flip {
             route,
             pool,
             verify,
-        } => {
-            let mut body = serde_json::json!({ "to": pool });
-            if let Some(v) = verify.body() {
-                body["verify"] = v;
-            }
-            (
-                Method::POST,
-                format!("/api/v1/routes/{route}/flip"),
-                Some(body),
-            )
-        }
-        CtlCommand::Rollback { route } => (
-            Method::POST,
-            format!("/api/v1/routes/{route}/rollback"),
-            None,
-        ),
-        CtlCommand::Drain { pool, addr } => (
-            Method::POST,
-            format!("/api/v1/backends/{pool}/{addr}/drain"),
-            None,
-        ),
-        CtlCommand::Undrain { pool, addr } => (
-            Method::POST,
-            format!("/api/v1/backends/{pool}/{addr}/undrain"),
-            None,
-        ),
-        CtlCommand::History { limit } => {
-            (Method::GET, format!("/api/v1/history?limit={limit}"), None)
-        }
-        CtlCommand::RollingUpdate(args) => return super::rolling::run(&ctl, args).await,
-        CtlCommand::Reload => (Method::POST, "/api/v1/reload".to_owned(), None),
-        CtlCommand::Rollout {
-            action: RolloutAction::Status,
-            route,
-        } => (Method::GET, format!("/api/v1/routes/{route}/rollout"), None),
-        CtlCommand::Rollout { action, route } => (
-            Method::POST,
-            format!("/api/v1/routes/{route}/rollout/{}", action.name()),
-            None,
-        ),
-    };
-    let (status, answer) = match call(&ctl, method, &path, body).await {
-        Ok(ok) => ok,
-        Err(e) => {
+        } => flip(ctl, route, pool, verify).await,
+        CtlCommand::RollingUpdate(args) => super::rolling::run(ctl, args).await,
+        CtlCommand::Rollout { action, route } => rollout(ctl, *action, route).await,
+    }
+}
+
+/// Prints a failure the way every ctl command does, and its exit code.
+pub(super) fn refused(ctl: &Ctl, f: &Failure) -> ExitCode {
+    match f {
+        Failure::Unreachable(e) => {
             eprintln!(
                 "switchyard ctl: cannot reach the admin API at {}: {e:#}",
                 ctl.admin
             );
-            return ExitCode::from(EXIT_UNREACHABLE);
+            ExitCode::from(EXIT_UNREACHABLE)
         }
-    };
-    if !status.is_success() {
-        let error = answer["error"].as_str().unwrap_or("error");
-        let detail = answer["detail"]
-            .as_str()
-            .map_or_else(|| answer.to_string(), str::to_owned);
-        eprintln!("switchyard ctl: {} {error}: {detail}", status.as_u16());
-        if status == StatusCode::UNAUTHORIZED {
-            eprintln!("{}", token_hint(ctl.token.is_some()));
-        }
-        return ExitCode::from(EXIT_REFUSED);
-    }
-    if let CtlCommand::Flip {
-        route,
-        verify: VerifyArgs { wait: true, .. },
-        ..
-    } = &ctl.command
-    {
-        if answer["verification"].is_object() {
-            if !ctl.json {
-                println!(
-                    "route {route}: {}{}",
-                    split_text(&answer["split"]),
-                    suffix(&answer)
-                );
+        f => {
+            eprintln!("switchyard ctl: {f}");
+            if f.status() == Some(401) {
+                eprintln!("{}", token_hint(ctl.token.is_some()));
             }
-            let generation = answer["generation"].as_u64().unwrap_or(0);
-            return super::watch::flip(&ctl, route, generation).await;
+            ExitCode::from(EXIT_REFUSED)
         }
-    }
-    if ctl.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&answer).unwrap_or_default()
-        );
-        return ExitCode::SUCCESS;
-    }
-    match &ctl.command {
-        CtlCommand::Status => print_status(&answer),
-        CtlCommand::History { .. } => print_history(&answer, super::fit::columns(ctl.wide)),
-        CtlCommand::RollingUpdate(_) => unreachable!("rolling-update returns above"),
-        CtlCommand::Drain { pool, addr } | CtlCommand::Undrain { pool, addr } => {
-            let what = if matches!(ctl.command, CtlCommand::Drain { .. }) {
-                "drained"
-            } else {
-                "back in rotation"
-            };
-            println!("backend {pool}/{addr} {what}{}", suffix(&answer));
-        }
-        CtlCommand::Reload => println!(
-            "{} (generation {})",
-            if answer["changed"].as_bool() == Some(true) {
-                "reloaded"
-            } else {
-                "unchanged"
-            },
-            answer["generation"]
-        ),
-        CtlCommand::Rollout { action, route } => {
-            let r = match action {
-                RolloutAction::Status | RolloutAction::Watch => &answer,
-                _ => &answer["rollout"],
-            };
-            if !matches!(action, RolloutAction::Status) {
-                println!("route {route}: rollout {} accepted", action.name());
-            }
-            print_rollout(r);
-        }
-        CtlCommand::Split { route, .. }
-        | CtlCommand::Flip { route, .. }
-        | CtlCommand::Rollback { route } => {
-            println!(
-                "route {route}: {}{}",
-                split_text(&answer["split"]),
-                suffix(&answer)
-            );
-            let v = &answer["verification"];
-            if v.is_object() {
-                println!(
-                    "verifying {} for {}s (GET /api/v1/routes/{route}/flip shows the outcome; --wait waits for it)",
-                    v["to"].as_str().unwrap_or("?"),
-                    v["window_ms"].as_u64().unwrap_or(0).div_ceil(1000),
-                );
-            }
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-pub(super) async fn call(
-    ctl: &Ctl,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let url = format!("{}{path}", ctl.admin.trim_end_matches('/'));
-    let mut req = Request::builder().method(method).uri(&url);
-    if let Some(t) = &ctl.token {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    if let Some(g) = ctl.if_match {
-        req = req.header(http::header::IF_MATCH, g.to_string());
-    }
-    let body = match body {
-        Some(v) => {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
-            Full::new(Bytes::from(v.to_string()))
-        }
-        None => Full::new(Bytes::new()),
-    };
-    let req = req.body(body).with_context(|| format!("bad URL {url}"))?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
-        .await
-        .context("no answer within 30 s")??;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok((status, value))
-}
-
-fn suffix(a: &Value) -> String {
-    let persisted = match a["persisted"].as_bool() {
-        Some(true) => ", written to the file",
-        Some(false) => ", NOT written to the file (in memory only)",
-        None => "",
-    };
-    let changed = if a["changed"].as_bool() == Some(false) {
-        ", no change"
-    } else {
-        ""
-    };
-    format!(" (generation {}{changed}{persisted})", a["generation"])
-}
-
-fn split_text(split: &Value) -> String {
-    let Some(obj) = split.as_object() else {
-        return "-".into();
-    };
-    let total: u64 = obj.values().filter_map(Value::as_u64).sum();
-    obj.iter()
-        .map(|(p, w)| {
-            let w = w.as_u64().unwrap_or(0);
-            format!("{p} {w} ({:.0}%)", 100.0 * w as f64 / total.max(1) as f64)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn print_rollout(r: &Value) {
-    if r.is_null() {
-        return;
-    }
-    let steps: Vec<String> = r["steps"]
-        .as_array()
-        .map(|a| a.iter().map(|v| format!("{v}%")).collect())
-        .unwrap_or_default();
-    println!(
-        "{}: step {} of {} [{}], {}% on {} ({} stable)",
-        r["phase"].as_str().unwrap_or("?"),
-        r["step"].as_u64().unwrap_or(0) + 1,
-        steps.len(),
-        steps.join(" "),
-        r["canary_weight"],
-        r["canary"].as_str().unwrap_or("?"),
-        r["stable"].as_str().unwrap_or("?"),
-    );
-    let last = &r["last"];
-    if !last.is_null() {
-        println!(
-            "last check: {} ({} canary requests, error rate {:.4}, p99 {})",
-            last["check"]["result"].as_str().unwrap_or("?"),
-            last["canary_requests"],
-            last["canary_error_rate"].as_f64().unwrap_or(0.0),
-            last["canary_p99_seconds"]
-                .as_f64()
-                .map_or_else(|| "-".to_owned(), |s| format!("{:.0} ms", s * 1000.0)),
-        );
-    }
-    if let Some(reason) = r["reason"].as_str() {
-        println!("reason: {reason}");
-    }
-}
-
-fn print_status(s: &Value) {
-    println!("generation {}", s["generation"]);
-    if let Some(err) = s["last_reload"]["error"].as_str() {
-        println!("last reload FAILED (the previous table is serving):\n{err}");
-    }
-    let mut routes = Table::new();
-    routes
-        .load_preset(UTF8_BORDERS_ONLY)
-        .set_header(["route", "prefix", "split"]);
-    for r in s["routes"].as_array().into_iter().flatten() {
-        routes.add_row([
-            r["name"].as_str().unwrap_or(""),
-            r["path_prefix"].as_str().unwrap_or(""),
-            &split_text(&r["split"]),
-        ]);
-    }
-    println!("{routes}");
-    let mut pools = Table::new();
-    pools.load_preset(UTF8_BORDERS_ONLY).set_header([
-        "pool",
-        "backend",
-        "health",
-        "state",
-        "in-flight",
-    ]);
-    for p in s["pools"].as_array().into_iter().flatten() {
-        for b in p["backends"].as_array().into_iter().flatten() {
-            let state = if b["draining"].as_bool() == Some(true) {
-                "draining"
-            } else {
-                "active"
-            };
-            pools.add_row([
-                p["name"].as_str().unwrap_or(""),
-                b["addr"].as_str().unwrap_or(""),
-                b["health"].as_str().unwrap_or(""),
-                state,
-                &b["in_flight"].to_string(),
-            ]);
-        }
-    }
-    println!("{pools}");
-    for r in s["rollouts"].as_array().into_iter().flatten() {
-        print!("rollout of route {}: ", r["route"].as_str().unwrap_or("?"));
-        print_rollout(r);
-    }
-    for f in s["flips"].as_array().into_iter().flatten() {
-        println!(
-            "verified flip of route {} to {}: {}{}",
-            f["route"].as_str().unwrap_or("?"),
-            f["to"].as_str().unwrap_or("?"),
-            f["phase"].as_str().unwrap_or("?"),
-            f["reason"]
-                .as_str()
-                .map_or_else(String::new, |r| format!(" ({r})")),
-        );
     }
 }
 
@@ -538,71 +296,87 @@ fn token_hint(sent: bool) -> &'static str {
     }
 }
 
-/// `blue 90, canary 10`: the weights only, pools without weight left out.
-fn split_short(split: &Value) -> String {
-    let Some(obj) = split.as_object() else {
-        return "-".into();
+/// Sends a request and prints its answer: as JSON with `--json`, else
+/// decoded into `T` and printed by `print`.
+async fn show<T: DeserializeOwned>(
+    ctl: &Ctl,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    print: impl FnOnce(&T),
+) -> ExitCode {
+    let reply = match call(ctl, method, path, body).await {
+        Ok(r) => r,
+        Err(f) => return refused(ctl, &f),
     };
-    let parts: Vec<String> = obj
-        .iter()
-        .filter(|(_, w)| w.as_u64() != Some(0))
-        .map(|(p, w)| format!("{p} {w}"))
-        .collect();
-    parts.join(", ")
+    if ctl.json {
+        println!("{}", reply.pretty());
+        return ExitCode::SUCCESS;
+    }
+    match reply.decode::<T>() {
+        Ok(answer) => {
+            print(&answer);
+            ExitCode::SUCCESS
+        }
+        Err(f) => refused(ctl, &f),
+    }
 }
 
-/// The history as a table: every field with `--wide` or off a terminal;
-/// fitted to `width` otherwise (time of day, short splits, and what is
-/// still too long wrapped inside its cell rather than across the screen).
-fn print_history(h: &Value, width: Option<usize>) {
-    use comfy_table::ContentArrangement;
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header([
-        "time", "gen", "source", "action", "target", "change", "result",
-    ]);
-    if let Some(w) = width {
-        t.set_content_arrangement(ContentArrangement::Dynamic)
-            .set_width(u16::try_from(w).unwrap_or(u16::MAX));
-    }
-    for e in h["events"].as_array().into_iter().flatten() {
-        let target = e["route"].as_str().or(e["backend"].as_str()).unwrap_or("");
-        let time = e["time"].as_str().unwrap_or("");
-        // `2026-12-02T02:31:07.123Z` -> `02:31:07`.
-        let time = match width {
-            Some(_) => time.get(11..19).unwrap_or(time),
-            None => time,
-        };
-        let change = if e["new_split"].is_object() && width.is_some() {
-            format!(
-                "{} -> {}",
-                split_short(&e["old_split"]),
-                split_short(&e["new_split"])
-            )
-        } else if e["new_split"].is_object() {
-            format!(
-                "{} -> {}",
-                split_text(&e["old_split"]),
-                split_text(&e["new_split"])
-            )
-        } else {
-            e["detail"]
-                .as_str()
-                .map(|d| d.lines().next().unwrap_or("").to_owned())
-                .unwrap_or_default()
-        };
-        let mut result = e["result"].as_str().unwrap_or("").to_owned();
-        if e["persisted"].as_bool() == Some(false) {
-            result.push_str(" (not persisted)");
+/// Sends a mutation; its answer is `Applied`.
+async fn mutate(ctl: &Ctl, m: Mutation, print: impl FnOnce(&Applied)) -> ExitCode {
+    let (method, path, body) = m.request();
+    show(ctl, method, &path, body, print).await
+}
+
+async fn flip(ctl: &Ctl, route: &str, pool: &str, verify: &VerifyArgs) -> ExitCode {
+    let req = FlipRequest {
+        to: pool.to_owned(),
+        verify: verify.request(),
+    };
+    let path = api::path(paths::FLIP, &[route]);
+    let reply = match call(ctl, Method::POST, &path, serde_json::to_value(&req).ok()).await {
+        Ok(r) => r,
+        Err(f) => return refused(ctl, &f),
+    };
+    let answer: FlipAnswer = match reply.decode() {
+        Ok(a) => a,
+        Err(f) => return refused(ctl, &f),
+    };
+    if let (true, Some(_)) = (verify.wait, &answer.verification) {
+        if !ctl.json {
+            print::route_change(route, &answer.applied);
         }
-        t.add_row([
-            time,
-            &e["generation"].to_string(),
-            e["source"].as_str().unwrap_or(""),
-            e["action"].as_str().unwrap_or(""),
-            target,
-            &change,
-            &result,
-        ]);
+        return super::watch::flip(ctl, route, answer.applied.generation).await;
     }
-    println!("{t}");
+    if ctl.json {
+        println!("{}", reply.pretty());
+        return ExitCode::SUCCESS;
+    }
+    print::route_change(route, &answer.applied);
+    if let Some(v) = &answer.verification {
+        println!(
+            "verifying {} for {}s (GET /api/v1/routes/{route}/flip shows the outcome; --wait waits for it)",
+            v.to,
+            v.window_ms.div_ceil(1000),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+async fn rollout(ctl: &Ctl, action: RolloutAction, route: &str) -> ExitCode {
+    let Some(command) = action.command() else {
+        if matches!(action, RolloutAction::Watch) {
+            return super::watch::rollout(ctl, route).await;
+        }
+        let path = api::path(paths::ROLLOUT, &[route]);
+        return show(ctl, Method::GET, &path, None, print::rollout).await;
+    };
+    let path = api::path(command.pattern(), &[route]);
+    show(ctl, Method::POST, &path, None, |a: &RolloutAccepted| {
+        println!("route {route}: rollout {} accepted", a.accepted);
+        if let Some(r) = &a.rollout {
+            print::rollout(r);
+        }
+    })
+    .await
 }

@@ -32,11 +32,12 @@ use std::time::Duration;
 
 use clap::Args;
 use http::Method;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use switchyard::api::{self, paths, Status};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::ctl::{call, Ctl};
+use super::ctl::{get, Ctl, Failure};
 use report::Report;
 
 const EXIT_REFUSED: u8 = 1;
@@ -91,17 +92,12 @@ impl std::fmt::Display for ApiFailure {
     }
 }
 
-async fn api(ctl: &Ctl, method: Method, path: &str) -> Result<Value, ApiFailure> {
-    let (status, answer) = call(ctl, method, path, None)
-        .await
-        .map_err(ApiFailure::Unreachable)?;
-    if status.is_success() {
-        return Ok(answer);
-    }
-    let detail = answer["detail"]
-        .as_str()
-        .map_or_else(|| answer.to_string(), str::to_owned);
-    Err(ApiFailure::Refused(status.as_u16(), detail))
+/// One admin API call, decoded into the endpoint's answer.
+async fn ask<T: DeserializeOwned>(ctl: &Ctl, method: Method, path: &str) -> Result<T, ApiFailure> {
+    get(ctl, method, path, None).await.map_err(|f| match f {
+        Failure::Unreachable(e) => ApiFailure::Unreachable(e),
+        f => ApiFailure::Refused(f.status().unwrap_or(0), f.detail()),
+    })
 }
 
 pub async fn run(ctl: &Ctl, args: &RollingUpdate) -> ExitCode {
@@ -109,7 +105,7 @@ pub async fn run(ctl: &Ctl, args: &RollingUpdate) -> ExitCode {
         eprintln!("switchyard ctl: --if-match does not apply to rolling-update (it makes a change per backend)");
         return ExitCode::from(EXIT_USAGE);
     }
-    let status = match api(ctl, Method::GET, "/api/v1/status").await {
+    let status = match ask::<Status>(ctl, Method::GET, &api::path(paths::STATUS, &[])).await {
         Ok(s) => s,
         Err(e @ ApiFailure::Unreachable(_)) => {
             eprintln!("switchyard ctl: {e} ({})", ctl.admin);

@@ -10,9 +10,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::Method;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use switchyard::api::{self, paths, FlipPhase, FlipStatus, Phase, RolloutStatus};
 
-use super::ctl::{call, Ctl, EXIT_REFUSED, EXIT_UNREACHABLE};
+use super::ctl::{get, Ctl, Failure, EXIT_REFUSED, EXIT_UNREACHABLE};
 use super::fit;
 
 /// How often the API is asked.
@@ -82,12 +83,16 @@ impl Screen {
 }
 
 /// Polls `path` until `frame` says it is done.
-async fn watch(ctl: &Ctl, path: &str, frame: impl Fn(&Value) -> Frame) -> ExitCode {
+async fn watch<T: DeserializeOwned>(
+    ctl: &Ctl,
+    path: &str,
+    frame: impl Fn(&T) -> Frame,
+) -> ExitCode {
     let mut screen = Screen::new(ctl.wide);
     let mut unreachable_since: Option<Instant> = None;
     loop {
-        match call(ctl, Method::GET, path, None).await {
-            Ok((status, answer)) if status.is_success() => {
+        match get::<T>(ctl, Method::GET, path, None).await {
+            Ok(answer) => {
                 unreachable_since = None;
                 let f = frame(&answer);
                 screen.show(&f);
@@ -95,17 +100,7 @@ async fn watch(ctl: &Ctl, path: &str, frame: impl Fn(&Value) -> Frame) -> ExitCo
                     return ExitCode::from(code);
                 }
             }
-            Ok((status, answer)) => {
-                let detail = answer["detail"]
-                    .as_str()
-                    .map_or_else(|| answer.to_string(), str::to_owned);
-                if screen.tty {
-                    println!();
-                }
-                eprintln!("switchyard ctl: {} {detail}", status.as_u16());
-                return ExitCode::from(EXIT_REFUSED);
-            }
-            Err(e) => {
+            Err(Failure::Unreachable(e)) => {
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= UNREACHABLE_FOR {
                     if screen.tty {
@@ -119,18 +114,26 @@ async fn watch(ctl: &Ctl, path: &str, frame: impl Fn(&Value) -> Frame) -> ExitCo
                     return ExitCode::from(EXIT_UNREACHABLE);
                 }
             }
+            Err(f) => {
+                if screen.tty {
+                    println!();
+                }
+                let status = f.status().unwrap_or(0);
+                eprintln!("switchyard ctl: {status} {}", f.detail());
+                return ExitCode::from(EXIT_REFUSED);
+            }
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
 pub async fn rollout(ctl: &Ctl, route: &str) -> ExitCode {
-    let path = format!("/api/v1/routes/{route}/rollout");
+    let path = api::path(paths::ROLLOUT, &[route]);
     watch(ctl, &path, |r| rollout_frame(route, r)).await
 }
 
 pub async fn flip(ctl: &Ctl, route: &str, generation: u64) -> ExitCode {
-    let path = format!("/api/v1/routes/{route}/flip");
+    let path = api::path(paths::FLIP, &[route]);
     watch(ctl, &path, |f| flip_frame(f, generation)).await
 }
 
@@ -158,60 +161,54 @@ fn bar(fraction: f64, width: usize) -> String {
 }
 
 /// One line of a rollout's progress (a `GET .../rollout` answer).
-fn rollout_frame(route: &str, r: &Value) -> Frame {
-    let phase = r["phase"].as_str().unwrap_or("?");
-    let steps = r["steps"].as_array().map_or(0, Vec::len).max(1);
-    let step = r["step"].as_u64().unwrap_or(0) as usize;
-    let interval = r["step_interval_ms"].as_u64().unwrap_or(0);
-    let into = r["now_ms"]
-        .as_u64()
-        .unwrap_or(0)
-        .saturating_sub(r["step_started_ms"].as_u64().unwrap_or(0));
+fn rollout_frame(route: &str, r: &RolloutStatus) -> Frame {
+    let steps = r.steps.len().max(1);
+    let interval = r.step_interval_ms;
+    let into = r.now_ms.saturating_sub(r.step_started_ms);
     let step_done = if interval == 0 {
         0.0
     } else {
         (into as f64 / interval as f64).min(1.0)
     };
-    let t = &r["thresholds"];
-    let cur = &r["current"];
-    let done = match phase {
-        "promoted" => Some(0),
-        "rolled_back" => Some(EXIT_REFUSED),
-        _ => None,
+    let (t, cur) = (&r.thresholds, r.current.as_ref());
+    let done = match r.phase {
+        Phase::Promoted => Some(0),
+        Phase::RolledBack => Some(EXIT_REFUSED),
+        Phase::Progressing | Phase::Paused => None,
     };
-    let progress = match phase {
-        "promoted" => 1.0,
-        _ => (step as f64 + step_done) / steps as f64,
+    let progress = match r.phase {
+        Phase::Promoted => 1.0,
+        _ => (r.step as f64 + step_done) / steps as f64,
     };
-    let next = match phase {
-        "progressing" if into < interval => {
+    let next = match r.phase {
+        Phase::Progressing if into < interval => {
             format!("next check in {}s", (interval - into).div_ceil(1000))
         }
-        "progressing" => "judging".into(),
-        other => other.replace('_', " "),
+        Phase::Progressing => "judging".into(),
+        other => other.as_str().replace('_', " "),
     };
     let line = format!(
         "{route} {} step {}/{steps} {}% on {} │ {} req (min {}) │ errors {} (max {}) │ p99 {} (max {}) │ {next}",
         bar(progress, 20),
-        step + 1,
-        r["canary_weight"],
-        r["canary"].as_str().unwrap_or("?"),
-        cur["canary_requests"].as_u64().unwrap_or(0),
-        t["min_requests"],
-        percent(cur["canary_error_rate"].as_f64().unwrap_or(0.0)),
-        percent(t["max_error_rate"].as_f64().unwrap_or(0.0)),
-        millis(cur["canary_p99_seconds"].as_f64()),
-        millis(t["max_p99_seconds"].as_f64()),
+        r.step + 1,
+        r.canary_weight,
+        r.canary,
+        cur.map_or(0, |c| c.canary_requests),
+        t.min_requests,
+        percent(cur.map_or(0.0, |c| c.canary_error_rate)),
+        percent(t.max_error_rate),
+        millis(cur.and_then(|c| c.canary_p99_seconds)),
+        millis(Some(t.max_p99_seconds)),
     );
-    let req = cur["canary_requests"].as_u64().unwrap_or(0);
-    let min = &t["min_requests"];
-    let err = percent(cur["canary_error_rate"].as_f64().unwrap_or(0.0));
-    let max_err = percent(t["max_error_rate"].as_f64().unwrap_or(0.0));
-    let p99 = ms(cur["canary_p99_seconds"].as_f64());
-    let max_p99 = ms(t["max_p99_seconds"].as_f64());
-    let (weight, canary) = (&r["canary_weight"], r["canary"].as_str().unwrap_or("?"));
+    let req = cur.map_or(0, |c| c.canary_requests);
+    let min = t.min_requests;
+    let err = percent(cur.map_or(0.0, |c| c.canary_error_rate));
+    let max_err = percent(t.max_error_rate);
+    let p99 = ms(cur.and_then(|c| c.canary_p99_seconds));
+    let max_p99 = ms(Some(t.max_p99_seconds));
+    let (weight, canary) = (r.canary_weight, &r.canary);
     let short = next.replace("next check in", "next");
-    let s = step + 1;
+    let s = r.step + 1;
     let narrower = vec![
         format!(
             "{route} {} {s}/{steps} {weight}% on {canary} │ {req}/{min} req │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {short}",
@@ -221,11 +218,11 @@ fn rollout_frame(route: &str, r: &Value) -> Frame {
         format!("{s}/{steps} {weight}% │ {req}/{min} │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {short}"),
         format!("{s}/{steps} {weight}% │ {req} │ err {err} │ p99 {p99} │ {short}"),
     ];
-    let reason = r["reason"].as_str().map(|s| format!("{phase}: {s}"));
+    let reason = r.reason.as_ref().map(|s| format!("{}: {s}", r.phase));
     Frame {
         line,
         narrower,
-        key: format!("{phase} {step}"),
+        key: format!("{} {}", r.phase, r.step),
         done,
         reason,
     }
@@ -233,45 +230,37 @@ fn rollout_frame(route: &str, r: &Value) -> Frame {
 
 /// One line of a verified flip (a `GET .../flip` answer) made at
 /// `generation`.
-fn flip_frame(f: &Value, generation: u64) -> Frame {
-    let phase = f["phase"].as_str().unwrap_or("?");
+fn flip_frame(f: &FlipStatus, generation: u64) -> Frame {
     // An older flip's record until the new one is in place.
-    let ours = f["generation"].as_u64() == Some(generation);
-    let window = f["window_ms"].as_u64().unwrap_or(0);
-    let done = match (ours, phase) {
-        (false, _) | (_, "verifying") => None,
-        (_, "verified" | "unverified") => Some(0),
-        _ => Some(EXIT_REFUSED),
+    let ours = f.generation == generation;
+    let done = match (ours, f.phase) {
+        (false, _) | (_, FlipPhase::Verifying) => None,
+        (_, FlipPhase::Verified | FlipPhase::Unverified) => Some(0),
+        (_, FlipPhase::Reverted | FlipPhase::Cancelled) => Some(EXIT_REFUSED),
     };
     // The proxy's clock when it says, else ours (ctl usually runs beside it).
-    let now = f["now_ms"]
-        .as_u64()
-        .unwrap_or_else(|| unix_ms(SystemTime::now()));
-    let end = f["started_ms"].as_u64().unwrap_or(0).saturating_add(window);
-    let left = match phase {
-        "verifying" => format!("{}s left", end.saturating_sub(now).div_ceil(1000)),
-        _ => format!("window {}s", window.div_ceil(1000)),
+    let now = f.now_ms.unwrap_or_else(|| unix_ms(SystemTime::now()));
+    let window = f.window_ms;
+    let end = f.started_ms.saturating_add(window);
+    let verifying = f.phase == FlipPhase::Verifying;
+    let left = if verifying {
+        format!("{}s left", end.saturating_sub(now).div_ceil(1000))
+    } else {
+        format!("window {}s", window.div_ceil(1000))
     };
-    let (route, to) = (
-        f["route"].as_str().unwrap_or("?"),
-        f["to"].as_str().unwrap_or("?"),
-    );
-    let phase_text = phase.replace('_', " ");
-    let req = f["requests"].as_u64().unwrap_or(0);
-    let min = &f["min_requests"];
-    let err = percent(f["error_rate"].as_f64().unwrap_or(0.0));
-    let max_err = percent(f["max_error_rate"].as_f64().unwrap_or(0.0));
+    let (route, to) = (&f.route, &f.to);
+    let phase_text = f.phase.as_str().replace('_', " ");
+    let (req, min) = (f.requests, f.min_requests);
+    let err = percent(f.error_rate);
+    let max_err = percent(f.max_error_rate);
     let line = format!(
         "{route} → {to}: {phase_text} │ {req} req (min {min}) │ errors {err} (max {max_err}) │ p99 {} (max {}) │ window {}s{}",
-        millis(f["p99_seconds"].as_f64()),
-        millis(f["max_p99_seconds"].as_f64()),
+        millis(f.p99_seconds),
+        millis(Some(f.max_p99_seconds)),
         window.div_ceil(1000),
-        if phase == "verifying" { format!(", {left}") } else { String::new() },
+        if verifying { format!(", {left}") } else { String::new() },
     );
-    let (p99, max_p99) = (
-        ms(f["p99_seconds"].as_f64()),
-        ms(f["max_p99_seconds"].as_f64()),
-    );
+    let (p99, max_p99) = (ms(f.p99_seconds), ms(Some(f.max_p99_seconds)));
     let narrower = vec![
         format!("{route} → {to}: {phase_text} │ {req}/{min} req │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {left}"),
         format!("{to} {phase_text} │ {req}/{min} │ err {err}/{max_err} │ p99 {p99}/{max_p99} │ {left}"),
@@ -280,9 +269,9 @@ fn flip_frame(f: &Value, generation: u64) -> Frame {
     Frame {
         line,
         narrower,
-        key: phase.to_owned(),
+        key: f.phase.to_string(),
         done,
-        reason: f["reason"].as_str().map(str::to_owned),
+        reason: f.reason.clone(),
     }
 }
 
@@ -291,15 +280,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rollout(phase: &str) -> Value {
-        json!({
+    fn rollout(phase: &str) -> RolloutStatus {
+        let v = json!({
             "route": "api", "phase": phase, "step": 1, "steps": [10, 50, 100],
             "canary": "green", "stable": "blue", "canary_weight": 50,
             "step_started_ms": 1_000, "now_ms": 3_500, "step_interval_ms": 10_000,
             "thresholds": {"min_requests": 100, "max_error_rate": 0.01, "max_p99_seconds": 0.5},
             "current": {"canary_requests": 42, "canary_error_rate": 0.002,
-                        "canary_p99_seconds": 0.031, "stable_requests": 40},
-        })
+                        "canary_p99_seconds": 0.031, "stable_requests": 40,
+                        "stable_error_rate": 0.0, "stable_p99_seconds": null},
+        });
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn flip(phase: &str, generation: u64) -> FlipStatus {
+        let v = json!({"route": "api", "to": "green", "phase": phase, "generation": generation,
+                       "previous_split": {"blue": 100, "green": 0}, "started_ms": 0,
+                       "window_ms": 30_000, "requests": 9, "min_requests": 5,
+                       "max_error_rate": 0.01, "max_p99_seconds": 2.0,
+                       "revert_if_insufficient": false, "error_rate": 0.0});
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]
@@ -323,8 +323,8 @@ mod tests {
     #[test]
     fn at_80_columns_a_rollout_keeps_error_rate_p99_and_time_left() {
         let mut r = rollout("progressing");
-        r["route"] = json!("checkout-api");
-        r["canary"] = json!("canary-v2");
+        r.route = "checkout-api".into();
+        r.canary = "canary-v2".into();
         let f = rollout_frame("checkout-api", &r);
         for width in [100, 80, 60] {
             let line = fit::choose(&f.line, &f.narrower, Some(width));
@@ -346,8 +346,9 @@ mod tests {
         let mut v = json!({"route": "checkout-api", "to": "green", "phase": "verifying",
             "generation": 4, "started_ms": 10_000, "now_ms": 22_000, "window_ms": 30_000,
             "requests": 9, "min_requests": 5, "error_rate": 0.0, "max_error_rate": 0.01,
-            "p99_seconds": 0.012, "max_p99_seconds": 2.0});
-        let f = flip_frame(&v, 4);
+            "p99_seconds": 0.012, "max_p99_seconds": 2.0,
+            "previous_split": {"blue": 100, "green": 0}, "revert_if_insufficient": false});
+        let f = flip_frame(&serde_json::from_value(v.clone()).unwrap(), 4);
         assert!(f.line.ends_with("window 30s, 18s left"), "{}", f.line);
         for width in [100, 80, 60] {
             let line = fit::choose(&f.line, &f.narrower, Some(width));
@@ -358,7 +359,8 @@ mod tests {
             );
         }
         v["phase"] = json!("verified");
-        assert!(flip_frame(&v, 4).line.ends_with("window 30s"));
+        let verified = serde_json::from_value(v).unwrap();
+        assert!(flip_frame(&verified, 4).line.ends_with("window 30s"));
     }
 
     #[test]
@@ -373,11 +375,14 @@ mod tests {
 
     #[test]
     fn a_flip_is_judged_only_once_its_own_record_is_in() {
-        let f = json!({"route": "api", "to": "green", "phase": "reverted", "generation": 4,
-                       "window_ms": 30_000, "requests": 9, "min_requests": 5});
+        let f = flip("reverted", 4);
         assert_eq!(flip_frame(&f, 5).done, None);
         assert_eq!(flip_frame(&f, 4).done, Some(EXIT_REFUSED));
-        let ok = json!({"phase": "verified", "generation": 5});
-        assert_eq!(flip_frame(&ok, 5).done, Some(0));
+        assert_eq!(flip_frame(&flip("verified", 5), 5).done, Some(0));
+        let line = flip_frame(&f, 4).line;
+        assert!(
+            line.contains("9 req (min 5)") && line.contains("window 30s"),
+            "{line}"
+        );
     }
 }

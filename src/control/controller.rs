@@ -29,6 +29,29 @@ const KEEP_SPLITS: usize = 32;
 /// writing it back.
 struct FileMoved;
 
+/// A change turned into an edit of the document (`Controller::plan`).
+struct Plan {
+    /// What the history will call it.
+    action: Action,
+    edit: Edit,
+    /// The route whose split it sets, if any (for its old and new split).
+    route: Option<String>,
+    /// `pool/addr` of the backend it drains or undrains.
+    backend: Option<String>,
+}
+
+impl Plan {
+    /// A change of `route`'s split.
+    fn route(action: Action, route: &str, edit: Edit) -> Self {
+        Plan {
+            action,
+            edit,
+            route: Some(route.to_owned()),
+            backend: None,
+        }
+    }
+}
+
 pub(super) struct Controller {
     path: Option<PathBuf>,
     /// The running configuration's text: what was last loaded or written.
@@ -214,13 +237,7 @@ impl Controller {
     fn reload(&mut self, source: ChangeSource) -> Result<Applied, ChangeError> {
         let current = self.generation();
         let Some(path) = self.path.clone() else {
-            return Ok(Applied {
-                generation: current,
-                changed: false,
-                persisted: None,
-                split: None,
-                previous_split: None,
-            });
+            return Ok(Applied::unchanged(current));
         };
         let (config, text) = match config::load(&path) {
             Ok(ok) => ok,
@@ -236,13 +253,7 @@ impl Controller {
         };
         if text == self.text {
             tracing::debug!(source = %source, "configuration unchanged");
-            return Ok(Applied {
-                generation: current,
-                changed: false,
-                persisted: None,
-                split: None,
-                previous_split: None,
-            });
+            return Ok(Applied::unchanged(current));
         }
         self.note_restart_needed(&config);
         let changed_splits: Vec<(String, Weights, Weights)> = config
@@ -334,7 +345,12 @@ impl Controller {
                 });
             }
         }
-        let (action, edit, route, backend) = self.plan(change)?;
+        let Plan {
+            action,
+            edit,
+            route,
+            backend,
+        } = self.plan(change)?;
         let old_split = route.as_deref().and_then(|r| self.split_of(r));
         let text = edit::apply(&self.text, &edit).map_err(|e| match e {
             EditError::NoRoute(r) => {
@@ -396,11 +412,7 @@ impl Controller {
     }
 
     /// Turns a change into an edit of the document, checking names first.
-    #[allow(clippy::type_complexity)]
-    fn plan(
-        &mut self,
-        change: &Change,
-    ) -> Result<(Action, Edit, Option<String>, Option<String>), ChangeError> {
+    fn plan(&mut self, change: &Change) -> Result<Plan, ChangeError> {
         let pool_exists = |c: &Config, p: &str| c.pools.iter().any(|x| x.name == p);
         let route_split = |c: &Config, r: &str| {
             c.routes
@@ -446,14 +458,13 @@ impl Controller {
                         merged.push((p.clone(), *w));
                     }
                 }
-                (
+                Plan::route(
                     Action::Split,
+                    route,
                     Edit::SetSplit {
                         route: route.clone(),
                         split: merged,
                     },
-                    Some(route.clone()),
-                    None,
                 )
             }
             Change::Flip { route, to } => {
@@ -468,14 +479,13 @@ impl Controller {
                 if !split.iter().any(|(p, _)| p == to) {
                     split.push((to.clone(), 100));
                 }
-                (
+                Plan::route(
                     Action::Flip,
+                    route,
                     Edit::SetSplit {
                         route: route.clone(),
                         split,
                     },
-                    Some(route.clone()),
-                    None,
                 )
             }
             Change::Rollback { route } => {
@@ -485,14 +495,13 @@ impl Controller {
                     .get_mut(route)
                     .and_then(Vec::pop)
                     .ok_or_else(|| ChangeError::NothingToRollBack(route.clone()))?;
-                (
+                Plan::route(
                     Action::Rollback,
+                    route,
                     Edit::SetSplit {
                         route: route.clone(),
                         split,
                     },
-                    Some(route.clone()),
-                    None,
                 )
             }
             Change::Drain { pool, addr, drain } => {
@@ -517,7 +526,12 @@ impl Controller {
                     addr: *addr,
                     drain: *drain,
                 };
-                (action, edit, None, Some(format!("{pool}/{addr}")))
+                Plan {
+                    action,
+                    edit,
+                    route: None,
+                    backend: Some(format!("{pool}/{addr}")),
+                }
             }
         })
     }

@@ -23,20 +23,24 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
-/// Re-exported for callers of `ControlHandle::change`; defined in `event`.
+/// Re-exported for callers of `ControlHandle::change`; defined in `api`
+/// and `event`.
+pub use crate::api::Applied;
 pub use crate::event::ChangeSource;
 pub use edit::{apply as apply_edit, Edit, EditError};
 pub use resolve::{Resolve, SystemResolver};
 pub use watch::watch_file;
 
+use crate::api::Mutation;
 use crate::config::{Config, ConfigError};
-use crate::event::{Event, Split};
+use crate::event::Event;
 use crate::table::{RoutingTable, TableWatch};
 
-/// A change to ask of the controller.
+/// A change to ask of the controller. The admin API's mutations arrive as
+/// `api::Mutation`s and become one of these (`From`); the rollout engine
+/// and the verified flips ask for theirs directly.
 #[derive(Debug, Clone)]
 pub enum Change {
     /// Re-read the configuration file.
@@ -65,22 +69,27 @@ pub enum Change {
     },
 }
 
-/// The answer to an accepted change.
-#[derive(Debug, Clone, Serialize)]
-pub struct Applied {
-    /// The generation in force now.
-    pub generation: u64,
-    /// False when the change was a no-op (same text as running).
-    pub changed: bool,
-    /// Whether the file now holds the change (`None`: nothing to write).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub persisted: Option<bool>,
-    /// The route's split after the change, for split/flip/rollback.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub split: Option<Split>,
-    /// The route's split before the change, for split/flip/rollback.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_split: Option<Split>,
+impl From<Mutation> for Change {
+    fn from(m: Mutation) -> Self {
+        match m {
+            Mutation::Reload => Change::Reload,
+            Mutation::Split { route, split } => Change::SetSplit {
+                route,
+                split: split.0,
+            },
+            Mutation::Rollback { route } => Change::Rollback { route },
+            Mutation::Drain { pool, addr } => Change::Drain {
+                pool,
+                addr,
+                drain: true,
+            },
+            Mutation::Undrain { pool, addr } => Change::Drain {
+                pool,
+                addr,
+                drain: false,
+            },
+        }
+    }
 }
 
 /// Why a change was refused. The running table is untouched in every case.

@@ -5,45 +5,9 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
+use crate::api::{Check, Metric};
 use crate::config::{InsufficientTraffic, RolloutConfig};
 use crate::stats::Stats;
-
-/// The outcome of one check of a window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Check {
-    Pass,
-    /// A threshold was crossed: which, the measured value, the limit.
-    Fail {
-        metric: &'static str,
-        value: f64,
-        limit: f64,
-    },
-    /// Fewer canary requests than `min_requests`.
-    Insufficient {
-        requests: u64,
-        needed: u64,
-    },
-}
-
-impl Check {
-    /// A sentence for the history and the API.
-    pub fn describe(&self) -> String {
-        match self {
-            Check::Pass => "all thresholds met".into(),
-            Check::Fail {
-                metric,
-                value,
-                limit,
-            } => format!("{metric} {value:.4} exceeds the limit {limit:.4}"),
-            Check::Insufficient { requests, needed } => {
-                format!("insufficient traffic: {requests} canary requests, {needed} needed")
-            }
-        }
-    }
-}
 
 /// What the engine does after a check.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +41,7 @@ pub fn check(cfg: &RolloutConfig, canary: &Stats, stable: &Stats) -> Check {
     let rate = canary.error_rate();
     if rate > cfg.max_error_rate {
         return Check::Fail {
-            metric: "error_rate",
+            metric: Metric::ErrorRate,
             value: rate,
             limit: cfg.max_error_rate,
         };
@@ -85,7 +49,7 @@ pub fn check(cfg: &RolloutConfig, canary: &Stats, stable: &Stats) -> Check {
     let p99 = canary.percentile(0.99).unwrap_or_default();
     if p99 > cfg.max_p99_latency {
         return Check::Fail {
-            metric: "p99_latency_seconds",
+            metric: Metric::P99LatencySeconds,
             value: secs(p99),
             limit: secs(cfg.max_p99_latency),
         };
@@ -95,7 +59,7 @@ pub fn check(cfg: &RolloutConfig, canary: &Stats, stable: &Stats) -> Check {
         let increase = rate - stable.error_rate();
         if increase > limit {
             return Check::Fail {
-                metric: "error_rate_increase",
+                metric: Metric::ErrorRateIncrease,
                 value: increase,
                 limit,
             };
@@ -107,7 +71,7 @@ pub fn check(cfg: &RolloutConfig, canary: &Stats, stable: &Stats) -> Check {
             let ratio = secs(p99) / secs(base);
             if ratio > limit {
                 return Check::Fail {
-                    metric: "p99_latency_ratio",
+                    metric: Metric::P99LatencyRatio,
                     value: ratio,
                     limit,
                 };
@@ -205,12 +169,12 @@ mod tests {
         assert_eq!(check(&c, &stats(200, 1, 10), &none), Check::Pass);
         assert!(matches!(
             check(&c, &stats(200, 10, 10), &none),
-            Check::Fail { metric: "error_rate", value, .. } if (value - 0.05).abs() < 1e-9
+            Check::Fail { metric: Metric::ErrorRate, value, .. } if (value - 0.05).abs() < 1e-9
         ));
         assert!(matches!(
             check(&c, &stats(200, 0, 900), &none),
             Check::Fail {
-                metric: "p99_latency_seconds",
+                metric: Metric::P99LatencySeconds,
                 ..
             }
         ));
@@ -230,14 +194,14 @@ mod tests {
         assert!(matches!(
             check(&rel, &stats(200, 20, 10), &stats(1000, 10, 10)),
             Check::Fail {
-                metric: "error_rate_increase",
+                metric: Metric::ErrorRateIncrease,
                 ..
             }
         ));
         assert!(matches!(
             check(&rel, &stats(200, 0, 100), &stats(1000, 0, 10)),
             Check::Fail {
-                metric: "p99_latency_ratio",
+                metric: Metric::P99LatencyRatio,
                 ..
             }
         ));
@@ -259,7 +223,7 @@ mod tests {
     fn failures_in_a_row_and_insufficient_traffic() {
         let mut c = cfg();
         let fail = Check::Fail {
-            metric: "error_rate",
+            metric: Metric::ErrorRate,
             value: 0.2,
             limit: 0.01,
         };
@@ -291,7 +255,7 @@ mod tests {
         let mut c = cfg();
         let early = Duration::from_secs(1);
         let fail = Check::Fail {
-            metric: "error_rate",
+            metric: Metric::ErrorRate,
             value: 0.5,
             limit: 0.01,
         };

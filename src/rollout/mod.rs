@@ -30,53 +30,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{Judgement, Live, Phase, RolloutStatus, Thresholds};
 use crate::config::RolloutConfig;
 use crate::control::ControlHandle;
 use crate::stats::Stats;
 use crate::table::RoutingTable;
 use crate::telemetry::{Telemetry, ROLLOUTS, ROLLOUT_STEP};
-use judge::Check;
 use state::unix_ms;
 pub use state::{read_state, state_path};
-pub use verify::{FlipError, FlipPhase, FlipStatus, VerifySpec};
-
-/// Where a rollout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// The shadow step: the canary gets copies, no user traffic.
-    Shadow,
-    Progressing,
-    Paused,
-    Promoted,
-    RolledBack,
-}
-
-/// The last judgement of a rollout's window.
-#[derive(Debug, Clone, Serialize)]
-pub struct Judgement {
-    pub time: String,
-    pub step: usize,
-    pub check: Check,
-    pub canary_requests: u64,
-    pub canary_error_rate: f64,
-    pub canary_p99_seconds: Option<f64>,
-    pub stable_requests: u64,
-}
-
-/// The limits of `[routes.rollout]` as the API shows them.
-#[derive(Debug, Clone, Serialize)]
-pub struct Thresholds {
-    pub min_requests: u64,
-    pub max_error_rate: f64,
-    pub max_p99_seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_error_rate_increase: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_latency_ratio: Option<f64>,
-}
+pub use verify::{FlipError, VerifySpec};
 
 impl Thresholds {
+    /// The limits of `cfg`.
     fn of(cfg: &RolloutConfig) -> Self {
         Thresholds {
             min_requests: cfg.min_requests,
@@ -86,17 +51,6 @@ impl Thresholds {
             max_latency_ratio: cfg.max_latency_ratio,
         }
     }
-}
-
-/// A window of the canary and of stable, summed.
-#[derive(Debug, Clone, Serialize)]
-pub struct Live {
-    pub canary_requests: u64,
-    pub canary_error_rate: f64,
-    pub canary_p99_seconds: Option<f64>,
-    pub stable_requests: u64,
-    pub stable_error_rate: f64,
-    pub stable_p99_seconds: Option<f64>,
 }
 
 impl Live {
@@ -111,38 +65,6 @@ impl Live {
             stable_p99_seconds: p99(stable),
         }
     }
-}
-
-/// A rollout as `GET /routes/{route}/rollout` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub route: String,
-    pub phase: Phase,
-    /// 0-based index into `steps`.
-    pub step: usize,
-    pub steps: Vec<u32>,
-    pub canary: String,
-    pub stable: String,
-    /// Percent on the canary now.
-    pub canary_weight: u32,
-    /// Unix milliseconds.
-    pub step_started_ms: u64,
-    /// The proxy's clock when this was read (Unix ms), so that a client
-    /// on another host can tell the time to the next check.
-    pub now_ms: u64,
-    /// How long each step lasts before it is judged.
-    pub step_interval_ms: u64,
-    /// What every step is judged against.
-    pub thresholds: Thresholds,
-    /// The canary and stable since the step began, refreshed at every
-    /// tick (the judgement only comes after `step_interval`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current: Option<Live>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last: Option<Judgement>,
-    /// Why it rolled back or paused by itself.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 /// Operator commands to a running rollout.
@@ -190,7 +112,7 @@ pub struct Saved {
 }
 
 pub(super) struct Entry {
-    status: Status,
+    status: RolloutStatus,
     /// `None` once the rollout has finished.
     tx: Option<mpsc::UnboundedSender<Command>>,
 }
@@ -268,7 +190,7 @@ impl Rollouts {
     }
 
     /// Starts the rollout of `route` at its first step.
-    pub fn start(self: &Arc<Self>, route: &str) -> Result<Status, RolloutError> {
+    pub fn start(self: &Arc<Self>, route: &str) -> Result<RolloutStatus, RolloutError> {
         let table = self.control.table().load();
         let cfg = match lookup(&table, route) {
             None => return Err(RolloutError::NoRoute(route.into())),
@@ -312,10 +234,10 @@ impl Rollouts {
         &self,
         route: &str,
         cmd: Command,
-    ) -> Result<Option<Status>, RolloutError> {
+    ) -> Result<Option<RolloutStatus>, RolloutError> {
         let mut updates = self.updated.subscribe();
         self.command(route, cmd)?;
-        let acted = |s: &Status| match cmd {
+        let acted = |s: &RolloutStatus| match cmd {
             Command::Pause => s.phase == Phase::Paused,
             Command::Resume => s.phase == Phase::Progressing,
             Command::Promote => s.phase == Phase::Promoted,
@@ -334,25 +256,25 @@ impl Rollouts {
     }
 
     /// The rollout of `route` (running or the last finished one).
-    pub fn status(&self, route: &str) -> Option<Status> {
+    pub fn status(&self, route: &str) -> Option<RolloutStatus> {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(route)
-            .map(|e| Status {
+            .map(|e| RolloutStatus {
                 now_ms: unix_ms(SystemTime::now()),
                 ..e.status.clone()
             })
     }
 
     /// Every known rollout.
-    pub fn all(&self) -> Vec<Status> {
-        let mut v: Vec<Status> = self
+    pub fn all(&self) -> Vec<RolloutStatus> {
+        let mut v: Vec<RolloutStatus> = self
             .entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .map(|e| Status {
+            .map(|e| RolloutStatus {
                 now_ms: unix_ms(SystemTime::now()),
                 ..e.status.clone()
             })
@@ -390,9 +312,9 @@ impl Rollouts {
         route: String,
         cfg: &RolloutConfig,
         saved: Saved,
-    ) -> Result<Status, RolloutError> {
+    ) -> Result<RolloutStatus, RolloutError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let status = Status {
+        let status = RolloutStatus {
             route: route.clone(),
             phase: if saved.paused {
                 Phase::Paused

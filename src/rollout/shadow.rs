@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use super::judge::{Check, Verdict};
+use super::judge::Verdict;
+use crate::api::{Check, Metric};
 use crate::config::{InsufficientTraffic, RolloutConfig, ShadowStepConfig};
 use crate::stats::shadow::ShadowStats;
 
@@ -29,7 +30,7 @@ pub fn check(cfg: &ShadowStepConfig, s: &ShadowStats) -> Check {
     let errors = s.error_rate();
     if errors > cfg.max_error_rate {
         return Check::Fail {
-            metric: "shadow_error_rate",
+            metric: Metric::ShadowErrorRate,
             value: errors,
             limit: cfg.max_error_rate,
         };
@@ -37,7 +38,7 @@ pub fn check(cfg: &ShadowStepConfig, s: &ShadowStats) -> Check {
     let mismatches = s.mismatch_rate();
     if mismatches > cfg.max_mismatch_rate {
         return Check::Fail {
-            metric: "shadow_mismatch_rate",
+            metric: Metric::ShadowMismatchRate,
             value: mismatches,
             limit: cfg.max_mismatch_rate,
         };
@@ -45,7 +46,7 @@ pub fn check(cfg: &ShadowStepConfig, s: &ShadowStats) -> Check {
     if let (Some(limit), Some(ratio)) = (cfg.max_latency_ratio, s.latency_ratio(LATENCY_QUANTILE)) {
         if ratio > limit {
             return Check::Fail {
-                metric: "shadow_p99_latency_ratio",
+                metric: Metric::ShadowP99LatencyRatio,
                 value: ratio,
                 limit,
             };

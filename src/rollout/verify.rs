@@ -18,16 +18,16 @@
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::judge::{self, Check};
+use super::judge;
 use super::state::unix_ms;
 use super::{lookup, Rollouts};
+use crate::api::{Check, FlipPhase, FlipStatus};
 use crate::config::{InsufficientTraffic, RolloutConfig};
 use crate::control::{Applied, Change, ChangeError};
-use crate::event::{Action, ChangeSource, Event, Outcome, Split};
+use crate::event::{Action, ChangeSource, Event, Outcome};
 use crate::stats::clock;
 use crate::table::RoutingTable;
 
@@ -87,47 +87,6 @@ impl VerifySpec {
             shadow: None,
         }
     }
-}
-
-/// Where a flip's verification is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlipPhase {
-    Verifying,
-    /// The window passed; the flip stays.
-    Verified,
-    /// The window saw too few requests to judge; the flip stays.
-    Unverified,
-    /// The previous split is back.
-    Reverted,
-    /// Another change of the route's split ended the verification.
-    Cancelled,
-}
-
-/// A verified flip as `GET /routes/{route}/flip` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct FlipStatus {
-    pub route: String,
-    pub to: String,
-    /// The split to go back to.
-    pub previous_split: Split,
-    pub phase: FlipPhase,
-    /// The generation the flip made.
-    pub generation: u64,
-    /// Unix milliseconds.
-    pub started_ms: u64,
-    pub window_ms: u64,
-    pub min_requests: u64,
-    pub max_error_rate: f64,
-    pub max_p99_seconds: f64,
-    pub revert_if_insufficient: bool,
-    /// The flipped pool since the flip.
-    pub requests: u64,
-    pub error_rate: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p99_seconds: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 pub(super) struct FlipEntry {
@@ -215,6 +174,7 @@ impl Rollouts {
             error_rate: 0.0,
             p99_seconds: None,
             reason: None,
+            now_ms: None,
         };
         let cancel = self.shutdown.child_token();
         let entry = FlipEntry {

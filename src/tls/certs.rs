@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use serde::Serialize;
 
+use crate::api::CertStatus;
 use crate::config::pem::{self, CertError};
 use crate::config::{HostMatch, TlsConfig};
 use crate::watch::content_hash;
@@ -40,21 +40,6 @@ struct EntryState {
     loaded_at: SystemTime,
     reloads: u64,
     error: Option<String>,
-}
-
-/// What `/api/v1/status` shows about one certificate.
-#[derive(Debug, Clone, Serialize)]
-pub struct CertStatus {
-    pub hosts: Vec<String>,
-    pub default: bool,
-    pub cert: String,
-    pub key: String,
-    /// When the certificate being served was loaded (Unix seconds).
-    pub loaded_at: u64,
-    /// Successful reloads since start.
-    pub reloads: u64,
-    /// Why the files on disk are not being served, when they are not.
-    pub error: Option<String>,
 }
 
 /// The SNI certificate store and rustls certificate resolver.

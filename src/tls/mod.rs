@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::crypto::CryptoProvider;
 
 pub use accept::{accept, handshake_failures, HandshakeFailure};
-pub use certs::{CertStatus, CertStore};
+pub use certs::CertStore;
 pub use reload::watch_certs;
 pub use upstream::UpstreamTls;
 

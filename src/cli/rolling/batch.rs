@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use http::Method;
+use switchyard::api::{self, paths, Applied, Health, ProbeAnswer, Status};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{Outcome, Report, Stage};
-use super::{api, exec, plan, target, ApiFailure, RollingUpdate};
+use super::{ask, exec, plan, target, ApiFailure, RollingUpdate};
 use crate::cli::ctl::Ctl;
 
 /// One batch and what it needs.
@@ -34,7 +35,8 @@ impl Batch<'_> {
             .map(|&i| self.report.entries[i].addr)
             .collect();
         // Safe now? A backend may have turned unhealthy since the start.
-        let check = match api(self.ctl, Method::GET, "/api/v1/status").await {
+        let check = match ask::<Status>(self.ctl, Method::GET, &api::path(paths::STATUS, &[])).await
+        {
             Ok(s) => plan::pool_backends(&s, &self.args.pool)
                 .map_err(|e| e.to_string())
                 .and_then(|views| plan::batch_is_safe(&views, &addrs)),
@@ -54,20 +56,21 @@ impl Batch<'_> {
         self.undrain(healthy).await;
     }
 
-    fn path(&self, i: usize, action: &str) -> String {
-        let addr = self.report.entries[i].addr;
-        format!("/api/v1/backends/{}/{addr}/{action}", self.args.pool)
+    /// The path of entry `i`'s backend endpoint `pattern` (drain, probe...).
+    fn path(&self, i: usize, pattern: &str) -> String {
+        let addr = self.report.entries[i].addr.to_string();
+        api::path(pattern, &[&self.args.pool, &addr])
     }
 
     async fn drain(&mut self, entries: Vec<usize>) -> Vec<usize> {
         let mut drained = Vec::new();
         for i in entries {
-            match api(self.ctl, Method::POST, &self.path(i, "drain")).await {
+            match ask::<Applied>(self.ctl, Method::POST, &self.path(i, paths::DRAIN)).await {
                 Ok(a) => {
                     self.report.line(
                         i,
                         Stage::Drain,
-                        format_args!("drained (generation {})", a["generation"]),
+                        format_args!("drained (generation {})", a.generation),
                     );
                     drained.push(i);
                 }
@@ -89,7 +92,7 @@ impl Batch<'_> {
         let mut shown: HashMap<usize, u64> = HashMap::new();
         let mut last_error = String::new();
         while !pending.is_empty() {
-            match api(self.ctl, Method::GET, "/api/v1/status").await {
+            match ask::<Status>(self.ctl, Method::GET, &api::path(paths::STATUS, &[])).await {
                 Ok(s) => {
                     let views = match plan::pool_backends(&s, &self.args.pool) {
                         Ok(v) => v,
@@ -167,7 +170,7 @@ impl Batch<'_> {
     /// After an interrupt: puts back backends whose command never ran.
     async fn undrain_untouched(&mut self, entries: Vec<usize>) {
         for i in entries {
-            let back = api(self.ctl, Method::POST, &self.path(i, "undrain"))
+            let back = ask::<Applied>(self.ctl, Method::POST, &self.path(i, paths::UNDRAIN))
                 .await
                 .is_ok();
             self.report.interrupted(i, Stage::Drain, !back);
@@ -230,13 +233,12 @@ impl Batch<'_> {
         let mut last: HashMap<usize, String> = HashMap::new();
         while !pending.is_empty() {
             for i in std::mem::take(&mut pending) {
-                let waiting = match api(self.ctl, Method::POST, &self.path(i, "probe")).await {
-                    Ok(p)
-                        if p["ok"] == true && p["health"] == "healthy" && p["ejected"] != true =>
-                    {
+                let path = self.path(i, paths::PROBE);
+                let waiting = match ask::<ProbeAnswer>(self.ctl, Method::POST, &path).await {
+                    Ok(p) if p.ready() => {
                         let t = since.elapsed().as_secs_f64();
-                        let how = p["status"]
-                            .as_u64()
+                        let how = p
+                            .status
                             .map_or_else(|| "TCP connect".to_owned(), |s| format!("status {s}"));
                         self.report.line(
                             i,
@@ -248,12 +250,12 @@ impl Batch<'_> {
                         healthy.push(i);
                         continue;
                     }
-                    Ok(p) if p["ok"] != true => {
-                        format!("probe failed: {}", p["failure"].as_str().unwrap_or("?"))
+                    Ok(p) if !p.ok => {
+                        format!("probe failed: {}", p.failure.as_deref().unwrap_or("?"))
                     }
-                    Ok(p) if p["health"] != "healthy" => format!(
+                    Ok(p) if p.health != Health::Healthy => format!(
                         "probe passed; waiting for the proxy's health checks (now {})",
-                        p["health"].as_str().unwrap_or("?")
+                        p.health
                     ),
                     Ok(_) => {
                         "ejected by outlier detection; waiting for the ejection to end".to_owned()
@@ -302,12 +304,12 @@ impl Batch<'_> {
 
     async fn undrain(&mut self, entries: Vec<usize>) {
         for i in entries {
-            match api(self.ctl, Method::POST, &self.path(i, "undrain")).await {
+            match ask::<Applied>(self.ctl, Method::POST, &self.path(i, paths::UNDRAIN)).await {
                 Ok(a) => {
                     self.report.line(
                         i,
                         Stage::Undrain,
-                        format_args!("back in service (generation {})", a["generation"]),
+                        format_args!("back in service (generation {})", a.generation),
                     );
                     let seconds = self.started.elapsed().as_secs_f64();
                     self.report.entries[i].outcome = Outcome::Updated { seconds };

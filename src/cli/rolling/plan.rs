@@ -4,24 +4,7 @@
 
 use std::net::SocketAddr;
 
-use serde_json::Value;
-
-/// One backend of the pool as the status shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackendView {
-    pub addr: SocketAddr,
-    /// `unknown`, `healthy` or `unhealthy`.
-    pub health: String,
-    pub draining: bool,
-    pub in_flight: u64,
-}
-
-impl BackendView {
-    /// Takes traffic now: healthy and not drained.
-    pub fn in_service(&self) -> bool {
-        !self.draining && self.health == "healthy"
-    }
-}
+use switchyard::api::{BackendStatus, Status};
 
 /// What the update is going to do.
 #[derive(Debug, PartialEq)]
@@ -38,8 +21,6 @@ pub struct Plan {
 pub enum Refusal {
     #[error("pool {0:?} is not in the running configuration")]
     UnknownPool(String),
-    #[error("the admin API's status is not what this ctl understands: {0}")]
-    BadStatus(String),
     #[error("pool {0:?} has no backends")]
     EmptyPool(String),
     #[error("every backend of pool {0:?} is drained; there is nothing to update")]
@@ -63,33 +44,19 @@ pub enum Refusal {
 }
 
 /// The backends of `pool` in a status answer.
-pub fn pool_backends(status: &Value, pool: &str) -> Result<Vec<BackendView>, Refusal> {
-    let bad = |what: &str| Refusal::BadStatus(what.to_owned());
-    let pools = status["pools"].as_array().ok_or_else(|| bad("no pools"))?;
-    let p = pools
-        .iter()
-        .find(|p| p["name"].as_str() == Some(pool))
-        .ok_or_else(|| Refusal::UnknownPool(pool.to_owned()))?;
-    let backends = p["backends"].as_array().ok_or_else(|| bad("no backends"))?;
-    backends
-        .iter()
-        .map(|b| {
-            let addr = b["addr"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(|| bad(&format!("backend address {}", b["addr"])))?;
-            Ok(BackendView {
-                addr,
-                health: b["health"].as_str().unwrap_or("unknown").to_owned(),
-                draining: b["draining"].as_bool().unwrap_or(false),
-                in_flight: b["in_flight"].as_u64().unwrap_or(0),
-            })
-        })
-        .collect()
+pub fn pool_backends(status: &Status, pool: &str) -> Result<Vec<BackendStatus>, Refusal> {
+    status
+        .pool(pool)
+        .map(|p| p.backends.clone())
+        .ok_or_else(|| Refusal::UnknownPool(pool.to_owned()))
 }
 
 /// Plans the update of `backends` (of `pool`), `max_unavailable` at a time.
-pub fn plan(pool: &str, backends: &[BackendView], max_unavailable: usize) -> Result<Plan, Refusal> {
+pub fn plan(
+    pool: &str,
+    backends: &[BackendStatus],
+    max_unavailable: usize,
+) -> Result<Plan, Refusal> {
     if backends.is_empty() {
         return Err(Refusal::EmptyPool(pool.to_owned()));
     }
@@ -123,14 +90,14 @@ pub fn plan(pool: &str, backends: &[BackendView], max_unavailable: usize) -> Res
 /// pool must keep at least one backend in service outside the batch (one
 /// may have failed its health checks since the update began). Answers why
 /// not.
-pub fn batch_is_safe(backends: &[BackendView], batch: &[SocketAddr]) -> Result<(), String> {
+pub fn batch_is_safe(backends: &[BackendStatus], batch: &[SocketAddr]) -> Result<(), String> {
     if let Some(gone) = batch
         .iter()
         .find(|a| !backends.iter().any(|b| b.addr == **a))
     {
         return Err(format!("{gone} is no longer in the pool"));
     }
-    let others: Vec<&BackendView> = backends
+    let others: Vec<&BackendStatus> = backends
         .iter()
         .filter(|b| !batch.contains(&b.addr))
         .collect();
@@ -140,7 +107,11 @@ pub fn batch_is_safe(backends: &[BackendView], batch: &[SocketAddr]) -> Result<(
     let states: Vec<String> = others
         .iter()
         .map(|b| {
-            let state = if b.draining { "drained" } else { &b.health };
+            let state = if b.draining {
+                "drained"
+            } else {
+                b.health.as_str()
+            };
             format!("{} {state}", b.addr)
         })
         .collect();
@@ -158,10 +129,10 @@ pub fn batch_is_safe(backends: &[BackendView], batch: &[SocketAddr]) -> Result<(
 mod tests {
     use super::*;
 
-    fn b(port: u16, health: &str, draining: bool) -> BackendView {
-        BackendView {
+    fn b(port: u16, health: &str, draining: bool) -> BackendStatus {
+        BackendStatus {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            health: health.into(),
+            health: serde_json::from_value(serde_json::json!(health)).unwrap(),
             draining,
             in_flight: 0,
         }
@@ -244,13 +215,17 @@ mod tests {
 
     #[test]
     fn reads_the_status_answer() {
-        let status = serde_json::json!({"pools": [
+        let status = serde_json::json!({"generation": 1, "routes": [], "connections": 0,
+            "controller": {"running": true, "error": null},
+            "last_reload": {"generation": 1, "source": null, "error": null},
+            "restart_needed": [], "tls": null, "rollouts": [], "flips": [], "pools": [
             {"name": "blue", "backends": []},
             {"name": "web", "backends": [
                 {"addr": "127.0.0.1:8001", "health": "healthy", "draining": false, "in_flight": 2},
                 {"addr": "[::1]:8002", "health": "unknown", "draining": true, "in_flight": 0},
             ]},
         ]});
+        let status: Status = serde_json::from_value(status).unwrap();
         let web = pool_backends(&status, "web").unwrap();
         assert_eq!(web.len(), 2);
         assert_eq!(web[0].in_flight, 2);

@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 use tokio::time::Instant;
 
 use super::plan::Plan;
@@ -200,21 +200,31 @@ impl Report {
     /// The plan, for `--dry-run`.
     pub fn print_plan(&self, command: impl Fn(SocketAddr) -> String) {
         if self.json {
-            let batches: Vec<Vec<Value>> = (0..self.batches)
+            let batches = (0..self.batches)
                 .map(|b| {
                     self.batch(b)
                         .into_iter()
                         .map(|i| {
-                            let a = self.entries[i].addr;
-                            json!({"addr": a.to_string(), "command": command(a)})
+                            let addr = self.entries[i].addr;
+                            PlannedCommand {
+                                addr,
+                                command: command(addr),
+                            }
                         })
                         .collect()
                 })
                 .collect();
-            let skipped: Vec<String> = self.skipped().map(|a| a.to_string()).collect();
-            let v = json!({"pool": self.pool, "dry_run": true, "max_unavailable": self.max_unavailable,
-                "batches": batches, "skipped": skipped});
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let plan = DryRun {
+                pool: &self.pool,
+                dry_run: true,
+                max_unavailable: self.max_unavailable,
+                batches,
+                skipped: self.skipped().collect(),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan).unwrap_or_default()
+            );
             return;
         }
         println!(
@@ -334,39 +344,97 @@ impl Report {
         }
     }
 
-    fn summary(&self, result: &str, elapsed: f64) -> Value {
-        let backends: Vec<Value> = self
+    fn summary<'a>(&'a self, result: &'a str, elapsed: f64) -> Summary<'a> {
+        let backends = self
             .entries
             .iter()
             .map(|e| {
-                let mut v = json!({"addr": e.addr.to_string(), "batch": e.batch,
-                    "result": e.outcome.name()});
+                let mut b = BackendSummary {
+                    addr: e.addr,
+                    batch: e.batch,
+                    result: e.outcome.name(),
+                    seconds: None,
+                    stage: None,
+                    reason: None,
+                    stderr_tail: None,
+                    drained: None,
+                };
                 match &e.outcome {
-                    Outcome::Updated { seconds } => v["seconds"] = json!(seconds),
+                    Outcome::Updated { seconds } => b.seconds = Some(*seconds),
                     Outcome::Failed {
                         stage,
                         reason,
                         tail,
                         drained,
                     } => {
-                        v["stage"] = json!(stage.name());
-                        v["reason"] = json!(reason);
-                        v["stderr_tail"] = json!(tail);
-                        v["drained"] = json!(drained);
+                        b.stage = Some(stage.name());
+                        b.reason = Some(reason);
+                        b.stderr_tail = Some(tail);
+                        b.drained = Some(*drained);
                     }
                     Outcome::Interrupted { stage, drained } => {
-                        v["stage"] = json!(stage.name());
-                        v["drained"] = json!(drained);
+                        b.stage = Some(stage.name());
+                        b.drained = Some(*drained);
                     }
-                    Outcome::NotStarted => v["drained"] = json!(false),
-                    Outcome::Skipped => v["drained"] = json!(true),
+                    Outcome::NotStarted => b.drained = Some(false),
+                    Outcome::Skipped => b.drained = Some(true),
                 }
-                v
+                b
             })
             .collect();
-        json!({"pool": self.pool, "result": result, "max_unavailable": self.max_unavailable,
-            "seconds": elapsed, "backends": backends})
+        Summary {
+            pool: &self.pool,
+            result,
+            max_unavailable: self.max_unavailable,
+            seconds: elapsed,
+            backends,
+        }
     }
+}
+
+/// `--dry-run --json`: the plan.
+#[derive(Serialize)]
+struct DryRun<'a> {
+    pool: &'a str,
+    dry_run: bool,
+    max_unavailable: usize,
+    batches: Vec<Vec<PlannedCommand>>,
+    skipped: Vec<SocketAddr>,
+}
+
+#[derive(Serialize)]
+struct PlannedCommand {
+    addr: SocketAddr,
+    command: String,
+}
+
+/// `--json`: what the update did, backend by backend.
+#[derive(Serialize)]
+struct Summary<'a> {
+    pool: &'a str,
+    /// `done`, `failed` or `interrupted`.
+    result: &'a str,
+    max_unavailable: usize,
+    seconds: f64,
+    backends: Vec<BackendSummary<'a>>,
+}
+
+/// One backend's outcome; the fields that apply to it.
+#[derive(Serialize)]
+struct BackendSummary<'a> {
+    addr: SocketAddr,
+    batch: usize,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stderr_tail: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drained: Option<bool>,
 }
 
 fn list(addrs: &[String]) -> String {

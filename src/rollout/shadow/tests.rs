@@ -76,7 +76,7 @@ fn each_limit_fails_with_its_measured_value() {
     );
     match check(&c, &stats(980, 0, 0, 20, 10, 10)) {
         Check::Fail {
-            metric: "shadow_error_rate",
+            metric: Metric::ShadowErrorRate,
             value,
             limit,
         } => {
@@ -90,13 +90,13 @@ fn each_limit_fails_with_its_measured_value() {
     assert!(matches!(
         check(&c, &s),
         Check::Fail {
-            metric: "shadow_error_rate",
+            metric: Metric::ShadowErrorRate,
             ..
         }
     ));
     match check(&c, &stats(1000, 20, 0, 0, 10, 10)) {
         Check::Fail {
-            metric: "shadow_mismatch_rate",
+            metric: Metric::ShadowMismatchRate,
             value,
             ..
         } => {
@@ -106,7 +106,7 @@ fn each_limit_fails_with_its_measured_value() {
     }
     match check(&c, &stats(1000, 0, 0, 0, 10, 20)) {
         Check::Fail {
-            metric: "shadow_p99_latency_ratio",
+            metric: Metric::ShadowP99LatencyRatio,
             value,
             limit,
         } => {
@@ -145,7 +145,7 @@ fn a_passing_shadow_advances_only_after_its_duration() {
 fn a_failing_shadow_rolls_back_at_once_or_after_the_threshold() {
     let s = shadow();
     let fail = Check::Fail {
-        metric: "shadow_mismatch_rate",
+        metric: Metric::ShadowMismatchRate,
         value: 0.2,
         limit: 0.01,
     };

@@ -1,0 +1,188 @@
+//! How `switchyard ctl` shows the admin API's answers to people (`--json`
+//! prints them as they came instead).
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use switchyard::api::{Applied, HistoryAnswer, RolloutStatus, Split, Status};
+
+/// ` (generation 4, written to the file)`.
+pub fn suffix(a: &Applied) -> String {
+    let persisted = match a.persisted {
+        Some(true) => ", written to the file",
+        Some(false) => ", NOT written to the file (in memory only)",
+        None => "",
+    };
+    let changed = if a.changed { "" } else { ", no change" };
+    format!(" (generation {}{changed}{persisted})", a.generation)
+}
+
+/// `blue 75 (75%), canary 25 (25%)`; `-` for no split.
+pub fn split_text(split: Option<&Split>) -> String {
+    let Some(split) = split.filter(|s| !s.0.is_empty()) else {
+        return "-".into();
+    };
+    let total: u64 = split.0.iter().map(|(_, w)| u64::from(*w)).sum();
+    split
+        .0
+        .iter()
+        .map(|(p, w)| {
+            let pct = 100.0 * f64::from(*w) / total.max(1) as f64;
+            format!("{p} {w} ({pct:.0}%)")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `route api: blue 0 (0%), green 100 (100%) (generation 3, ...)`.
+pub fn route_change(route: &str, a: &Applied) {
+    println!(
+        "route {route}: {}{}",
+        split_text(a.split.as_ref()),
+        suffix(a)
+    );
+}
+
+pub fn rollout(r: &RolloutStatus) {
+    let steps: Vec<String> = r.steps.iter().map(|s| format!("{s}%")).collect();
+    println!(
+        "{}: step {} of {} [{}], {}% on {} ({} stable)",
+        r.phase,
+        r.step + 1,
+        steps.len(),
+        steps.join(" "),
+        r.canary_weight,
+        r.canary,
+        r.stable,
+    );
+    if let Some(last) = &r.last {
+        println!(
+            "last check: {} ({} canary requests, error rate {:.4}, p99 {})",
+            last.check.name(),
+            last.canary_requests,
+            last.canary_error_rate,
+            last.canary_p99_seconds
+                .map_or_else(|| "-".to_owned(), |s| format!("{:.0} ms", s * 1000.0)),
+        );
+    }
+    if let Some(reason) = &r.reason {
+        println!("reason: {reason}");
+    }
+}
+
+pub fn status(s: &Status) {
+    println!("generation {}", s.generation);
+    if let Some(err) = &s.last_reload.error {
+        println!("last reload FAILED (the previous table is serving):\n{err}");
+    }
+    let mut routes = Table::new();
+    routes
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["route", "prefix", "split"]);
+    for r in &s.routes {
+        routes.add_row([&r.name, &r.path_prefix, &split_text(Some(&r.split))]);
+    }
+    println!("{routes}");
+    let mut pools = Table::new();
+    pools.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "pool",
+        "backend",
+        "health",
+        "state",
+        "in-flight",
+    ]);
+    for p in &s.pools {
+        for b in &p.backends {
+            let state = if b.draining { "draining" } else { "active" };
+            pools.add_row([
+                p.name.clone(),
+                b.addr.to_string(),
+                b.health.to_string(),
+                state.to_owned(),
+                b.in_flight.to_string(),
+            ]);
+        }
+    }
+    println!("{pools}");
+    for r in &s.rollouts {
+        print!("rollout of route {}: ", r.route);
+        rollout(r);
+    }
+    for f in &s.flips {
+        let reason = f
+            .reason
+            .as_ref()
+            .map_or_else(String::new, |r| format!(" ({r})"));
+        println!(
+            "verified flip of route {} to {}: {}{reason}",
+            f.route, f.to, f.phase
+        );
+    }
+}
+
+/// `blue 90, canary 10`: the weights only, pools without weight left out.
+fn split_short(split: Option<&Split>) -> String {
+    let Some(split) = split else {
+        return "-".into();
+    };
+    let parts: Vec<String> = split
+        .0
+        .iter()
+        .filter(|(_, w)| *w != 0)
+        .map(|(p, w)| format!("{p} {w}"))
+        .collect();
+    parts.join(", ")
+}
+
+/// The history as a table: every field with `--wide` or off a terminal;
+/// fitted to `width` otherwise (time of day, short splits, and what is
+/// still too long wrapped inside its cell rather than across the screen).
+pub fn history(h: &HistoryAnswer, width: Option<usize>) {
+    use comfy_table::ContentArrangement;
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "time", "gen", "source", "action", "target", "change", "result",
+    ]);
+    if let Some(w) = width {
+        t.set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(u16::try_from(w).unwrap_or(u16::MAX));
+    }
+    for e in &h.events {
+        let target = e.route.as_deref().or(e.backend.as_deref()).unwrap_or("");
+        // `2026-12-02T02:31:07.123Z` -> `02:31:07`.
+        let time = match width {
+            Some(_) => e.time.get(11..19).unwrap_or(&e.time),
+            None => &e.time,
+        };
+        let change = match &e.new_split {
+            Some(new) if width.is_some() => format!(
+                "{} -> {}",
+                split_short(e.old_split.as_ref()),
+                split_short(Some(new))
+            ),
+            Some(new) => format!(
+                "{} -> {}",
+                split_text(e.old_split.as_ref()),
+                split_text(Some(new))
+            ),
+            None => e
+                .detail
+                .as_deref()
+                .and_then(|d| d.lines().next())
+                .unwrap_or("")
+                .to_owned(),
+        };
+        let mut result = e.result.to_string();
+        if e.persisted == Some(false) {
+            result.push_str(" (not persisted)");
+        }
+        t.add_row([
+            time.to_owned(),
+            e.generation.to_string(),
+            e.source.to_string(),
+            e.action.to_string(),
+            target.to_owned(),
+            change,
+            result,
+        ]);
+    }
+    println!("{t}");
+}
