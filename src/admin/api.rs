@@ -88,6 +88,9 @@ const OWN: &[(Method, &str, HandlerFn)] = &[
     (Method::GET, paths::ROLLOUT, |a, c| {
         Box::pin(handlers::rollout_status(a, c))
     }),
+    (Method::GET, paths::TRAFFIC, |a, c| {
+        Box::pin(handlers::traffic(a, c))
+    }),
 ];
 
 /// Every endpoint of `/api/v1`.

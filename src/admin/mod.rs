@@ -126,7 +126,6 @@ impl Admin {
                     ),
                 ))
             }
-            (m, "/api/v1/traffic") => console::traffic_endpoint(self, m, req.uri().query()),
             (_, path) if path.starts_with("/api/v1/") => {
                 if let Err(refusal) = self.guard.check_body(req.method(), req.headers()) {
                     return refused(refusal, path);

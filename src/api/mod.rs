@@ -20,6 +20,7 @@
 //! | `POST /backends/{pool}/{addr}/probe` | — | [`ProbeAnswer`] |
 //! | `GET /routes/{route}/rollout` | — | [`RolloutStatus`] |
 //! | `POST /routes/{route}/rollout/{start,pause,resume,promote,abort}` | [`RolloutCommand`] | [`RolloutAccepted`] |
+//! | `GET /traffic?seconds=N` | — | [`Traffic`] |
 //!
 //! Every failure answers an [`ErrorBody`] (`{"error", "detail"}`) with the
 //! status of its [`ErrorCode`]. Path patterns are the constants of
@@ -29,6 +30,7 @@ mod change;
 mod error;
 mod rollout;
 mod status;
+mod traffic;
 
 pub use change::{
     FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HumanDuration, Insufficient, Mutation,
@@ -43,6 +45,8 @@ pub use status::{
     Applied, BackendStatus, CertStatus, ControllerStatus, Health, LastReload, PoolStatus,
     ProbeAnswer, ProbeCheck, RouteStatus, Status, TlsStatus,
 };
+
+pub use traffic::{BackendState, PoolTraffic, RolloutPlan, RouteTraffic, Series, Sticky, Traffic};
 
 pub use crate::event::Split;
 
@@ -67,6 +71,7 @@ pub mod paths {
     pub const ROLLOUT_RESUME: &str = "/routes/{route}/rollout/resume";
     pub const ROLLOUT_PROMOTE: &str = "/routes/{route}/rollout/promote";
     pub const ROLLOUT_ABORT: &str = "/routes/{route}/rollout/abort";
+    pub const TRAFFIC: &str = "/traffic";
 }
 
 /// The full path of `pattern` with its parameters filled in, in order:

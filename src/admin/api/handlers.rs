@@ -137,3 +137,12 @@ pub async fn rollout_command(admin: &Admin, command: RolloutCommand, call: Call<
     };
     Ok(json_response(StatusCode::ACCEPTED, &answer))
 }
+
+/// The console's figures (`admin::console::traffic`).
+pub async fn traffic(admin: &Admin, call: Call<'_>) -> Result {
+    use crate::admin::console::traffic;
+    let seconds = traffic::series_seconds(call.query).map_err(ErrorBody::bad_request)?;
+    let table = admin.control.table().load();
+    let answer = traffic::traffic(&table, traffic::now(), seconds);
+    Ok(json_response(StatusCode::OK, &answer))
+}

@@ -114,39 +114,6 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Response<Full<
     r
 }
 
-/// `GET /api/v1/traffic[?seconds=N]` (the token is already checked).
-pub fn traffic_endpoint(
-    admin: &super::Admin,
-    method: &Method,
-    query: Option<&str>,
-) -> Response<Full<Bytes>> {
-    let error = |status, code: &str, detail: String| {
-        super::api::json_response(
-            status,
-            &serde_json::json!({"error": code, "detail": detail}),
-        )
-    };
-    if method != Method::GET {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed on /api/v1/traffic"),
-        );
-    }
-    let seconds = match traffic::series_seconds(query) {
-        Ok(s) => s,
-        Err(detail) => return error(StatusCode::BAD_REQUEST, "bad_request", detail),
-    };
-    let table = admin.control.table().load();
-    let answer = traffic::traffic(&table, traffic::now(), seconds);
-    match serde_json::to_value(&answer) {
-        Ok(v) => super::api::json_response(StatusCode::OK, &v),
-        // Plain numbers and strings: serializing cannot fail, but an
-        // answer is better than a panic if it ever did.
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
-}
-
 /// The headers every console answer carries.
 pub fn security_headers(h: &mut HeaderMap) {
     h.insert(
