@@ -174,7 +174,7 @@ fn rollout_frame(route: &str, r: &RolloutStatus) -> Frame {
     let done = match r.phase {
         Phase::Promoted => Some(0),
         Phase::RolledBack => Some(EXIT_REFUSED),
-        Phase::Progressing | Phase::Paused => None,
+        Phase::Shadow | Phase::Progressing | Phase::Paused => None,
     };
     let progress = match r.phase {
         Phase::Promoted => 1.0,
