@@ -144,12 +144,18 @@ async fn a_change_on_any_replica_reaches_every_replica_and_every_file() {
     }
     assert_same_routing(&[a, b, c]);
 
-    // The status names the leader and every member with its revision.
+    // The status names the leader and every member with the revision it
+    // serves (the member list is re-read once a second).
+    let last = a.status().await["cluster"]["revision"].clone();
+    eventually(Duration::from_secs(10), "every member current", || async {
+        let cl = b.status().await["cluster"].clone();
+        let members = cl["members"].as_array().cloned().unwrap_or_default();
+        members.len() == 3 && members.iter().all(|m| m["applied_revision"] == last)
+    })
+    .await;
     let s = b.status().await;
     let cl = &s["cluster"];
     assert!(cl["leader"].is_string(), "{cl}");
-    let members = cl["members"].as_array().unwrap();
-    assert_eq!(members.len(), 3, "{cl}");
     assert_eq!(cl["store"]["reachable"], true, "{cl}");
     // The history is the cluster's: A's API change and C's file edit, each
     // with its instance, on any replica.
@@ -162,6 +168,58 @@ async fn a_change_on_any_replica_reaches_every_replica_and_every_file() {
             .any(|e| e["instance"] == inst && e["source"] == source)
     };
     assert!(by("a", "api") && by("c", "file"), "{h}");
+    // `ctl status` and `ctl history` print the cluster's part.
+    let (code, out, err) = b.ctl(&["status"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("cluster: b (follower)") || out.contains("cluster: b (leader)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("leader ") && out.contains("revision "),
+        "{out}"
+    );
+    for name in ["a", "b", "c"] {
+        assert!(
+            out.lines().any(|l| l.contains(&format!(" {name} "))),
+            "{out}"
+        );
+    }
+    let (code, out, err) = b.ctl(&["history"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("instance"), "{out}");
+
+    // A replica that joins with an older file: the cluster's configuration
+    // wins over it, it says so (log and status), and its file is rewritten.
+    assert_eq!(a.status().await["cluster"]["seeded_here"], true);
+    let d = Proc::start(
+        "d",
+        &format!(
+            "{}{}",
+            support::replica::local_part(&etcd.endpoints(), &prefix, "d", 2),
+            shared(&blue, &green)
+        ),
+    );
+    d.joined().await;
+    wait_split(
+        &[&d],
+        "web",
+        &json!({"blue": 30, "green": 70}),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(d.status().await["cluster"]["seeded_here"], false);
+    eventually(Duration::from_secs(10), "d's file rewritten", || async {
+        d.file().contains("blue = 30, green = 70")
+    })
+    .await;
+    assert!(d.file().contains("# d's own settings"), "{}", d.file());
+    assert!(
+        d.log_text().contains("wins over the local file"),
+        "{}",
+        d.log_text()
+    );
+    assert_same_routing(&[a, &d]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,21 @@ impl Proc {
         send(&client(), method, &self.admin_url(path), &[], body).await
     }
 
+    /// `switchyard ctl --admin <this replica> ARGS...`: exit code, stdout,
+    /// stderr.
+    pub async fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = tokio::process::Command::new(BIN)
+            .arg("ctl")
+            .arg("--admin")
+            .arg(self.admin_url(""))
+            .args(args)
+            .env_remove("SWITCHYARD_ADMIN_TOKEN")
+            .output()
+            .await
+            .expect("run switchyard ctl");
+        super::cli::outcome(&out)
+    }
+
     /// `PUT /api/v1/routes/{route}/split`.
     pub async fn set_split(&self, route: &str, body: &str) -> Answer {
         let path = format!("/api/v1/routes/{route}/split");
