@@ -23,6 +23,7 @@
 
 mod bridge;
 mod connect;
+mod drive;
 mod election;
 mod error;
 mod health;
@@ -264,6 +265,40 @@ impl Cluster {
             control.attach(bridge).await;
             bridge::sync(control, feed, shutdown).await;
         });
+    }
+
+    /// From now on `rollouts` run only while this replica leads, judge
+    /// every replica's traffic and keep their progress in the cluster;
+    /// this replica's own traffic is published for the leader (`drive`).
+    pub fn drive(
+        &mut self,
+        control: crate::control::ControlHandle,
+        rollouts: Arc<crate::rollout::Rollouts>,
+    ) {
+        let (saved, saved_rx) = chan::channel(None);
+        rollouts.coordinate(Arc::new(drive::Drive {
+            store: self.store.clone(),
+            role: self.role.clone(),
+            saved,
+        }));
+        self.tasks.spawn(drive::publish(
+            self.store.clone(),
+            control,
+            self.lease.clone(),
+            self.shutdown.clone(),
+        ));
+        self.tasks.spawn(drive::persist(
+            self.store.clone(),
+            self.role.clone(),
+            saved_rx,
+            self.shutdown.clone(),
+        ));
+        self.tasks.spawn(drive::lead(
+            self.store.clone(),
+            self.role.clone(),
+            rollouts,
+            self.shutdown.clone(),
+        ));
     }
 
     /// What the admin API shows and reads (cheap handles).

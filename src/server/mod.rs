@@ -271,17 +271,21 @@ pub fn start_with_resolver(
         source.path.as_deref(),
         shutdown.clone(),
     );
-    // A rollout in progress before a restart resumes at its step.
-    rollouts.resume_saved();
     let cluster = match (cluster_cfg, seed) {
+        // The cluster's rollouts resume on its leader, from the cluster.
         (Some(cfg), Some(seed)) => Some(join_cluster(
             cfg,
             seed,
             admin_addr,
             control.clone(),
+            rollouts.clone(),
             shutdown.clone(),
         )),
-        _ => None,
+        _ => {
+            // A rollout in progress before a restart resumes at its step.
+            rollouts.resume_saved();
+            None
+        }
     };
     let admin = Arc::new(Admin {
         rollouts,
@@ -331,6 +335,7 @@ fn join_cluster(
     seed: String,
     admin_addr: SocketAddr,
     control: ControlHandle,
+    rollouts: Arc<crate::rollout::Rollouts>,
     shutdown: CancellationToken,
 ) -> admin::cluster::Slot {
     let slot = admin::cluster::Slot::default();
@@ -348,7 +353,8 @@ fn join_cluster(
             }
         };
         tracing::info!(instance = cluster.instance(), prefix = %cfg.prefix, "joining the cluster");
-        cluster.attach(control);
+        cluster.attach(control.clone());
+        cluster.drive(control, rollouts);
         // Set once: nothing else writes the slot.
         let _ = out.set(cluster.view());
         shutdown.cancelled().await;

@@ -67,6 +67,7 @@ impl From<RolloutError> for ApiError {
             RolloutError::Running(_) => ErrorCode::RolloutRunning,
             RolloutError::NotRunning(_) => ErrorCode::NoRolloutRunning,
             RolloutError::CanaryAhead { .. } => ErrorCode::CanaryAhead,
+            RolloutError::NotLeader(_) => ErrorCode::NotLeader,
         };
         ApiError::new(code, e.to_string())
     }
