@@ -37,7 +37,7 @@ async fn leader_seen_by(p: &Proc, procs: &[Proc], among: &[usize]) -> usize {
         among
             .iter()
             .copied()
-            .find(|&i| Value::from(procs[i].name.as_str()) == *v)
+            .find(|&i| v.as_str() == Some(procs[i].name.as_str()))
     };
     let name = || async { p.status().await["cluster"]["leader"].clone() };
     eventually(

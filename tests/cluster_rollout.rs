@@ -32,7 +32,7 @@ async fn leader(procs: &[Proc]) -> (usize, Vec<usize>) {
     let of = |name: &Value| {
         procs
             .iter()
-            .position(|p| Value::from(p.name.as_str()) == *name)
+            .position(|p| name.as_str() == Some(p.name.as_str()))
     };
     eventually(Duration::from_secs(10), "a leader", || async {
         of(&name().await).is_some()
