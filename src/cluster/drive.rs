@@ -179,8 +179,8 @@ pub(super) async fn publish(
 ) {
     let epoch = unix_ms();
     let mut counts: BTreeMap<String, BTreeMap<String, Counts>> = BTreeMap::new();
-    // Per (route, pool): the last second added to `counts`.
-    let mut done: HashMap<(String, String), u64> = HashMap::new();
+    // Per (route, pool): the next second to add to `counts`.
+    let mut next: HashMap<(String, String), u64> = HashMap::new();
     let mut last_sent: Option<BTreeMap<String, BTreeMap<String, Counts>>> = None;
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -189,8 +189,9 @@ pub(super) async fn publish(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // Only completed seconds: the current one is still being written.
-        let complete = clock::secs(tokio::time::Instant::now()).saturating_sub(1);
+        // Only completed seconds: the current one is still being written
+        // (and in the clock's first second none is complete yet).
+        let current = clock::secs(tokio::time::Instant::now());
         {
             let table = control.table().load();
             for route in table.routes() {
@@ -199,17 +200,16 @@ pub(super) async fn publish(
                         continue;
                     };
                     let key = (route.name.to_string(), pool.name.to_string());
-                    let from = match done.get(&key) {
-                        Some(&d) if d >= complete => continue,
-                        Some(&d) => d + 1,
-                        // Counting starts now (the epoch).
-                        None => {
-                            done.insert(key, complete);
-                            continue;
-                        }
-                    };
-                    let s = w.since(from, complete);
-                    done.insert(key.clone(), complete);
+                    // Counting starts with the second in which a (route,
+                    // pool) is first seen (the epoch, for those at start):
+                    // that second is counted once it is complete, so the
+                    // traffic of a replica's first second is not lost.
+                    let from = *next.entry(key.clone()).or_insert(current);
+                    if from >= current {
+                        continue;
+                    }
+                    let s = w.since(from, current - 1);
+                    next.insert(key.clone(), current);
                     let c = counts
                         .entry(key.0)
                         .or_default()
