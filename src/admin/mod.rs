@@ -28,7 +28,6 @@ use crate::api::{ErrorBody, ErrorCode};
 use crate::control::ControlHandle;
 
 mod api;
-pub mod cluster;
 mod console;
 pub mod guard;
 mod probe;
@@ -57,8 +56,6 @@ pub struct Admin {
     pub rollouts: Arc<crate::rollout::Rollouts>,
     /// Host, Origin, body size and content-type checks (`guard`).
     pub guard: guard::Guard,
-    /// `[cluster]`: this replica's view of its cluster, once joined.
-    pub cluster: Option<cluster::Slot>,
 }
 
 /// Serves the admin API until shutdown.

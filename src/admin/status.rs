@@ -75,6 +75,5 @@ pub fn status(admin: &Admin) -> Status {
         }),
         rollouts: admin.rollouts.all(),
         flips: admin.rollouts.flip_statuses(),
-        cluster: super::cluster::status(admin.cluster.as_ref(), &admin.control),
     }
 }

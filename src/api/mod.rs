@@ -27,7 +27,6 @@
 //! [`paths`], shared by the server's endpoint table and the client.
 
 mod change;
-mod cluster;
 mod error;
 mod rollout;
 mod status;
@@ -37,7 +36,6 @@ pub use change::{
     FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HumanDuration, Insufficient, Mutation,
     MutationEndpoint, VerifyRequest,
 };
-pub use cluster::{ClusterStatus, HistoryScope, MemberStatus, Role, StoreStatus};
 pub use error::{ErrorBody, ErrorCode};
 pub use rollout::{
     Check, FlipPhase, FlipStatus, Judgement, Live, Metric, Phase, RolloutAccepted, RolloutCommand,

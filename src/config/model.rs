@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Upper bound on the number of request headers.
     pub max_headers: usize,
+    /// Header names with `_` are passed on (default: dropped, as nginx's
+    /// `underscores_in_headers off`; issue 18).
+    pub underscores_in_headers: bool,
     /// How the configuration file is watched for edits.
     pub watch: WatchMode,
     /// Polling period (for `poll`, and the safety-net poll of `auto`).
@@ -142,6 +145,7 @@ impl Default for ServerConfig {
             client_header_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_headers: 100,
+            underscores_in_headers: false,
             watch: WatchMode::Auto,
             watch_interval: Duration::from_secs(1),
             listen_tls: None,

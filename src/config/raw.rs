@@ -76,6 +76,7 @@ pub struct RawServer {
     pub client_header_timeout: Option<Spanned<String>>,
     pub max_header_bytes: Option<Spanned<i64>>,
     pub max_headers: Option<Spanned<i64>>,
+    pub underscores_in_headers: Option<Spanned<bool>>,
     pub watch: Option<Spanned<String>>,
     pub watch_interval: Option<Spanned<String>>,
     pub listen_tls: Option<Spanned<String>>,

@@ -7,7 +7,7 @@
 //!
 //! Everything else applies on reload: routes, pools, health, outlier,
 //! retry, notify, and the per-request `[server]` settings the routing
-//! table carries (upstream timeouts, the idle pool).
+//! table carries (upstream timeouts, the idle pool, `underscores_in_headers`).
 //!
 //! [`restart_needed`] destructures every `[server]` and `[admin]` field
 //! without `..`, so a new field does not compile until it is classified.
@@ -71,6 +71,7 @@ fn server(a: &ServerConfig, b: &ServerConfig, out: &mut Vec<&'static str>) {
         upstream_timeout: _,
         upstream_idle_timeout: _,
         upstream_max_idle: _,
+        underscores_in_headers: _,
         // Merged into each route's limit at validation.
         max_body_bytes: _,
         client_header_timeout,

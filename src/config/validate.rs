@@ -149,6 +149,10 @@ impl<'a> Validator<'a> {
                 10_000,
                 d.max_headers as i64,
             ) as usize,
+            underscores_in_headers: raw
+                .underscores_in_headers
+                .as_ref()
+                .map_or(d.underscores_in_headers, |b| *b.get_ref()),
             watch: match raw.watch.as_ref() {
                 None => d.watch,
                 Some(w) => match w.get_ref().as_str() {

@@ -3,7 +3,8 @@
 //! pool (force header | sticky bucket | weighted pick, with failover) and
 //! the backend. The request is seen through `RequestView`, so the hyper
 //! path (a `HeaderMap`) and the lean path (an index over the head's bytes)
-//! decide the same way. The route's own answers, its rate limit and the
+//! decide the same way; the request rules (`rules`) a view has not applied
+//! yet are checked first, on the same snapshot. The route's own answers, its rate limit and the
 //! body limit by `Content-Length` are decided here too
 //! (`route_http::before_pick`), before a pool is asked.
 
@@ -16,13 +17,21 @@ use tokio::time::Instant;
 use super::headers::new_request_id;
 use super::mirror::{self, BodySize};
 use super::route_http::{self, Early, Facts, Rules};
+use super::rules::Refusal;
 use super::{retry, unservable, ProxyError, FORCE_UNKNOWN};
 use crate::stats::{clock, Recorder};
 use crate::table::{InFlight, RoutingTable, Settings, Unservable};
 
 /// What routing needs to read from a request.
 pub(crate) trait RequestView {
-    /// The Host header, else the target's authority.
+    /// The shared request rules (`rules`: framing, Host, HTTP/2 values)
+    /// an engine has not applied yet. The lean path applies them as it
+    /// parses a head (it needs the framing to read on), so its view
+    /// answers `Ok`; hyper's HTTP/1 and HTTP/2 heads are checked here.
+    fn check(&self) -> Result<(), Refusal> {
+        Ok(())
+    }
+    /// The target's authority (absolute form, `:authority`), else Host.
     fn host(&self) -> Option<&str>;
     fn path(&self) -> &str;
     /// The first value of a header.
@@ -67,6 +76,11 @@ pub(crate) fn decide(
     rec: &mut Recorder,
 ) -> Result<Decision, Early> {
     let table = table.load();
+    if let Err(r) = req.check() {
+        // Counted with the answers that matched no route.
+        *rec = table.no_route();
+        return Err(ProxyError::Refused(r).into());
+    }
     let Some(route) = table.route(req.host(), req.path()) else {
         *rec = table.no_route();
         return Err(ProxyError::NoRoute.into());

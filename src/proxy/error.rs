@@ -36,6 +36,10 @@ pub enum ProxyError {
     /// after `retry_after` seconds.
     #[error("rate limit of the route exceeded; retry after {retry_after} s")]
     RateLimited { retry_after: u64 },
+    #[error("request refused: {0}")]
+    Refused(#[from] super::rules::Refusal),
+    #[error("the backend switched protocols although no upgrade was passed on")]
+    UnaskedUpgrade,
 }
 
 impl ProxyError {
@@ -48,13 +52,16 @@ impl ProxyError {
     /// `retry`.
     pub fn source_side(&self) -> Source {
         match self {
-            ProxyError::NoRoute | ProxyError::MethodNotAllowed | ProxyError::RateLimited { .. } => {
-                Source::Downstream
-            }
+            ProxyError::NoRoute
+            | ProxyError::MethodNotAllowed
+            | ProxyError::RateLimited { .. }
+            | ProxyError::Refused(_) => Source::Downstream,
             ProxyError::Upstream(
                 UpstreamError::ClientBody { .. } | UpstreamError::BodyTooLarge { .. },
             ) => Source::Downstream,
-            ProxyError::Upstream(_) | ProxyError::Timeout(_) => Source::Upstream,
+            ProxyError::Upstream(_) | ProxyError::Timeout(_) | ProxyError::UnaskedUpgrade => {
+                Source::Upstream
+            }
             ProxyError::NoBackend { .. }
             | ProxyError::NoPool
             | ProxyError::NoServablePool { .. } => Source::Internal,
@@ -72,6 +79,8 @@ impl ProxyError {
             ProxyError::NoPool => (StatusCode::SERVICE_UNAVAILABLE, "no-pool"),
             ProxyError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
             ProxyError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            ProxyError::Refused(r) => (r.status(), r.reason()),
+            ProxyError::UnaskedUpgrade => (StatusCode::BAD_GATEWAY, "upstream-upgrade"),
             ProxyError::Upstream(e) => match e {
                 UpstreamError::Connect { .. } | UpstreamError::Handshake { .. } => {
                     (StatusCode::BAD_GATEWAY, "upstream-connect")
@@ -111,6 +120,11 @@ pub fn error_response(err: &ProxyError, request_id: Option<&HeaderValue>) -> Res
     }
     if let ProxyError::RateLimited { retry_after } = err {
         h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
+    if matches!(err, ProxyError::Refused(_)) {
+        // Refused before its body was read, and maybe for its framing:
+        // nothing more is read from this connection.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }

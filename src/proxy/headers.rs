@@ -1,7 +1,12 @@
-//! Header rewriting between client and backend: hop-by-hop removal (RFC 9110
-//! §7.6.1), the `X-Forwarded-*` family, and request ids.
+//! Header rewriting between client and backend on the hyper path and
+//! HTTP/2 (`HeaderMap`s): the shared request rules (`rules`) applied to
+//! them, hop-by-hop removal (RFC 9110 §7.6.1), the `X-Forwarded-*` family,
+//! and request ids.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Uri, Version};
+
+use super::rules::{self, Kind, Nominated, Refusal, RequestScan};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -12,59 +17,87 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_SWITCHYARD_POOL: HeaderName = HeaderName::from_static("x-switchyard-pool");
 pub static X_SWITCHYARD_BUCKET: HeaderName = HeaderName::from_static("x-switchyard-bucket");
 pub static X_SWITCHYARD_ERROR: HeaderName = HeaderName::from_static("x-switchyard-error");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Is this an HTTP/1.1 upgrade request (WebSocket and friends)?
-pub fn is_upgrade_request(version: http::Version, headers: &HeaderMap) -> bool {
-    version == http::Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
-        && connection_has(headers, "upgrade")
-}
-
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// Removes hop-by-hop headers, including any named by `Connection`. With
-/// `upgrade`, `Upgrade` stays and `Connection: upgrade` is (re)set.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        // Names listed in Connection are rare beyond keep-alive, close and
-        // upgrade, so only those other names are collected.
-        let listed: Vec<HeaderName> = headers
+/// Is this an HTTP/1.1 upgrade the proxy passes on (`rules::tunnels`: any
+/// but h2c, which is removed on the way to the backend and never switched)?
+pub fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .next_back()
+            .is_some_and(|v| rules::tunnels(v.as_bytes()))
+        && headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case("keep-alive")
-                    && !t.eq_ignore_ascii_case("close")
-                    && !t.eq_ignore_ascii_case("upgrade")
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
+            .flat_map(|v| rules::tokens(v.as_bytes()))
+            .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+}
+
+/// The shared request rules (`rules`) over a head hyper parsed (HTTP/1 or
+/// HTTP/2): what they refuse is refused before the request is routed.
+pub fn check_request(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+    let h2 = version == Version::HTTP_2;
+    let mut scan = RequestScan::default();
+    for (name, value) in headers {
+        let v = value.as_bytes();
+        if h2 && rules::padded(v) {
+            return Err(Refusal::Malformed);
         }
-        headers.remove(header::CONNECTION);
+        scan.field(rules::kind(name.as_str().as_bytes()), v)?;
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TE);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
+    let minor = match version {
+        Version::HTTP_10 => 0,
+        Version::HTTP_11 => 1,
+        _ => 2,
+    };
+    scan.finish(minor, uri.authority().map(|a| a.as_str().as_bytes()))?;
+    Ok(())
+}
+
+/// Removes from a request head what is not passed on as sent
+/// (`rules::request_drops`: hop-by-hop fields, those `Connection` names
+/// but protected ones, `Expect`, the proxy's own headers, which it sets
+/// again), `Transfer-Encoding` (hyper frames the body again) and names
+/// with `_` unless `underscores`. With `upgrade`, `Upgrade` stays and
+/// `Connection: upgrade` is set again.
+pub fn strip_request(headers: &mut HeaderMap, upgrade: bool, underscores: bool) {
+    strip(headers, upgrade, |k| {
+        rules::request_drops(k) || rules::drops_underscore(k, underscores)
+    });
+}
+
+/// Removes a response's hop-by-hop headers (`rules::response_drops`, and
+/// any `Connection` names but protected ones; `Transfer-Encoding`, as
+/// hyper frames the body again). With `upgrade` (a 101), `Upgrade` stays
+/// and `Connection: upgrade` is set again.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    strip(headers, upgrade, |k| {
+        rules::response_drops(k) && !(upgrade && k == Kind::Upgrade)
+    });
+}
+
+fn strip(headers: &mut HeaderMap, upgrade: bool, drops: impl Fn(Kind) -> bool) {
+    let names = Nominated::of(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    // Usually empty: no allocation then.
+    let mut gone: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let n = name.as_str().as_bytes();
+        let k = rules::kind(n);
+        if drops(k) || k == Kind::TransferEncoding || names.drops(k, n, upgrade) {
+            gone.push(name.clone());
+        }
+    }
+    for name in gone {
+        headers.remove(name);
+    }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 

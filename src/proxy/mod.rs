@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod retry;
 pub mod rewrite;
 pub mod route_http;
+pub mod rules;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -245,7 +246,7 @@ impl Proxy {
         });
 
         let upgrading = client_upgrade.is_some();
-        prepare_request(&mut parts, conn, upgrading);
+        prepare_request(&mut parts, conn, upgrading, settings.underscores_in_headers);
         if let Some(k) = &rules {
             let f = k.facts(conn, (client, &remote_addr));
             k.rewrite_request(&mut parts, &f, &pool_header);
@@ -272,10 +273,23 @@ impl Proxy {
         let (resp, pooled, inflight) =
             retry::send(&self.table, inflight, req, plan, &settings, started, rec).await?;
 
+        if resp.headers().contains_key(header::TRANSFER_ENCODING)
+            && resp.headers().contains_key(header::CONTENT_LENGTH)
+        {
+            // hyper's client frames it by chunked and would pass the
+            // length on (response splitting): refused, as the lean path's
+            // parser refuses it (RFC 9112 §6.3).
+            return Err(ProxyError::Upstream(upstream::UpstreamError::Invalid {
+                addr: inflight.backend().addr,
+                what: "Content-Length with Transfer-Encoding",
+            }));
+        }
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client) = client_upgrade {
-                return Ok(self.tunnel(client, resp, inflight));
-            }
+            // Only an upgrade the proxy passed on is switched (issue 18).
+            let Some(client) = client_upgrade else {
+                return Err(ProxyError::UnaskedUpgrade);
+            };
+            return Ok(self.tunnel(client, resp, inflight));
         }
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers, false);
@@ -329,12 +343,12 @@ impl Proxy {
 struct HyperView<'a>(&'a http::request::Parts);
 
 impl decide::RequestView for HyperView<'_> {
+    fn check(&self) -> Result<(), rules::Refusal> {
+        check_request(self.0.version, &self.0.uri, &self.0.headers)
+    }
     fn host(&self) -> Option<&str> {
-        self.0
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| self.0.uri.authority().map(|a| a.as_str()))
+        let authority = self.0.uri.authority().map(|a| a.as_str());
+        authority.or_else(|| self.0.headers.get(header::HOST)?.to_str().ok())
     }
     fn path(&self) -> &str {
         self.0.uri.path()
@@ -362,13 +376,11 @@ impl decide::RequestView for HyperView<'_> {
     }
 }
 
-/// The Host header, else the target's authority.
+/// The target's authority (absolute form, `:authority`: it decides over
+/// Host, RFC 9112 §3.2.2, RFC 9113 §8.3.1), else the Host header.
 fn host_of(parts: &http::request::Parts) -> Option<&[u8]> {
-    parts
-        .headers
-        .get(header::HOST)
-        .map(HeaderValue::as_bytes)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()))
+    let authority = parts.uri.authority().map(|a| a.as_str().as_bytes());
+    authority.or_else(|| parts.headers.get(header::HOST).map(HeaderValue::as_bytes))
 }
 
 /// The route features' view of a request on this path.
@@ -448,15 +460,20 @@ impl Kept {
     }
 }
 
-/// Rewrites the request head for the backend.
-fn prepare_request(parts: &mut http::request::Parts, conn: &ConnInfo, upgrade: bool) {
-    remove_hop_by_hop(&mut parts.headers, upgrade);
-    // HTTP/2 clients send :authority instead of Host; backends speak HTTP/1.1.
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(a) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                parts.headers.insert(header::HOST, v);
-            }
+/// Rewrites the request head for the backend. `underscores`: names with
+/// `_` are passed on.
+fn prepare_request(
+    parts: &mut http::request::Parts,
+    conn: &ConnInfo,
+    upgrade: bool,
+    underscores: bool,
+) {
+    strip_request(&mut parts.headers, upgrade, underscores);
+    // The target's authority (absolute form, HTTP/2's :authority) is the
+    // Host the backend gets (HTTP/1.1).
+    if let Some(a) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            parts.headers.insert(header::HOST, v);
         }
     }
     set_forwarded(&mut parts.headers, &conn.peer_ip, conn.proto);

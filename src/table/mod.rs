@@ -46,6 +46,8 @@ pub struct Settings {
     /// `[server] max_body_bytes`: the body limit of routes without their
     /// own (`None`: no limit).
     pub max_body_bytes: Option<u64>,
+    /// Pass header names with `_` on (`server.underscores_in_headers`).
+    pub underscores_in_headers: bool,
 }
 
 /// Indices of the routes to try for a host group, best first.
@@ -132,6 +134,7 @@ impl RoutingTable {
                 upstream_idle_timeout: s.upstream_idle_timeout,
                 upstream_max_idle: s.upstream_max_idle,
                 max_body_bytes: s.max_body_bytes,
+                underscores_in_headers: s.underscores_in_headers,
             },
             exact: exact.into_iter().map(|(k, v)| (k, ordered(v))).collect(),
             suffix: suffix.into_iter().map(|(k, v)| (k, ordered(v))).collect(),

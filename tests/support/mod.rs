@@ -31,7 +31,6 @@ pub mod load;
 pub mod paths;
 pub mod python;
 pub mod release;
-pub mod replica;
 pub mod rolling;
 pub mod route;
 pub mod tls;

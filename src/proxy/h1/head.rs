@@ -1,86 +1,14 @@
 //! Message heads as an index over their bytes: `httparse` checks the
 //! syntax (RFC 9112 §2-§5: token names, no whitespace before the colon, no
 //! obs-fold, no bare CR, no CTLs in values, HTTP/1.0 and 1.1 only); the
-//! framing and header rules on top are here, as pure functions, so that a
-//! head is read once, routed on and rewritten from the same bytes.
+//! framing, Host and Connection rules on top are `proxy::rules`, shared
+//! with the hyper path and HTTP/2, called here on the head's index, so that
+//! a head is read once, routed on and rewritten from the same bytes.
 
 use std::ops::Range;
 
-/// What a header is to the proxy (names compared case-insensitively once,
-/// at parse time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Other,
-    Host,
-    ContentLength,
-    TransferEncoding,
-    Connection,
-    Upgrade,
-    Expect,
-    /// Hop-by-hop headers always removed (TE, Trailer, Keep-Alive,
-    /// Proxy-Connection, HTTP2-Settings).
-    Hop,
-    XForwardedFor,
-    /// Headers the proxy sets itself; a client's copies are dropped
-    /// (X-Forwarded-Proto, X-Forwarded-Host, X-Switchyard-Pool/-Bucket).
-    Ours,
-    XRequestId,
-    Cookie,
-    /// A name with `_`: dropped (it may alias a `-` name behind CGI-style
-    /// backends; nginx's default).
-    Underscore,
-    StrictTransport,
-}
-
-fn kind(name: &[u8]) -> Kind {
-    const NAMES: &[(&[u8], Kind)] = &[
-        (b"host", Kind::Host),
-        (b"content-length", Kind::ContentLength),
-        (b"transfer-encoding", Kind::TransferEncoding),
-        (b"connection", Kind::Connection),
-        (b"upgrade", Kind::Upgrade),
-        (b"expect", Kind::Expect),
-        (b"te", Kind::Hop),
-        (b"trailer", Kind::Hop),
-        (b"keep-alive", Kind::Hop),
-        (b"proxy-connection", Kind::Hop),
-        (b"http2-settings", Kind::Hop),
-        (b"x-forwarded-for", Kind::XForwardedFor),
-        (b"x-forwarded-proto", Kind::Ours),
-        (b"x-forwarded-host", Kind::Ours),
-        (b"x-switchyard-pool", Kind::Ours),
-        (b"x-switchyard-bucket", Kind::Ours),
-        // Sent by a route with `strip_prefix`, never passed on from a client.
-        (b"x-forwarded-prefix", Kind::Ours),
-        (b"x-request-id", Kind::XRequestId),
-        (b"cookie", Kind::Cookie),
-        (b"strict-transport-security", Kind::StrictTransport),
-    ];
-    for (n, k) in NAMES {
-        if n.len() == name.len() && n.eq_ignore_ascii_case(name) {
-            return *k;
-        }
-    }
-    if name.contains(&b'_') {
-        Kind::Underscore
-    } else {
-        Kind::Other
-    }
-}
-
-/// Names a `Connection` header may not remove: framing, Host and the
-/// headers the proxy sets.
-fn protected(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::Host
-            | Kind::ContentLength
-            | Kind::TransferEncoding
-            | Kind::XForwardedFor
-            | Kind::Ours
-            | Kind::XRequestId
-    )
-}
+use crate::proxy::rules::{self, kind, Nominated, Refusal, RequestScan};
+pub(crate) use crate::proxy::rules::{tokens, Framing, Kind};
 
 /// One header line: byte ranges of name and value in the head.
 #[derive(Debug, Clone)]
@@ -93,18 +21,6 @@ pub(crate) struct Field {
     pub drop: bool,
 }
 
-/// How a message body is delimited (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Framing {
-    /// No body (or a bodiless answer).
-    #[default]
-    None,
-    Length(u64),
-    Chunked,
-    /// A response read until the backend closes.
-    Close,
-}
-
 /// Why a head was refused: the status for the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum HeadError {
@@ -112,23 +28,23 @@ pub(crate) enum HeadError {
     Syntax,
     #[error("request head too large")]
     TooLarge,
-    #[error("invalid message framing")]
-    Framing,
-    #[error("unsupported transfer coding")]
-    Coding,
-    #[error("missing, repeated or invalid Host")]
-    Host,
     #[error("HTTP version not supported")]
     Version,
+    /// Refused by the shared rules (framing, coding, Host).
+    #[error(transparent)]
+    Rule(#[from] Refusal),
 }
+
+/// The framing refusal, for the response parser too.
+const FRAMING: HeadError = HeadError::Rule(Refusal::Framing);
 
 impl HeadError {
     pub fn status(self) -> u16 {
         match self {
             HeadError::TooLarge => 431,
-            HeadError::Coding => 501,
             HeadError::Version => 505,
-            _ => 400,
+            HeadError::Rule(r) => r.status().as_u16(),
+            HeadError::Syntax => 400,
         }
     }
 }
@@ -275,78 +191,23 @@ fn slice<'b>(buf: &'b [u8], r: &Range<u32>) -> &'b [u8] {
     &buf[r.start as usize..r.end as usize]
 }
 
-/// Comma-separated tokens of a list value, OWS trimmed, empty ones skipped.
-pub(crate) fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-/// Framing, Host and Connection rules of a request (RFC 9112 §3.2, §6,
-/// §9.6; RFC 9110 §7.6.1).
+/// The shared request rules (`proxy::rules`) over the head's fields: each
+/// field's `drop`, the head's framing, Host, close and upgrade.
 fn apply_request_rules(buf: &[u8], r: &mut Request) -> Result<(), HeadError> {
-    let mut cl: Option<u64> = None;
-    let mut te = 0usize;
-    let mut te_chunked = false;
-    let mut hosts = 0;
-    let mut upgrade_hdr = false;
-    let mut conn_upgrade = false;
-    let (mut close, mut keep_alive) = (false, false);
+    let mut scan = RequestScan::default();
     for f in &mut r.fields {
         let v = slice(buf, &f.value);
-        match f.kind {
-            Kind::ContentLength => {
-                let n = parse_length(v).ok_or(HeadError::Framing)?;
-                if cl.is_some() {
-                    // Repeated, even with the same value: refused, as nginx does.
-                    return Err(HeadError::Framing);
-                }
-                cl = Some(n);
-            }
-            Kind::TransferEncoding => {
-                te += 1;
-                te_chunked = single_chunked(v)?;
-            }
-            Kind::Host => {
-                hosts += 1;
-                if !valid_host(v) {
-                    return Err(HeadError::Host);
-                }
-                r.host = Some(f.value.clone());
-            }
-            Kind::Connection => {
-                f.drop = true;
-                for t in tokens(v) {
-                    close |= t.eq_ignore_ascii_case(b"close");
-                    keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
-                    conn_upgrade |= t.eq_ignore_ascii_case(b"upgrade");
-                }
-            }
-            Kind::Upgrade => upgrade_hdr = !tokens(v).any(|t| t.eq_ignore_ascii_case(b"h2c")),
-            Kind::Expect => {
-                f.drop = true;
-                r.expect_continue = v.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-            }
-            Kind::Hop | Kind::Ours | Kind::Underscore => f.drop = true,
-            _ => {}
+        f.drop = scan.field(f.kind, v)?;
+        if f.kind == Kind::Host {
+            r.host = Some(f.value.clone());
         }
     }
-    if hosts > 1 || (hosts == 0 && r.minor == 1) {
-        return Err(HeadError::Host);
-    }
-    if te > 0 && (cl.is_some() || r.minor == 0) {
-        return Err(HeadError::Framing);
-    }
-    if te > 1 {
-        return Err(HeadError::Coding);
-    }
-    r.framing = match (te_chunked, cl) {
-        (true, _) => Framing::Chunked,
-        (false, Some(0) | None) => Framing::None,
-        (false, Some(n)) => Framing::Length(n),
-    };
-    r.close = close || (r.minor == 0 && !keep_alive);
-    r.upgrade = r.minor == 1 && upgrade_hdr && conn_upgrade;
+    let authority = r.authority.as_ref().map(|a| slice(buf, a));
+    let verdict = scan.finish(r.minor, authority)?;
+    r.framing = verdict.framing;
+    r.close = verdict.close;
+    r.upgrade = verdict.upgrade;
+    r.expect_continue = verdict.expect_continue;
     nominated(buf, &mut r.fields, r.upgrade);
     Ok(())
 }
@@ -354,91 +215,11 @@ fn apply_request_rules(buf: &[u8], r: &mut Request) -> Result<(), HeadError> {
 /// Marks the headers a `Connection` header names as dropped (protected
 /// names excepted); `Upgrade` stays only for an upgrade.
 fn nominated(buf: &[u8], fields: &mut [Field], upgrade: bool) {
-    let mut names: [&[u8]; 8] = [b""; 8];
-    let mut n = 0;
-    for f in fields.iter().filter(|f| f.kind == Kind::Connection) {
-        for t in tokens(slice(buf, &f.value)) {
-            if n < names.len() {
-                names[n] = t;
-                n += 1;
-            }
-        }
-    }
+    let connection = fields.iter().filter(|f| f.kind == Kind::Connection);
+    let names = Nominated::of(connection.map(|f| slice(buf, &f.value)));
     for f in fields.iter_mut() {
-        if f.kind == Kind::Upgrade && !upgrade {
-            f.drop = true;
-        }
-        if n == 0 || protected(f.kind) || (upgrade && f.kind == Kind::Upgrade) {
-            continue;
-        }
-        let name = slice(buf, &f.name);
-        if names[..n].iter().any(|t| t.eq_ignore_ascii_case(name)) {
-            f.drop = true;
-        }
+        f.drop |= names.drops(f.kind, slice(buf, &f.name), upgrade);
     }
-}
-
-/// `1*DIGIT`, no sign, no list, no overflow.
-pub(crate) fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// A request's Transfer-Encoding: exactly `chunked` (issue 18: a single
-/// chunked coding, nothing else), else why not.
-fn single_chunked(v: &[u8]) -> Result<bool, HeadError> {
-    let mut codings = tokens(v);
-    match (codings.next(), codings.next()) {
-        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(true),
-        (None, _) => Err(HeadError::Framing),
-        _ => {
-            let last_chunked = tokens(v)
-                .last()
-                .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
-            Err(
-                if last_chunked || !tokens(v).any(|c| c.eq_ignore_ascii_case(b"chunked")) {
-                    HeadError::Coding
-                } else {
-                    HeadError::Framing
-                },
-            )
-        }
-    }
-}
-
-/// `uri-host [":" port]` (RFC 3986 reg-name, IPv4, or `[IPv6]`).
-pub(crate) fn valid_host(v: &[u8]) -> bool {
-    !v.is_empty()
-        && v.len() <= 255
-        && v.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b':'
-                        | b'['
-                        | b']'
-                        | b'%'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        })
 }
 
 /// `Ok(None)`: incomplete. `head_request`: the answer has no body.
@@ -473,19 +254,19 @@ pub(crate) fn parse_response(
     out.has_hsts = false;
     for h in resp.headers.iter() {
         let k = kind(h.name.as_bytes());
-        let mut drop = matches!(k, Kind::Hop | Kind::Connection | Kind::Upgrade);
+        let mut drop = rules::response_drops(k);
         match k {
             Kind::ContentLength => {
-                let n = parse_length(h.value).ok_or(HeadError::Framing)?;
+                let n = rules::parse_length(h.value).ok_or(FRAMING)?;
                 if cl.is_some_and(|c| c != n) {
-                    return Err(HeadError::Framing);
+                    return Err(FRAMING);
                 }
                 drop = cl.is_some();
                 cl = Some(n);
             }
             Kind::TransferEncoding => {
                 if te.is_some() {
-                    return Err(HeadError::Framing);
+                    return Err(FRAMING);
                 }
                 te = Some(
                     tokens(h.value)
@@ -520,7 +301,7 @@ pub(crate) fn parse_response(
     nominated(buf, &mut out.fields, out.status == 101);
     let bodiless = head_request || out.status < 200 || out.status == 204 || out.status == 304;
     out.framing = match (te, cl) {
-        (Some(_), Some(_)) => return Err(HeadError::Framing),
+        (Some(_), Some(_)) => return Err(FRAMING),
         _ if bodiless => Framing::None,
         (Some(true), None) => Framing::Chunked,
         (Some(false), None) => Framing::Close,
@@ -564,22 +345,6 @@ mod tests {
         ] {
             let e = req(bad).expect_err(&String::from_utf8_lossy(bad));
             assert_eq!(e.status(), status, "{}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn lengths_are_strict() {
-        assert_eq!(parse_length(b" 42 "), Some(42));
-        for bad in [
-            &b"-1"[..],
-            b"+1",
-            b"0x1",
-            b"1 1",
-            b"",
-            b"1,1",
-            b"99999999999999999999",
-        ] {
-            assert_eq!(parse_length(bad), None);
         }
     }
 
@@ -647,6 +412,6 @@ mod tests {
         .unwrap();
         assert!(r.close);
         let both = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(parse_response(both, false, &mut r), Err(HeadError::Framing));
+        assert_eq!(parse_response(both, false, &mut r), Err(FRAMING));
     }
 }

@@ -12,7 +12,7 @@ use super::head::{Field, Framing, HeadError, Kind, Request, Response};
 use super::pool::Scratch;
 use crate::config::template::Vars;
 use crate::config::HeaderRules;
-use crate::proxy::{ConnInfo, ProxyBody};
+use crate::proxy::{rules, ConnInfo, ProxyBody};
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -34,6 +34,8 @@ pub(super) struct Ours<'a> {
     pub bucket: Option<u16>,
     /// What the route changes, when it has rules (`route_http`).
     pub route: Option<&'a RouteHead<'a>>,
+    /// Names with `_` are passed on (`server.underscores_in_headers`).
+    pub underscores: bool,
 }
 
 /// A route's changes to the upstream head.
@@ -79,7 +81,8 @@ pub(super) fn upstream_head(out: &mut Vec<u8>, buf: &[u8], req: &Request, ours: 
     // A rule that sets Host replaces it (it is not written, then appended).
     let mut wrote_host = rules.is_some_and(|r| r.drops(b"host"));
     let mut wrote_xff = false;
-    for f in req.fields.iter().filter(|f| !f.drop) {
+    let kept = |f: &&Field| !f.drop && !rules::drops_underscore(f.kind, ours.underscores);
+    for f in req.fields.iter().filter(kept) {
         let (name, value) = (at(buf, &f.name), at(buf, &f.value));
         if rules.is_some_and(|r| r.drops(name)) {
             continue;
