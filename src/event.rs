@@ -102,6 +102,9 @@ names! {
         Rollout = "rollout",
         /// A DNS answer changed.
         Resolver = "resolver",
+        /// A revision of the cluster's configuration made on another
+        /// replica (`[cluster]`), applied here.
+        Cluster = "cluster",
     }
 }
 
@@ -128,6 +131,10 @@ pub struct Event {
     pub persisted: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// With `[cluster]`: the replica that made the change (in the
+    /// cluster's history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl Event {
@@ -145,6 +152,7 @@ impl Event {
             result,
             persisted: None,
             detail: None,
+            instance: None,
         }
     }
 }

@@ -19,7 +19,7 @@
 #
 # The table gives instructions per request of the whole process and of its
 # busiest thread (switchyard's worker: the data plane without the control
-# runtime's timers), and the whole-process ratio to nginx. Results also go
+# runtime's timers), and the whole-process ratios to nginx and haproxy. Results also go
 # to target/bench-load/instructions.jsonl. Kernel work (about two thirds of
 # every proxy's CPU) is not counted. KEEP_TMP=1 keeps the callgrind files
 # (callgrind_annotate them to see where the instructions go).
@@ -102,7 +102,10 @@ name = "all"
 split = { blue = 100 }
 $mirror
 EOF
-      echo env RUST_LOG=warn "$bin" run --config "$dir/cfg" ;;
+      # No `env VAR=.. prog` wrapper here: valgrind would instrument `env`,
+      # whose exec of switchyard leaves valgrind behind (no --trace-children),
+      # so the proxy ran natively and counted 0. RUST_LOG is set on valgrind.
+      echo "$bin" run --config "$dir/cfg" ;;
     nginx)
       cat >"$dir/cfg" <<EOF
 daemon off; master_process off; worker_processes 1; error_log $dir/error.log; pid $dir/pid;
@@ -144,14 +147,18 @@ measure() { # name; prints "name process_ir busiest_thread_ir"
   p=$(port)
   read -r -a cmd <<<"$(config "$name" "$p")"
   out=$dir/callgrind.out
-  valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --callgrind-out-file="$out" \
+  RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --callgrind-out-file="$out" \
     "${cmd[@]}" >"$dir/stdout" 2>"$dir/valgrind.log" &
   pid=$!
   PIDS+=("$pid")
   wait_ok "http://127.0.0.1:$p/" 120
   # Warm the upstream pools, then count exactly the measured requests.
   h2load --h1 -n 2000 -c "$CONNECTIONS" -t 1 "http://127.0.0.1:$p/" >/dev/null
-  callgrind_control -i on "$pid" >/dev/null
+  # callgrind_control talks to the valgrind in process $pid; if the program
+  # runs natively (an exec it did not follow), nothing answers and the count
+  # would silently be 0.
+  callgrind_control -i on "$pid" >"$dir/control.log" 2>&1 ||
+    { echo "$name: callgrind_control -i on $pid failed: $(tail -n 2 "$dir/control.log")" >&2; }
   h2load --h1 -n "$REQUESTS" -c "$CONNECTIONS" -t 1 "http://127.0.0.1:$p/" >"$dir/h2load.txt"
   callgrind_control -i off "$pid" >/dev/null
   kill -TERM "$pid" 2>/dev/null || true
@@ -159,28 +166,33 @@ measure() { # name; prints "name process_ir busiest_thread_ir"
   grep -q "status codes: $REQUESTS 2xx" "$dir/h2load.txt" ||
     { echo "$name: not every request succeeded:" >&2; grep "status codes" "$dir/h2load.txt" >&2; }
   # One dump file per thread: the sum, and the largest.
-  cat "$out"* | awk -v n="$name" '/^(summary|totals):/ {s += $2; if ($2 > m) m = $2} END {printf "%s %d %d\n", n, s, m}'
+  local counted
+  counted=$(cat "$out"* | awk -v n="$name" '/^(summary|totals):/ {s += $2; if ($2 > m) m = $2} END {printf "%s %d %d\n", n, s, m}')
+  if [[ ${counted#* } == "0 0" ]]; then
+    echo "$name: callgrind counted nothing (instrumentation never switched on); see $dir (KEEP_TMP=1)" >&2
+    return 1
+  fi
+  echo "$counted"
 }
 
 mkdir -p "$(dirname "$OUT")"
 : >"$OUT"
 declare -A IR THREAD
+MEASURED=()
 for c in $CONTENDERS; do
-  read -r name ir busiest <<<"$(measure "$c")"
+  line=$(measure "$c") || { echo "$c: not measured" >&2; continue; }
+  read -r name ir busiest <<<"$line"
+  MEASURED+=("$name")
   IR[$name]=$ir
   THREAD[$name]=$busiest
   printf '{"contender":"%s","requests":%s,"instructions":%s,"per_request":%s,"busiest_thread_per_request":%s}\n' \
     "$name" "$REQUESTS" "$ir" "$((ir / REQUESTS))" "$((busiest / REQUESTS))" >>"$OUT"
 done
-ref=${IR[nginx]:-}
-echo "| contender | instructions / request | busiest thread / request | vs nginx |"
-echo "| --- | ---: | ---: | ---: |"
-for c in $CONTENDERS; do
-  per=$((IR[$c] / REQUESTS))
-  if [[ -n $ref ]]; then
-    ratio=$(python3 -c "print(f'{${IR[$c]}/$ref:.2f}')")
-  else
-    ratio=-
-  fi
-  echo "| $c | $per | $((THREAD[$c] / REQUESTS)) | $ratio |"
+ratio() { # contender reference: whole-process ratio, or - without the reference
+  if [[ -n ${IR[$2]:-} ]]; then python3 -c "print(f'{${IR[$1]}/${IR[$2]}:.3f}')"; else echo -; fi
+}
+echo "| contender | instructions / request | busiest thread / request | vs nginx | vs haproxy |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+for c in "${MEASURED[@]}"; do
+  echo "| $c | $((IR[$c] / REQUESTS)) | $((THREAD[$c] / REQUESTS)) | $(ratio "$c" nginx) | $(ratio "$c" haproxy) |"
 done

@@ -28,6 +28,7 @@ use crate::api::{ErrorBody, ErrorCode};
 use crate::control::ControlHandle;
 
 mod api;
+pub mod cluster;
 mod console;
 pub mod guard;
 mod probe;
@@ -56,6 +57,8 @@ pub struct Admin {
     pub rollouts: Arc<crate::rollout::Rollouts>,
     /// Host, Origin, body size and content-type checks (`guard`).
     pub guard: guard::Guard,
+    /// `[cluster]`: this replica's view of its cluster, once joined.
+    pub cluster: Option<cluster::Slot>,
 }
 
 /// Serves the admin API until shutdown.

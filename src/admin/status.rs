@@ -75,5 +75,6 @@ pub fn status(admin: &Admin) -> Status {
         }),
         rollouts: admin.rollouts.all(),
         flips: admin.rollouts.flip_statuses(),
+        cluster: super::cluster::status(admin.cluster.as_ref(), &admin.control),
     }
 }

@@ -10,6 +10,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::cluster::HistoryScope;
 use super::error::ErrorBody;
 use super::rollout::FlipStatus;
 use super::status::Applied;
@@ -361,4 +362,11 @@ impl HistoryQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryAnswer {
     pub events: Vec<Event>,
+    /// With `[cluster]`: whose events these are (the cluster's, or only
+    /// this replica's when the cluster's history cannot be read now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<HistoryScope>,
+    /// Why the cluster's history could not be read (`scope` = replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_error: Option<String>,
 }

@@ -35,6 +35,12 @@ names! {
         /// Well-formed, but not a valid change (422).
         InvalidChange = "invalid_change",
         ShuttingDown = "shutting_down",
+        /// `[cluster]`: the change cannot be stored in the cluster now
+        /// (etcd unreachable, or not joined yet); nothing changed.
+        ClusterUnavailable = "cluster_unavailable",
+        /// `[cluster]`: a leader-only write by a replica that no longer
+        /// leads; nothing was written.
+        NotLeader = "not_leader",
     }
 }
 
@@ -52,12 +58,13 @@ impl ErrorCode {
             | ErrorCode::Superseded
             | ErrorCode::RolloutRunning
             | ErrorCode::NoRolloutRunning
-            | ErrorCode::CanaryAhead => 409,
+            | ErrorCode::CanaryAhead
+            | ErrorCode::NotLeader => 409,
             ErrorCode::BodyTimeout => 408,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidChange => 422,
-            ErrorCode::ShuttingDown => 503,
+            ErrorCode::ShuttingDown | ErrorCode::ClusterUnavailable => 503,
         }
     }
 }

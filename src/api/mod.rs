@@ -27,6 +27,7 @@
 //! [`paths`], shared by the server's endpoint table and the client.
 
 mod change;
+mod cluster;
 mod error;
 mod rollout;
 mod status;
@@ -36,6 +37,7 @@ pub use change::{
     FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HumanDuration, Insufficient, Mutation,
     MutationEndpoint, VerifyRequest,
 };
+pub use cluster::{ClusterStatus, HistoryScope, MemberStatus, Role, StoreStatus};
 pub use error::{ErrorBody, ErrorCode};
 pub use rollout::{
     Check, FlipPhase, FlipStatus, Judgement, Live, Metric, Phase, RolloutAccepted, RolloutCommand,

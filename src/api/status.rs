@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::cluster::ClusterStatus;
 use super::rollout::{FlipStatus, RolloutStatus};
 use crate::event::{names, ChangeSource, Split};
 
@@ -30,6 +31,9 @@ pub struct Status {
     pub rollouts: Vec<RolloutStatus>,
     /// The latest verified flip of each route.
     pub flips: Vec<FlipStatus>,
+    /// This replica's cluster (`[cluster]`; null without it).
+    #[serde(default)]
+    pub cluster: Option<ClusterStatus>,
 }
 
 impl Status {
@@ -131,6 +135,10 @@ pub struct Applied {
     /// The route's split before the change, for split/flip/rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_split: Option<Split>,
+    /// With `[cluster]`: the revision of the cluster's configuration that
+    /// holds the change (stored in etcd before this answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
 }
 
 impl Applied {
@@ -142,6 +150,7 @@ impl Applied {
             persisted: None,
             split: None,
             previous_split: None,
+            revision: None,
         }
     }
 }

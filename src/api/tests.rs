@@ -97,6 +97,38 @@ fn applied() -> Applied {
         persisted: Some(true),
         split: Some(split(&[("blue", 0), ("green", 100)])),
         previous_split: Some(split(&[("blue", 100), ("green", 0)])),
+        revision: None,
+    }
+}
+
+fn cluster_status() -> ClusterStatus {
+    ClusterStatus {
+        joined: true,
+        instance: Some("web-2".into()),
+        role: Some(Role::Follower),
+        leader: Some("web-1".into()),
+        revision: 12,
+        revision_by: Some("web-1".into()),
+        applied_revision: 12,
+        members: vec![MemberStatus {
+            instance: "web-1".into(),
+            applied_revision: 12,
+            last_seen_ms: 1_700_000_000_000,
+            admin: Some("127.0.0.1:9901".into()),
+            version: "0.1.0".into(),
+            stale: false,
+        }],
+        stale: vec![],
+        store: StoreStatus {
+            reachable: true,
+            since_ms: 1_700_000_000_000,
+            error: None,
+        },
+        lease_ttl_s: 5,
+        seeded_here: Some(false),
+        local_override: None,
+        conflict: None,
+        error: None,
     }
 }
 
@@ -142,6 +174,7 @@ fn the_status_document_keeps_its_field_names() {
         }),
         rollouts: vec![rollout_status()],
         flips: vec![flip_status()],
+        cluster: Some(cluster_status()),
     };
     let json = serde_json::to_value(&status).unwrap();
     // What the integration tests, `ctl` of earlier versions and scripts read.
@@ -164,6 +197,17 @@ fn the_status_document_keeps_its_field_names() {
     assert_eq!(json["rollouts"][0]["last"]["check"]["metric"], "error_rate");
     assert_eq!(json["rollouts"][0]["phase"], "rolled_back");
     assert_eq!(json["flips"][0]["phase"], "verifying");
+    // Issue 13 names these (outside tooling reads them).
+    assert_eq!(json["cluster"]["leader"], "web-1");
+    assert_eq!(json["cluster"]["revision"], 12);
+    assert_eq!(json["cluster"]["role"], "follower");
+    assert_eq!(
+        json["cluster"]["members"][0],
+        json!({"instance": "web-1", "applied_revision": 12, "last_seen_ms": 1_700_000_000_000u64,
+               "admin": "127.0.0.1:9901", "version": "0.1.0", "stale": false})
+    );
+    assert_eq!(json["cluster"]["store"]["reachable"], true);
+    assert_eq!(json["cluster"]["seeded_here"], false);
     assert!(json["rollouts"][0]["thresholds"]
         .get("max_latency_ratio")
         .is_none());
@@ -231,7 +275,14 @@ fn answers_round_trip() {
     let mut e = Event::new(5, ChangeSource::Api, Action::Drain, Outcome::Applied);
     e.backend = Some("blue/127.0.0.1:8001".into());
     e.persisted = Some(true);
-    round_trip(&HistoryAnswer { events: vec![e] }, None);
+    round_trip(
+        &HistoryAnswer {
+            events: vec![e],
+            scope: None,
+            cluster_error: None,
+        },
+        None,
+    );
     round_trip(
         &ProbeAnswer {
             pool: "blue".into(),

@@ -78,6 +78,29 @@ async fn put(store: &Store, m: &Member, lease: i64) -> Result<(), ClusterError> 
     Ok(())
 }
 
+/// Reads the member list every second into `out` until `shutdown` (what
+/// the status shows; a failed read keeps the last list).
+pub async fn follow(
+    store: Store,
+    out: watch::Sender<Vec<Member>>,
+    health: super::health::Health,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let r = list(&store).await;
+        super::bridge::note(&health, &r);
+        if let Ok(m) = r {
+            out.send_replace(m);
+        }
+    }
+}
+
 /// Every member's record (unreadable ones are skipped with a warning).
 pub async fn list(store: &Store) -> Result<Vec<Member>, ClusterError> {
     let dir = store.keys().members();

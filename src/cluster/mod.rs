@@ -13,14 +13,17 @@
 //! ```
 //!
 //! What is shared and what stays local, and how a replica's file takes in
-//! the cluster's version: `document` (pure). Key layout: `keys`. Writes on the document are compare-and-swaps on the
+//! the cluster's version: `control::document` (pure; the controller uses
+//! it). The seam into the controller: `bridge` (`control::Shared`). Key
+//! layout: `keys`. Writes on the document are compare-and-swaps on the
 //! revision they were planned on (`Store::propose`); leadership writes are
 //! fenced (`Cluster::fenced`). Serving never waits for etcd: every task
 //! retries with backoff, and the last document received stays the one
 //! served until a newer one arrives.
 
+mod bridge;
 mod connect;
-pub mod document;
+mod drive;
 mod election;
 mod error;
 mod health;
@@ -68,9 +71,10 @@ pub struct Cluster {
     role: chan::Receiver<Role>,
     docs: chan::Receiver<Option<Document>>,
     seeded: chan::Receiver<Option<Seeded>>,
-    applied: chan::Sender<i64>,
+    applied: Arc<chan::Sender<i64>>,
     step_down: Arc<Notify>,
-    history: History,
+    history: Arc<History>,
+    members: chan::Receiver<Vec<Member>>,
     lease_ttl: Duration,
     started_ms: u64,
     shutdown: CancellationToken,
@@ -97,6 +101,7 @@ impl Cluster {
         let (docs_tx, docs) = chan::channel(None);
         let (seeded_tx, seeded) = chan::channel(None);
         let (applied, applied_rx) = chan::channel(0);
+        let (members_tx, members) = chan::channel(Vec::new());
         let step_down = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
         tasks.spawn(lease::run(
@@ -123,6 +128,12 @@ impl Cluster {
             ttl,
             shutdown.clone(),
         ));
+        tasks.spawn(members::follow(
+            store.clone(),
+            members_tx,
+            health.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(seed_then_watch(
             store.clone(),
             start.seed,
@@ -133,14 +144,15 @@ impl Cluster {
             shutdown.clone(),
         ));
         Ok(Cluster {
-            history: History::new(store.clone()),
+            history: Arc::new(History::new(store.clone())),
+            members,
             store,
             health,
             lease,
             role,
             docs,
             seeded,
-            applied,
+            applied: Arc::new(applied),
             step_down,
             lease_ttl: ttl,
             started_ms,
@@ -229,12 +241,77 @@ impl Cluster {
     }
 
     fn note<T>(&self, r: &Result<T, ClusterError>) {
-        match r {
-            Err(ClusterError::Unavailable(why)) => self.health.down(why),
-            Ok(_) | Err(ClusterError::Conflict { .. } | ClusterError::NotLeader) => {
-                self.health.up()
-            }
-            Err(_) => {}
+        bridge::note(&self.health, r);
+    }
+
+    /// From now on the controller's changes are stored in the cluster and
+    /// the cluster's revisions applied by it (`bridge`).
+    pub fn attach(&mut self, control: crate::control::ControlHandle) {
+        let bridge = Arc::new(bridge::Bridge {
+            store: self.store.clone(),
+            health: self.health.clone(),
+            role: self.role.clone(),
+            step_down: self.step_down.clone(),
+            history: self.history.clone(),
+        });
+        let feed = bridge::Feed {
+            docs: self.docs.clone(),
+            applied: self.applied.clone(),
+            health: self.health.subscribe(),
+            role: self.role.clone(),
+        };
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            control.attach(bridge).await;
+            bridge::sync(control, feed, shutdown).await;
+        });
+    }
+
+    /// From now on `rollouts` run only while this replica leads, judge
+    /// every replica's traffic and keep their progress in the cluster;
+    /// this replica's own traffic is published for the leader (`drive`).
+    pub fn drive(
+        &mut self,
+        control: crate::control::ControlHandle,
+        rollouts: Arc<crate::rollout::Rollouts>,
+    ) {
+        let (saved, saved_rx) = chan::channel(None);
+        rollouts.coordinate(Arc::new(drive::Drive {
+            store: self.store.clone(),
+            role: self.role.clone(),
+            saved,
+        }));
+        self.tasks.spawn(drive::publish(
+            self.store.clone(),
+            control,
+            self.lease.clone(),
+            self.shutdown.clone(),
+        ));
+        self.tasks.spawn(drive::persist(
+            self.store.clone(),
+            self.role.clone(),
+            saved_rx,
+            self.shutdown.clone(),
+        ));
+        self.tasks.spawn(drive::lead(
+            self.store.clone(),
+            self.role.clone(),
+            rollouts,
+            self.shutdown.clone(),
+        ));
+    }
+
+    /// What the admin API shows and reads (cheap handles).
+    pub fn view(&self) -> View {
+        View {
+            store: self.store.clone(),
+            role: self.role.clone(),
+            health: self.health.subscribe(),
+            docs: self.docs.clone(),
+            seeded: self.seeded.clone(),
+            members: self.members.clone(),
+            history: self.history.clone(),
+            lease_ttl: self.lease_ttl,
         }
     }
 
@@ -267,6 +344,70 @@ impl Cluster {
                 tracing::warn!(error = %e, "a cluster task failed");
             }
         }
+    }
+}
+
+/// A replica's view of its cluster, for the admin API: cheap to clone,
+/// read without waiting (except `history`, one etcd read).
+#[derive(Clone)]
+pub struct View {
+    store: Store,
+    role: chan::Receiver<Role>,
+    health: chan::Receiver<StoreHealth>,
+    docs: chan::Receiver<Option<Document>>,
+    seeded: chan::Receiver<Option<Seeded>>,
+    members: chan::Receiver<Vec<Member>>,
+    history: Arc<History>,
+    lease_ttl: Duration,
+}
+
+impl View {
+    pub fn instance(&self) -> &str {
+        self.store.instance()
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    /// The leader's instance name, if there is one now.
+    pub fn leader(&self) -> Option<String> {
+        match self.role() {
+            Role::Leader(_) => Some(self.instance().to_owned()),
+            Role::Follower { leader } => leader,
+        }
+    }
+
+    pub fn health(&self) -> StoreHealth {
+        self.health.borrow().clone()
+    }
+
+    /// The newest revision received from the store.
+    pub fn latest(&self) -> Option<Document> {
+        self.docs.borrow().clone()
+    }
+
+    /// Whether this replica seeded the cluster (`Some(true)`) or found a
+    /// configuration that won over its file (`Some(false)`).
+    pub fn seeded_here(&self) -> Option<bool> {
+        self.seeded
+            .borrow()
+            .as_ref()
+            .map(|s| matches!(s, Seeded::Created(_)))
+    }
+
+    /// The member records, as last read (every second).
+    pub fn members(&self) -> Vec<Member> {
+        self.members.borrow().clone()
+    }
+
+    /// The cluster's newest `limit` events, oldest first.
+    pub async fn history(&self, limit: usize) -> Result<Vec<ClusterEvent>, ClusterError> {
+        self.history.recent(limit).await
     }
 }
 

@@ -211,10 +211,23 @@ impl Store {
         text: &str,
         source: &str,
     ) -> Result<Document, ClusterError> {
+        self.propose_as(planned, text, source, None).await
+    }
+
+    /// `propose`, and with `fence` a leadership write: stored only while
+    /// this replica still holds the leader key it created (`NotLeader`
+    /// otherwise; nothing is written).
+    pub async fn propose_as(
+        &self,
+        planned: i64,
+        text: &str,
+        source: &str,
+        fence: Option<Fence>,
+    ) -> Result<Document, ClusterError> {
         let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
         let mut retried = false;
         loop {
-            match self.propose_once(planned, text, source).await {
+            match self.propose_once(planned, text, source, fence).await {
                 Err(ClusterError::Unavailable(why)) => {
                     let pause = std::time::Duration::from_millis(100);
                     if tokio::time::Instant::now() + RPC_TIMEOUT + pause > deadline {
@@ -240,17 +253,28 @@ impl Store {
         planned: i64,
         text: &str,
         source: &str,
+        fence: Option<Fence>,
     ) -> Result<Document, ClusterError> {
         let key = self.keys.config();
         let value = self.envelope(text, source)?;
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.clone(),
+        let mut when = vec![Compare::mod_revision(
+            key.clone(),
+            CompareOp::Equal,
+            planned,
+        )];
+        let mut or_else = vec![TxnOp::get(key.clone(), None)];
+        if let Some(f) = fence {
+            when.push(Compare::create_revision(
+                self.keys.leader(),
                 CompareOp::Equal,
-                planned,
-            )])
+                f.create_revision,
+            ));
+            or_else.push(TxnOp::get(self.keys.leader(), None));
+        }
+        let txn = Txn::new()
+            .when(when)
             .and_then([TxnOp::put(key.clone(), value, None)])
-            .or_else([TxnOp::get(key.clone(), None)]);
+            .or_else(or_else);
         let mut c = self.client.clone();
         let resp = rpc(c.txn(txn)).await?;
         if resp.succeeded() {
@@ -262,7 +286,22 @@ impl Store {
                 at_ms: unix_ms(),
             });
         }
-        let current = first_kv(&resp.op_responses()).map_or(0, |kv| kv.mod_revision());
+        let ops = resp.op_responses();
+        if let Some(f) = fence {
+            let leader = self.keys.leader();
+            let holder = ops.iter().find_map(|op| match op {
+                TxnOpResponse::Get(g) => g
+                    .kvs()
+                    .first()
+                    .filter(|kv| kv.key() == leader.as_bytes())
+                    .cloned(),
+                _ => None,
+            });
+            if holder.is_none_or(|kv| kv.create_revision() != f.create_revision) {
+                return Err(ClusterError::NotLeader);
+            }
+        }
+        let current = first_kv(&ops).map_or(0, |kv| kv.mod_revision());
         Err(ClusterError::Conflict { planned, current })
     }
 
@@ -308,8 +347,11 @@ impl Store {
 }
 
 fn first_kv(ops: &[TxnOpResponse]) -> Option<KeyValue> {
-    ops.iter().find_map(|op| match op {
-        TxnOpResponse::Get(g) => g.kvs().first().cloned(),
-        _ => None,
-    })
+    // The first get of the transaction (the document's).
+    ops.iter()
+        .find_map(|op| match op {
+            TxnOpResponse::Get(g) => Some(g.kvs().first().cloned()),
+            _ => None,
+        })
+        .flatten()
 }

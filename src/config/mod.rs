@@ -37,7 +37,7 @@ pub use notify::{
     EventPattern, NotifyConfig, WebhookHeaders, WebhookUrl, DEFAULT_EVENTS as DEFAULT_NOTIFY_EVENTS,
 };
 /// The file's top-level shape, for tests that check every section is
-/// accounted for (`cluster::document`).
+/// accounted for (`control::document`).
 #[cfg(test)]
 pub(crate) use raw::RawConfig as RawConfigProbe;
 pub use resilience::MAX_RETRIES;

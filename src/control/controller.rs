@@ -12,6 +12,7 @@ use super::edit::{self, Edit, EditError};
 use super::history::History;
 use super::persist;
 use super::resolve::{self, Answers, Resolve};
+use super::shared::{Shared, SharedState};
 use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
 use crate::config::{self, Config};
 use crate::event::{Action, Event, Outcome, Split};
@@ -20,20 +21,21 @@ use crate::table::{Published, Registry, RoutingTable, TableWatch};
 use crate::telemetry::Telemetry;
 
 /// A route's split: pool names and weights, in the order written.
-type Weights = Vec<(String, u32)>;
+pub(super) type Weights = Vec<(String, u32)>;
 
 /// Earlier splits kept per route for rollback.
 const KEEP_SPLITS: usize = 32;
 
-/// The file was saved by someone else between planning a change and
-/// writing it back.
-struct FileMoved;
+/// Why a change is planned again: the file was saved by someone else
+/// between planning a change and writing it back, or (`[cluster]`) the
+/// cluster's revision moved on since the change was planned.
+pub(super) struct FileMoved;
 
 /// A change turned into an edit of the document (`Controller::plan`).
-struct Plan {
+pub(super) struct Plan {
     /// What the history will call it.
-    action: Action,
-    edit: Edit,
+    pub(super) action: Action,
+    pub(super) edit: Edit,
     /// The route whose split it sets, if any (for its old and new split).
     route: Option<String>,
     /// `pool/addr` of the backend it drains or undrains.
@@ -53,15 +55,15 @@ impl Plan {
 }
 
 pub(super) struct Controller {
-    path: Option<PathBuf>,
+    pub(super) path: Option<PathBuf>,
     /// The running configuration's text: what was last loaded or written.
-    text: String,
-    config: Config,
+    pub(super) text: String,
+    pub(super) config: Config,
     registry: Registry,
     /// The table in force; storing one publishes its generation.
     table: Published,
     status: watch::Sender<ReloadStatus>,
-    history: History,
+    pub(super) history: History,
     /// Per route, the splits in force before each change, newest last.
     previous: HashMap<String, Vec<Vec<(String, u32)>>>,
     resolver: Arc<dyn Resolve>,
@@ -75,6 +77,11 @@ pub(super) struct Controller {
     started: Config,
     /// Keys changed since start that need a restart (issue 18, item 4).
     restart_needed: Vec<&'static str>,
+    /// `[cluster]` is configured: changes go through the shared store,
+    /// and are refused (503) until it is attached and synchronised.
+    pub(super) clustered: bool,
+    pub(super) shared: Option<Arc<dyn Shared>>,
+    pub(super) shared_state: watch::Sender<SharedState>,
 }
 
 impl Controller {
@@ -84,7 +91,12 @@ impl Controller {
         text: String,
         resolver: Arc<dyn Resolve>,
         telemetry: Option<Arc<Telemetry>>,
-    ) -> (Self, TableWatch, watch::Receiver<ReloadStatus>) {
+    ) -> (
+        Self,
+        TableWatch,
+        watch::Receiver<ReloadStatus>,
+        watch::Receiver<SharedState>,
+    ) {
         let mut registry = Registry::default();
         registry.reconcile(&config);
         let meters = telemetry.clone().map(|t| t as Arc<dyn Meters>);
@@ -102,7 +114,11 @@ impl Controller {
         let mut notifier = crate::notify::Notifier::new(telemetry.clone());
         notifier.configure(&config.notify);
         let history = History::new(config.admin.history_file.clone(), notifier);
+        let (shared_state, shared_rx) = watch::channel(SharedState::default());
         let c = Controller {
+            clustered: config.cluster.is_some(),
+            shared: None,
+            shared_state,
             path,
             text,
             started: config.clone(),
@@ -118,7 +134,7 @@ impl Controller {
             telemetry,
             stats,
         };
-        (c, watch, status_rx)
+        (c, watch, status_rx, shared_rx)
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -129,7 +145,7 @@ impl Controller {
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { return };
-                    self.command(cmd);
+                    self.command(cmd).await;
                 }
                 _ = tokio::time::sleep_until(next_resolve), if has_names => {
                     self.refresh_names().await;
@@ -141,7 +157,7 @@ impl Controller {
         }
     }
 
-    fn command(&mut self, cmd: Command) {
+    async fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Change {
                 source,
@@ -150,8 +166,14 @@ impl Controller {
                 reply,
             } => {
                 let result = match change {
-                    Change::Reload => self.reload(source),
-                    other => self.mutate(source, if_match, other),
+                    Change::Reload => self.reload(source).await,
+                    Change::Shared(doc) => self.apply_shared(doc),
+                    Change::LocalFallback {
+                        route,
+                        split,
+                        reason,
+                    } => self.local_fallback(&route, split, reason),
+                    other => self.mutate(source, if_match, other).await,
                 };
                 if let Some(t) = &self.telemetry {
                     match &result {
@@ -169,6 +191,10 @@ impl Controller {
                 let _ = reply.send(self.history.newest(limit));
             }
             Command::Record(event) => self.history.record(event),
+            Command::Attach(store) => {
+                self.history.forward_to(store.clone());
+                self.shared = Some(store);
+            }
         }
     }
 
@@ -221,11 +247,11 @@ impl Controller {
         self.history.record(ev);
     }
 
-    fn generation(&self) -> u64 {
+    pub(super) fn generation(&self) -> u64 {
         self.table.load().generation
     }
 
-    fn split_of(&self, route: &str) -> Option<Vec<(String, u32)>> {
+    pub(super) fn split_of(&self, route: &str) -> Option<Vec<(String, u32)>> {
         self.config
             .routes
             .iter()
@@ -233,8 +259,9 @@ impl Controller {
             .map(|r| r.split.clone())
     }
 
-    /// Re-reads the file and applies it when its text changed.
-    fn reload(&mut self, source: ChangeSource) -> Result<Applied, ChangeError> {
+    /// Re-reads the file and applies it when its text changed (with
+    /// `[cluster]`, an edit of the shared part is proposed to the cluster).
+    async fn reload(&mut self, source: ChangeSource) -> Result<Applied, ChangeError> {
         let current = self.generation();
         let Some(path) = self.path.clone() else {
             return Ok(Applied::unchanged(current));
@@ -255,23 +282,58 @@ impl Controller {
             tracing::debug!(source = %source, "configuration unchanged");
             return Ok(Applied::unchanged(current));
         }
+        let mut revision = None;
+        if self.clustered && !super::document::same_shared(&text, &self.text).unwrap_or(false) {
+            match self.propose_file(source, &text).await? {
+                Ok(r) => revision = Some(r),
+                Err(FileMoved) => return self.file_conflict(source, &path).await,
+            }
+        }
         self.note_restart_needed(&config);
-        let changed_splits: Vec<(String, Weights, Weights)> = config
+        let changed_splits = self.changed_splits(&config);
+        let changes = self.routing_changes(&config);
+        let generation = self.apply(config, text);
+        tracing::info!(source = %source, generation, file = %path.display(), %changes, "configuration applied");
+        self.set_status(generation, source, None);
+        self.record_reload(generation, source, changed_splits);
+        Ok(Applied {
+            generation,
+            changed: true,
+            persisted: None,
+            split: None,
+            previous_split: None,
+            revision,
+        })
+    }
+
+    /// What a reload to `config` changes in the routing, for its log line.
+    pub(super) fn routing_changes(&self, config: &Config) -> String {
+        let changes = super::diff::routing(&self.config, config);
+        match changes.is_empty() {
+            true => "settings".to_owned(),
+            false => changes.join("; "),
+        }
+    }
+
+    /// Routes whose split `config` changes: (route, old, new).
+    pub(super) fn changed_splits(&self, config: &Config) -> Vec<(String, Weights, Weights)> {
+        config
             .routes
             .iter()
             .filter_map(|r| {
                 let old = self.split_of(&r.name)?;
                 (old != r.split).then(|| (r.name.clone(), old, r.split.clone()))
             })
-            .collect();
-        let changes = super::diff::routing(&self.config, &config);
-        let changes = match changes.is_empty() {
-            true => "settings".to_owned(),
-            false => changes.join("; "),
-        };
-        let generation = self.apply(config, text);
-        tracing::info!(source = %source, generation, file = %path.display(), %changes, "configuration applied");
-        self.set_status(generation, source, None);
+            .collect()
+    }
+
+    /// The history of an applied reload: one event, or one per split.
+    pub(super) fn record_reload(
+        &mut self,
+        generation: u64,
+        source: ChangeSource,
+        changed_splits: Vec<(String, Weights, Weights)>,
+    ) {
         if changed_splits.is_empty() {
             self.history.record(Event::new(
                 generation,
@@ -288,20 +350,13 @@ impl Controller {
             ev.new_split = Some(Split(new));
             self.history.record(ev);
         }
-        Ok(Applied {
-            generation,
-            changed: true,
-            persisted: None,
-            split: None,
-            previous_split: None,
-        })
     }
 
     /// An API (or rollout) change: edit the text, validate it as a whole,
     /// write back, apply. When the file is saved by someone else between
     /// the plan and the write, the change is planned again on top of that
     /// edit; a file that keeps moving gets the change in memory only.
-    fn mutate(
+    async fn mutate(
         &mut self,
         source: ChangeSource,
         if_match: Option<u64>,
@@ -310,15 +365,20 @@ impl Controller {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.mutate_once(source, if_match, &change, tries < 4)? {
+            match self.mutate_once(source, if_match, &change, tries < 4).await? {
                 Ok(applied) => return Ok(applied),
+                Err(FileMoved) if self.clustered && tries >= 8 => {
+                    return Err(ChangeError::Unavailable(
+                        "the cluster's configuration kept changing while this change was planned; try again".into(),
+                    ))
+                }
                 Err(FileMoved) => tracing::info!(source = %source,
-                    "the configuration file was saved while a change was being written; planning the change again on top of it"),
+                    "the configuration (file or cluster revision) moved while a change was being written; planning the change again on top of it"),
             }
         }
     }
 
-    fn mutate_once(
+    async fn mutate_once(
         &mut self,
         source: ChangeSource,
         if_match: Option<u64>,
@@ -327,10 +387,15 @@ impl Controller {
     ) -> Result<Result<Applied, FileMoved>, ChangeError> {
         // Edits saved to the file that the watcher has not delivered yet go
         // first, so this change builds on them instead of overwriting them.
-        let mut may_persist = write;
-        if let Some(path) = &self.path {
-            if std::fs::read_to_string(path).is_ok_and(|t| t != self.text)
-                && self.reload(ChangeSource::File).is_err()
+        let mut may_persist = write || self.clustered;
+        if self.clustered {
+            // Fails fast (503) while the store is unreachable.
+            self.store()?;
+        }
+        if let Some(path) = self.path.clone() {
+            if std::fs::read_to_string(&path).is_ok_and(|t| t != self.text)
+                && self.reload(ChangeSource::File).await.is_err()
+                && !self.clustered
             {
                 // The file holds an invalid edit in progress: never clobber it.
                 may_persist = false;
@@ -381,11 +446,22 @@ impl Controller {
                 persisted: None,
                 split: new_split.map(Split),
                 previous_split: old_split.map(Split),
+                revision: None,
             }));
         }
-        let persisted = match self.write_back(may_persist, &text) {
-            Ok(p) => p,
-            Err(moved) => return Ok(Err(moved)),
+        let mut revision = None;
+        let persisted = if self.clustered {
+            // Stored in the cluster first; the file follows what is stored.
+            match self.propose_change(source, &text).await? {
+                Ok(r) => revision = Some(r),
+                Err(moved) => return Ok(Err(moved)),
+            }
+            self.write_shared(&self.text, &text)
+        } else {
+            match self.write_back(may_persist, &text) {
+                Ok(p) => p,
+                Err(moved) => return Ok(Err(moved)),
+            }
         };
         if let (Some(r), Some(old)) = (&route, &old_split) {
             if action != Action::Rollback {
@@ -408,11 +484,12 @@ impl Controller {
             persisted,
             split: new_split.map(Split),
             previous_split: old_split.map(Split),
+            revision,
         }))
     }
 
     /// Turns a change into an edit of the document, checking names first.
-    fn plan(&mut self, change: &Change) -> Result<Plan, ChangeError> {
+    pub(super) fn plan(&mut self, change: &Change) -> Result<Plan, ChangeError> {
         let pool_exists = |c: &Config, p: &str| c.pools.iter().any(|x| x.name == p);
         let route_split = |c: &Config, r: &str| {
             c.routes
@@ -435,7 +512,9 @@ impl Controller {
                 };
                 return self.plan(&set);
             }
-            Change::Reload => return Err(ChangeError::Invalid("a reload is not an edit".into())),
+            Change::Reload | Change::Shared(_) | Change::LocalFallback { .. } => {
+                return Err(ChangeError::Invalid("not an edit of the document".into()))
+            }
             Change::SetSplit { route, split } => {
                 let current = route_split(&self.config, route)?;
                 if let Some((p, _)) = split.iter().find(|(p, _)| !pool_exists(&self.config, p)) {
@@ -536,7 +615,7 @@ impl Controller {
         })
     }
 
-    fn remember(&mut self, route: &str, split: Vec<(String, u32)>) {
+    pub(super) fn remember(&mut self, route: &str, split: Vec<(String, u32)>) {
         let stack = self.previous.entry(route.to_owned()).or_default();
         if stack.len() == KEEP_SPLITS {
             stack.remove(0);
@@ -544,7 +623,7 @@ impl Controller {
         stack.push(split);
     }
 
-    fn apply(&mut self, config: Config, text: String) -> u64 {
+    pub(super) fn apply(&mut self, config: Config, text: String) -> u64 {
         if config.notify != self.config.notify {
             self.history.set_sinks(&config.notify);
         }
@@ -586,7 +665,7 @@ impl Controller {
         }
     }
 
-    fn set_status(&self, generation: u64, source: ChangeSource, error: Option<String>) {
+    pub(super) fn set_status(&self, generation: u64, source: ChangeSource, error: Option<String>) {
         self.status.send_replace(ReloadStatus {
             generation,
             source: Some(source),
@@ -599,7 +678,7 @@ impl Controller {
     /// Compares `new` with the configuration of the start and says, once
     /// per change of the list, which of its settings wait for a restart
     /// (the rest of `new` applies now).
-    fn note_restart_needed(&mut self, new: &Config) {
+    pub(super) fn note_restart_needed(&mut self, new: &Config) {
         let keys = config::restart_needed(&self.started, new);
         if keys != self.restart_needed {
             if keys.is_empty() {

@@ -9,12 +9,15 @@
 //! the `event` vocabulary), and answered. A change that fails validation
 //! changes nothing.
 
+mod clustered;
 mod controller;
 mod diff;
+pub mod document;
 mod edit;
 mod history;
 mod persist;
 mod resolve;
+mod shared;
 mod watch;
 
 use std::net::SocketAddr;
@@ -31,6 +34,7 @@ pub use crate::api::Applied;
 pub use crate::event::ChangeSource;
 pub use edit::{apply as apply_edit, Edit, EditError};
 pub use resolve::{Resolve, SystemResolver};
+pub use shared::{BoxFuture, ShareError, Shared, SharedDocument, SharedState};
 pub use watch::watch_file;
 
 use crate::api::Mutation;
@@ -66,6 +70,19 @@ pub enum Change {
         pool: String,
         addr: SocketAddr,
         drain: bool,
+    },
+    /// A revision of the cluster's shared document (`[cluster]`): applied
+    /// like a reload, and this replica's file rewritten to match. The
+    /// revision served now is applied again when the table holds a local
+    /// fallback (so it is dropped).
+    Shared(SharedDocument),
+    /// Set a route's split in this replica's table only, not stored in the
+    /// cluster: the rollout engine's fall-back to stable while the store
+    /// is unreachable. The next revision applied replaces it.
+    LocalFallback {
+        route: String,
+        split: Vec<(String, u32)>,
+        reason: String,
     },
 }
 
@@ -112,6 +129,13 @@ pub enum ChangeError {
     Config(Arc<ConfigError>),
     #[error("the controller has stopped")]
     Stopped,
+    /// With `[cluster]`: the change cannot be stored in the cluster now
+    /// (etcd unreachable, or not synchronised yet); nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A rollout write by a replica that is no longer the cluster's leader.
+    #[error("this replica is no longer the cluster's leader; the change was not stored")]
+    NotLeader,
 }
 
 /// The outcome of the latest reload attempt.
@@ -143,6 +167,8 @@ enum Command {
     },
     /// An event that changed no table (a rollout's judgement).
     Record(Event),
+    /// From now on, changes go through this store (`[cluster]`).
+    Attach(Arc<dyn Shared>),
 }
 
 /// A cheap, cloneable handle to the controller.
@@ -153,6 +179,7 @@ pub struct ControlHandle {
     status: tokio_watch::Receiver<ReloadStatus>,
     /// Set, with the reason, if the controller task ever dies.
     stopped: Arc<std::sync::OnceLock<String>>,
+    shared: tokio_watch::Receiver<SharedState>,
 }
 
 impl ControlHandle {
@@ -223,6 +250,17 @@ impl ControlHandle {
     pub fn stopped(&self) -> Option<&str> {
         self.stopped.get().map(String::as_str)
     }
+
+    /// Sends every change through `store` from now on (`[cluster]`).
+    pub async fn attach(&self, store: Arc<dyn Shared>) {
+        // A stopped controller changes nothing anyway.
+        let _ = self.tx.send(Command::Attach(store)).await;
+    }
+
+    /// The cluster revision served, a local fallback, the last conflict.
+    pub fn shared_state(&self) -> tokio_watch::Receiver<SharedState> {
+        self.shared.clone()
+    }
 }
 
 /// Builds the first table from `config` and starts the controller task on
@@ -240,7 +278,7 @@ pub fn spawn_with(
     resolver: Arc<dyn Resolve>,
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 ) -> ControlHandle {
-    let (controller, table, status) =
+    let (controller, table, status, shared) =
         controller::Controller::new(config, path, text, resolver, telemetry);
     let (tx, rx) = mpsc::channel(64);
     let stopped = report_panic(tokio::spawn(controller.run(rx)));
@@ -249,6 +287,7 @@ pub fn spawn_with(
         table,
         status,
         stopped,
+        shared,
     }
 }
 

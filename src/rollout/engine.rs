@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::coordinate::{delta, Snapshot};
 use super::judge::{self, Verdict};
 use super::shadow::step::StepEnd;
 use super::state::{now_rfc3339, unix_ms};
 use super::{Command, Judgement, Live, Phase, Rollouts, Saved};
 use crate::config::RolloutConfig;
-use crate::control::Change;
+use crate::control::{Change, ChangeError};
 use crate::event::{Action, ChangeSource, Event, Outcome};
 use crate::stats::{clock, Stats};
 use crate::table::TableWatch;
@@ -27,7 +28,12 @@ impl Rollouts {
         self.control.record(ev).await;
     }
 
-    pub(super) async fn set_weight(&self, route: &str, cfg: &RolloutConfig, canary: u32) -> bool {
+    pub(super) async fn set_weight(
+        &self,
+        route: &str,
+        cfg: &RolloutConfig,
+        canary: u32,
+    ) -> Result<(), ChangeError> {
         let split = vec![
             (cfg.stable.clone(), 100 - canary),
             (cfg.canary.clone(), canary),
@@ -41,10 +47,57 @@ impl Rollouts {
             .change(ChangeSource::Rollout, None, change)
             .await
         {
-            Ok(_) => true,
+            Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(%route, error = %e, "the rollout could not set the split");
-                false
+                Err(e)
+            }
+        }
+    }
+
+    /// `[cluster]`: the final split must be stored in the cluster. While
+    /// the store is unreachable a rollback falls back to stable on this
+    /// replica at once (and says so) and the write is retried until it
+    /// lands; a promotion just waits. `false`: this replica no longer
+    /// leads (the new leader decides; nothing is finished here).
+    async fn settle(&self, route: &str, cfg: &RolloutConfig, promoted: bool) -> bool {
+        let weight = if promoted { 100 } else { 0 };
+        let mut fell_back = false;
+        loop {
+            match self.set_weight(route, cfg, weight).await {
+                Ok(()) => return true,
+                Err(ChangeError::NotLeader) => return false,
+                Err(ChangeError::Unavailable(why)) if self.coordinator().is_some() => {
+                    if !promoted && !fell_back {
+                        fell_back = true;
+                        let change = Change::LocalFallback {
+                            route: route.to_owned(),
+                            split: vec![(cfg.stable.clone(), 100), (cfg.canary.clone(), 0)],
+                            reason: format!(
+                                "rolled back to {} on this replica only: the cluster's store \
+                                 is unreachable ({why}); the rollback is stored when it answers",
+                                cfg.stable
+                            ),
+                        };
+                        if let Err(e) = self
+                            .control
+                            .change(ChangeSource::Rollout, None, change)
+                            .await
+                        {
+                            tracing::error!(%route, error = %e, "local fall-back to stable failed");
+                        }
+                    }
+                    if self.coordinator().is_some_and(|c| c.leads().is_err()) {
+                        return false;
+                    }
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                }
+                // Without a cluster, or refused for another reason: as
+                // before, the rollout ends with what the table has.
+                Err(_) => return true,
             }
         }
     }
@@ -57,8 +110,10 @@ impl Rollouts {
         promoted: bool,
         reason: String,
     ) {
-        self.set_weight(route, cfg, if promoted { 100 } else { 0 })
-            .await;
+        if !self.settle(route, cfg, promoted).await {
+            self.hand_over(route);
+            return;
+        }
         let (action, result) = if promoted {
             (Action::RolloutPromote, "promoted")
         } else {
@@ -79,6 +134,48 @@ impl Rollouts {
                 .increment(1);
         }
         self.event(route, action, reason).await;
+    }
+
+    /// This replica stopped leading: its task ends, the leader resumes the
+    /// rollout from the cluster's stored progress.
+    pub(super) fn hand_over(&self, route: &str) {
+        tracing::info!(%route, "this replica no longer leads the cluster; the new leader drives the rollout");
+        self.update(route, |e| {
+            e.tx = None;
+            e.status.reason = Some("handed over to the cluster's new leader".into());
+        });
+    }
+
+    /// The canary's and stable's counts since the step began: this
+    /// replica's windows, or with `[cluster]` the sum over every replica
+    /// since `base` (`None`: the store cannot be read; hold).
+    async fn counts(
+        &self,
+        route: &str,
+        cfg: &RolloutConfig,
+        started: Instant,
+        base: &mut Option<(Snapshot, Snapshot)>,
+    ) -> Option<(Stats, Stats)> {
+        let Some(c) = self.coordinator() else {
+            let table = self.control.table().load();
+            let window = |name: &str| {
+                table
+                    .window(route, name)
+                    .map(|w| w.since(clock::secs(started), clock::secs(Instant::now())))
+                    .unwrap_or_default()
+            };
+            return Some((window(&cfg.canary), window(&cfg.stable)));
+        };
+        let canary = c.snapshot(route, &cfg.canary).await.ok()?;
+        let stable = c.snapshot(route, &cfg.stable).await.ok()?;
+        match base {
+            Some((bc, bs)) => Some((delta(&canary, bc), delta(&stable, bs))),
+            None => {
+                // The step's first reading is its baseline.
+                *base = Some((canary, stable));
+                Some((Stats::default(), Stats::default()))
+            }
+        }
     }
 
     pub(super) async fn run(
@@ -107,6 +204,10 @@ impl Rollouts {
             };
             if judge_now {
                 next_judgement = Instant::now() + tick;
+            }
+            if self.coordinator().is_some_and(|c| c.leads().is_err()) {
+                self.hand_over(&run.route);
+                return;
             }
             if run.follow_config().await == Flow::Done {
                 return;
@@ -145,12 +246,15 @@ struct Run<'a> {
     started: Instant,
     /// Failed checks in a row (`failure_threshold`).
     failed: u32,
+    /// `[cluster]`: every replica's counts when the step began.
+    base: Option<(Snapshot, Snapshot)>,
 }
 
 impl<'a> Run<'a> {
     /// Sets the (saved) step's split and says so, after the shadow step
     /// when a fresh start has one; `None` when the route has no
-    /// `[routes.rollout]` any more or the shadow step ended the rollout.
+    /// `[routes.rollout]` any more, the shadow step ended the rollout, or
+    /// (`[cluster]`) this replica does not lead.
     async fn begin(
         rollouts: &'a Rollouts,
         route: String,
@@ -175,6 +279,7 @@ impl<'a> Run<'a> {
             paused: saved.paused,
             started,
             failed: 0,
+            base: None,
         };
         // A fresh start with a shadow step judges the canary on copies first.
         let fresh = run.step == 0 && ago < run.cfg.step_interval;
@@ -190,9 +295,12 @@ impl<'a> Run<'a> {
                 e.status.canary_weight = weight;
             });
         }
-        rollouts
-            .set_weight(&run.route, &run.cfg, run.cfg.steps[run.step])
-            .await;
+        let first = run.cfg.steps[run.step];
+        if let Err(ChangeError::NotLeader) = rollouts.set_weight(&run.route, &run.cfg, first).await
+        {
+            rollouts.hand_over(&run.route);
+            return None;
+        }
         let (action, what) = if fresh && !shadowed {
             (Action::RolloutStart, "started")
         } else {
@@ -250,6 +358,7 @@ impl<'a> Run<'a> {
             Command::Resume if self.paused => {
                 self.paused = false;
                 self.started = Instant::now();
+                self.base = None;
                 self.failed = 0;
                 let ms = unix_ms(SystemTime::now());
                 self.rollouts.update(&self.route, |e| {
@@ -274,30 +383,34 @@ impl<'a> Run<'a> {
     }
 
     /// Looks at the table in force: a canary with no available backend
-    /// ends the rollout at once; at a judgement, the step's windows are
-    /// judged and acted on.
+    /// ends the rollout at once; at a judgement, the step's counts (this
+    /// replica's windows, or with `[cluster]` every replica's) are judged
+    /// and acted on.
     async fn step(&mut self, tables: &TableWatch, judge_now: bool) -> Flow {
-        let table = tables.load();
-        let canary_up = table
-            .pools()
-            .iter()
-            .find(|p| *p.name == *self.cfg.canary)
-            .is_some_and(|p| p.backends.iter().any(|b| b.is_available()));
+        let (canary_up, has_route) = {
+            let table = tables.load();
+            let up = table
+                .pools()
+                .iter()
+                .find(|p| *p.name == *self.cfg.canary)
+                .is_some_and(|p| p.backends.iter().any(|b| b.is_available()));
+            (up, table.routes().iter().any(|r| *r.name == *self.route))
+        };
         if !canary_up {
             let why = format!("canary pool {:?} has no available backend", self.cfg.canary);
             return self.finish(false, why).await;
         }
-        if !judge_now || !table.routes().iter().any(|r| *r.name == *self.route) {
+        if !judge_now || !has_route {
             return Flow::Continue;
         }
-        let window = |name: &str| {
-            table
-                .window(&self.route, name)
-                .map(|w| w.since(clock::secs(self.started), clock::secs(Instant::now())))
-                .unwrap_or_default()
+        let counts = self
+            .rollouts
+            .counts(&self.route, &self.cfg, self.started, &mut self.base)
+            .await;
+        let Some((canary, stable)) = counts else {
+            // The cluster's counts cannot be read: the rollout holds.
+            return Flow::Continue;
         };
-        let (canary, stable) = (window(&self.cfg.canary), window(&self.cfg.stable));
-        drop(table);
         self.judge(&canary, &stable).await
     }
 
@@ -328,10 +441,7 @@ impl<'a> Run<'a> {
             .update(&self.route, |e| e.status.last = Some(judgement));
         match verdict {
             Verdict::Hold => Flow::Continue,
-            Verdict::Advance => {
-                self.advance(canary).await;
-                Flow::Continue
-            }
+            Verdict::Advance => self.advance(canary).await,
             Verdict::Done => {
                 let why = format!(
                     "every step passed; the last with {} requests, error rate {:.4}",
@@ -358,13 +468,26 @@ impl<'a> Run<'a> {
     }
 
     /// The step passed: the next step's split, a fresh window.
-    async fn advance(&mut self, canary: &Stats) {
-        self.step += 1;
-        let weight = self.cfg.steps[self.step];
-        self.rollouts
+    async fn advance(&mut self, canary: &Stats) -> Flow {
+        let weight = self.cfg.steps[self.step + 1];
+        match self
+            .rollouts
             .set_weight(&self.route, &self.cfg, weight)
-            .await;
+            .await
+        {
+            Ok(()) => {}
+            Err(ChangeError::NotLeader) => {
+                self.rollouts.hand_over(&self.route);
+                return Flow::Done;
+            }
+            // [cluster] store unreachable: hold at this step, judged again
+            // (and written) at the next tick.
+            Err(ChangeError::Unavailable(_)) => return Flow::Continue,
+            Err(_) => {}
+        }
+        self.step += 1;
         self.started = Instant::now();
+        self.base = None;
         let ms = unix_ms(SystemTime::now());
         let step = self.step;
         self.rollouts.update(&self.route, |e| {
@@ -383,5 +506,6 @@ impl<'a> Run<'a> {
             self.cfg.canary
         );
         self.event(Action::RolloutStep, detail).await;
+        Flow::Continue
     }
 }

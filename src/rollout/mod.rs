@@ -12,6 +12,7 @@
 //! `<config>.rollout.json`, written atomically at every change, so a
 //! restarted switchyard resumes a rollout at the step it was on.
 
+pub mod coordinate;
 mod engine;
 pub mod judge;
 pub mod shadow;
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 // A poisoned lock only says another thread panicked while holding it; the
 // rollout table is plain data that stays consistent, so it is used as is.
 use std::sync::PoisonError;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -97,6 +98,9 @@ pub enum RolloutError {
         percent: u32,
         first: u32,
     },
+    /// `[cluster]`: only the leader drives rollouts.
+    #[error("rollouts are driven by the cluster's leader, not this replica: {0}")]
+    NotLeader(String),
 }
 
 /// How long an operator command waits for the task to act on it before
@@ -130,6 +134,9 @@ pub struct Rollouts {
     /// Bumped by every `update`, so that a command can wait for the task
     /// to have acted on it.
     updated: watch::Sender<u64>,
+    /// `[cluster]`: leadership, the cluster's traffic and the shared
+    /// progress (set once the replica joined).
+    coordinator: OnceLock<Arc<dyn coordinate::Coordinator>>,
 }
 
 /// The canary pool's share of `route`'s split, in percent.
@@ -164,7 +171,46 @@ impl Rollouts {
             flips: Mutex::new(HashMap::new()),
             shutdown,
             updated: watch::Sender::new(0),
+            coordinator: OnceLock::new(),
         })
+    }
+
+    /// From now on rollouts run only while this replica leads, judge the
+    /// cluster's traffic and keep their progress in the cluster.
+    pub fn coordinate(&self, c: Arc<dyn coordinate::Coordinator>) {
+        // Set once, when the replica joins; a second call changes nothing.
+        let _ = self.coordinator.set(c);
+    }
+
+    pub(super) fn coordinator(&self) -> Option<&Arc<dyn coordinate::Coordinator>> {
+        self.coordinator.get()
+    }
+
+    /// `Err` on a replica that does not lead its cluster.
+    fn leads(&self) -> Result<(), RolloutError> {
+        match self.coordinator() {
+            Some(c) => c.leads().map_err(RolloutError::NotLeader),
+            None => Ok(()),
+        }
+    }
+
+    /// Resumes the rollouts of `saved` that are not running here (the
+    /// cluster's, when this replica becomes its leader).
+    pub fn resume(self: &Arc<Self>, saved: HashMap<String, Saved>) {
+        for (route, s) in saved {
+            let table = self.control.table().load();
+            match lookup(&table, &route) {
+                Some((_, Some(cfg))) if s.step < cfg.steps.len() => {
+                    tracing::info!(%route, step = s.step, "resuming the rollout at its step");
+                    if let Err(e) = self.spawn(route, &cfg, s) {
+                        tracing::debug!(error = %e, "rollout not resumed");
+                    }
+                }
+                _ => {
+                    tracing::warn!(%route, "dropping a stored rollout: the route or its [routes.rollout] is gone")
+                }
+            }
+        }
     }
 
     /// Resumes the rollouts the state file says were in progress, each at
@@ -191,6 +237,7 @@ impl Rollouts {
 
     /// Starts the rollout of `route` at its first step.
     pub fn start(self: &Arc<Self>, route: &str) -> Result<RolloutStatus, RolloutError> {
+        self.leads()?;
         let table = self.control.table().load();
         let cfg = match lookup(&table, route) {
             None => return Err(RolloutError::NoRoute(route.into())),
@@ -218,6 +265,7 @@ impl Rollouts {
 
     /// Sends an operator command to the running rollout of `route`.
     pub fn command(&self, route: &str, cmd: Command) -> Result<(), RolloutError> {
+        self.leads()?;
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = entries
             .get(route)

@@ -56,7 +56,6 @@ impl Rollouts {
     /// `save` with the entries already locked, so that the file never
     /// lags behind what the API shows.
     pub(super) fn save_locked(&self, entries: &HashMap<String, Entry>) {
-        let Some(path) = &self.state_file else { return };
         let state: HashMap<String, Saved> = entries
             .iter()
             .filter(|(_, e)| e.tx.is_some())
@@ -70,6 +69,13 @@ impl Rollouts {
                 (r.clone(), saved)
             })
             .collect();
+        // [cluster]: the leader's progress is the cluster's (fenced there).
+        if let Some(c) = self.coordinator() {
+            if c.leads().is_ok() {
+                c.save(state.clone());
+            }
+        }
+        let Some(path) = &self.state_file else { return };
         if let Err(e) = write_state(path, &state) {
             tracing::warn!(file = %path.display(), error = %e, "cannot write the rollout state file; a restart would not resume");
         }

@@ -177,6 +177,10 @@ pub fn start_with_resolver(
     let telemetry = config.admin.metrics.then(Telemetry::new);
     let metrics_open = config.admin.metrics_open;
     let guard = admin::guard::Guard::new(&config.admin.allowed_hosts);
+    let cluster_cfg = config.cluster.clone();
+    let seed = cluster_cfg
+        .as_ref()
+        .map(|_| control::document::shared(&source.text).unwrap_or_default());
     let control = control::spawn_with(
         config,
         source.path.clone(),
@@ -267,8 +271,22 @@ pub fn start_with_resolver(
         source.path.as_deref(),
         shutdown.clone(),
     );
-    // A rollout in progress before a restart resumes at its step.
-    rollouts.resume_saved();
+    let cluster = match (cluster_cfg, seed) {
+        // The cluster's rollouts resume on its leader, from the cluster.
+        (Some(cfg), Some(seed)) => Some(join_cluster(
+            cfg,
+            seed,
+            admin_addr,
+            control.clone(),
+            rollouts.clone(),
+            shutdown.clone(),
+        )),
+        _ => {
+            // A rollout in progress before a restart resumes at its step.
+            rollouts.resume_saved();
+            None
+        }
+    };
     let admin = Arc::new(Admin {
         rollouts,
         control: control.clone(),
@@ -280,6 +298,7 @@ pub fn start_with_resolver(
         metrics_open,
         tls: certs.clone(),
         guard,
+        cluster,
     });
     tokio::spawn(admin::serve(listeners.admin, admin));
     if let Some(path) = source.path {
@@ -305,4 +324,41 @@ pub fn start_with_resolver(
         workers: done,
         access,
     })
+}
+
+/// Joins the cluster in the background (serving never waits for etcd):
+/// the controller serves the local file until the cluster's revision
+/// arrives, and refuses changes (503) until then. The membership ends
+/// (its lease revoked) at shutdown.
+fn join_cluster(
+    cfg: crate::config::ClusterConfig,
+    seed: String,
+    admin_addr: SocketAddr,
+    control: ControlHandle,
+    rollouts: Arc<crate::rollout::Rollouts>,
+    shutdown: CancellationToken,
+) -> admin::cluster::Slot {
+    let slot = admin::cluster::Slot::default();
+    let out = slot.clone();
+    tokio::spawn(async move {
+        let start = crate::cluster::Start {
+            seed,
+            admin: Some(admin_addr.to_string()),
+        };
+        let mut cluster = match crate::cluster::Cluster::start(&cfg, start, &shutdown).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot join the cluster; serving the local file, changes are refused");
+                return;
+            }
+        };
+        tracing::info!(instance = cluster.instance(), prefix = %cfg.prefix, "joining the cluster");
+        cluster.attach(control.clone());
+        cluster.drive(control, rollouts);
+        // Set once: nothing else writes the slot.
+        let _ = out.set(cluster.view());
+        shutdown.cancelled().await;
+        cluster.stop().await;
+    });
+    slot
 }

@@ -31,6 +31,7 @@ pub mod load;
 pub mod paths;
 pub mod python;
 pub mod release;
+pub mod replica;
 pub mod rolling;
 pub mod route;
 pub mod tls;

@@ -11,7 +11,7 @@ use super::reply::{decode, json_response, read_json, tagged, ApiError};
 use super::Call;
 use crate::admin::Admin;
 use crate::api::{
-    ErrorBody, FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, Insufficient,
+    ErrorBody, FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HistoryScope, Insufficient,
     MutationEndpoint, RolloutAccepted, RolloutCommand, VerifyRequest,
 };
 use crate::control::ChangeSource;
@@ -26,8 +26,25 @@ pub async fn status(admin: &Admin, _: Call<'_>) -> Result {
 
 pub async fn history(admin: &Admin, call: Call<'_>) -> Result {
     let query = HistoryQuery::parse(call.query)?;
-    let events = admin.control.history(query.limit).await;
-    Ok(json_response(StatusCode::OK, &HistoryAnswer { events }))
+    // With [cluster]: the cluster's history, every replica's events.
+    let answer = match crate::admin::cluster::history(admin.cluster.as_ref(), query.limit).await {
+        Some(Ok(events)) => HistoryAnswer {
+            events,
+            scope: Some(HistoryScope::Cluster),
+            cluster_error: None,
+        },
+        Some(Err(e)) => HistoryAnswer {
+            events: admin.control.history(query.limit).await,
+            scope: Some(HistoryScope::Replica),
+            cluster_error: Some(e),
+        },
+        None => HistoryAnswer {
+            events: admin.control.history(query.limit).await,
+            scope: None,
+            cluster_error: None,
+        },
+    };
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 /// Every `api::Mutation`: read it, ask the controller, answer `Applied`.

@@ -52,6 +52,8 @@ impl From<ChangeError> for ApiError {
             ChangeError::Superseded(_) => ErrorCode::Superseded,
             ChangeError::Invalid(_) | ChangeError::Config(_) => ErrorCode::InvalidChange,
             ChangeError::Stopped => ErrorCode::ShuttingDown,
+            ChangeError::Unavailable(_) => ErrorCode::ClusterUnavailable,
+            ChangeError::NotLeader => ErrorCode::NotLeader,
         };
         ApiError::new(code, e.to_string())
     }
@@ -65,6 +67,7 @@ impl From<RolloutError> for ApiError {
             RolloutError::Running(_) => ErrorCode::RolloutRunning,
             RolloutError::NotRunning(_) => ErrorCode::NoRolloutRunning,
             RolloutError::CanaryAhead { .. } => ErrorCode::CanaryAhead,
+            RolloutError::NotLeader(_) => ErrorCode::NotLeader,
         };
         ApiError::new(code, e.to_string())
     }

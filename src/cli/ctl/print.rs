@@ -2,7 +2,9 @@
 //! prints them as they came instead).
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
-use switchyard::api::{Applied, HistoryAnswer, RolloutStatus, Split, Status};
+use switchyard::api::{
+    Applied, ClusterStatus, HistoryAnswer, HistoryScope, RolloutStatus, Split, Status,
+};
 
 /// ` (generation 4, written to the file)`.
 pub fn suffix(a: &Applied) -> String {
@@ -12,7 +14,13 @@ pub fn suffix(a: &Applied) -> String {
         None => "",
     };
     let changed = if a.changed { "" } else { ", no change" };
-    format!(" (generation {}{changed}{persisted})", a.generation)
+    let revision = a
+        .revision
+        .map_or_else(String::new, |r| format!(", cluster revision {r}"));
+    format!(
+        " (generation {}{revision}{changed}{persisted})",
+        a.generation
+    )
 }
 
 /// `blue 75 (75%), canary 25 (25%)`; `-` for no split.
@@ -116,6 +124,55 @@ pub fn status(s: &Status) {
             f.route, f.to, f.phase
         );
     }
+    if let Some(c) = &s.cluster {
+        cluster(c);
+    }
+}
+
+/// The `[cluster]` part of the status: leader, revision, store, members.
+fn cluster(c: &ClusterStatus) {
+    if !c.joined {
+        println!("cluster: not joined yet (serving the local file; changes are refused)");
+        return;
+    }
+    let store = match (&c.store.reachable, &c.store.error) {
+        (true, _) => "reachable".to_owned(),
+        (false, e) => format!("UNREACHABLE ({})", e.as_deref().unwrap_or("no answer")),
+    };
+    println!(
+        "cluster: {} ({}), leader {}, revision {} (applied here {}), store {store}",
+        c.instance.as_deref().unwrap_or("?"),
+        c.role.map_or("?", |r| r.as_str()),
+        c.leader.as_deref().unwrap_or("none"),
+        c.revision,
+        c.applied_revision,
+    );
+    if c.seeded_here == Some(false) {
+        println!("the cluster's configuration won over this replica's file");
+    }
+    for note in [&c.local_override, &c.conflict, &c.error]
+        .into_iter()
+        .flatten()
+    {
+        println!("{note}");
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "member",
+        "applied revision",
+        "last seen (unix ms)",
+        "state",
+    ]);
+    for m in &c.members {
+        let state = if m.stale { "STALE" } else { "current" };
+        t.add_row([
+            m.instance.clone(),
+            m.applied_revision.to_string(),
+            m.last_seen_ms.to_string(),
+            state.to_owned(),
+        ]);
+    }
+    println!("{t}");
 }
 
 /// `blue 90, canary 10`: the weights only, pools without weight left out.
@@ -137,10 +194,22 @@ fn split_short(split: Option<&Split>) -> String {
 /// still too long wrapped inside its cell rather than across the screen).
 pub fn history(h: &HistoryAnswer, width: Option<usize>) {
     use comfy_table::ContentArrangement;
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header([
+    if h.scope == Some(HistoryScope::Replica) {
+        println!(
+            "this replica's events only: the cluster's history cannot be read ({})",
+            h.cluster_error.as_deref().unwrap_or("no answer")
+        );
+    }
+    // With [cluster], each event names the replica that made it.
+    let clustered = h.scope.is_some();
+    let mut header = vec![
         "time", "gen", "source", "action", "target", "change", "result",
-    ]);
+    ];
+    if clustered {
+        header.insert(1, "instance");
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header);
     if let Some(w) = width {
         t.set_content_arrangement(ContentArrangement::Dynamic)
             .set_width(u16::try_from(w).unwrap_or(u16::MAX));
@@ -174,7 +243,7 @@ pub fn history(h: &HistoryAnswer, width: Option<usize>) {
         if e.persisted == Some(false) {
             result.push_str(" (not persisted)");
         }
-        t.add_row([
+        let mut row = vec![
             time.to_owned(),
             e.generation.to_string(),
             e.source.to_string(),
@@ -182,7 +251,11 @@ pub fn history(h: &HistoryAnswer, width: Option<usize>) {
             target.to_owned(),
             change,
             result,
-        ]);
+        ];
+        if clustered {
+            row.insert(1, e.instance.clone().unwrap_or_default());
+        }
+        t.add_row(row);
     }
     println!("{t}");
 }

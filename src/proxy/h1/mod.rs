@@ -21,11 +21,14 @@
 //! server (the bytes already read go first); hyper stays the tool there,
 //! and for the admin API.
 
+mod answer;
+mod attempt;
 mod chunked;
 mod exchange;
 pub(crate) mod head;
 pub mod pool;
 mod relay;
+mod view;
 mod write;
 
 use std::future::Future;

@@ -120,19 +120,14 @@ async fn length<S: ClientIo>(
     n: u64,
     tap: &mut Option<&mut Tap>,
 ) -> Step {
-    let here = &s.up[s.resp.len..];
-    let take = here.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-    let clean = here.len() == take;
-    seen(tap, &here[..take]);
-    write::write_two(io, &s.out, &here[..take]).await?;
-    let mut left = n - take as u64;
-    while left > 0 {
-        let got = refill(up, s, left).await?;
-        seen(tap, &s.up[..got]);
-        write::send(io, &s.up[..got]).await?;
-        left -= got as u64;
-    }
-    Ok((n, clean))
+    let mut left = n;
+    pass(io, up, s, |bytes| {
+        let take = bytes.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        seen(tap, &bytes[..take]);
+        left -= take as u64;
+        Ok((take, left))
+    })
+    .await
 }
 
 /// A chunked body passed through as it is, validated, up to its end.
@@ -144,14 +139,33 @@ async fn chunked<S: ClientIo>(
     tap: &mut Option<&mut Tap>,
 ) -> Step {
     let mut c = Chunked::new(max_trailers);
+    pass(io, up, s, |bytes| {
+        let used = c.advance(bytes, |d| seen(tap, d)).map_err(invalid)?;
+        Ok((used, if c.done() { 0 } else { u64::MAX }))
+    })
+    .await
+}
+
+/// Copies a body that passes unchanged: the bytes after the head go with
+/// it, then the backend's reads, each cut by `take` (which sees the bytes
+/// at hand and answers how many belong to the body and how many more are
+/// wanted: 0 when it has ended, `u64::MAX` when the framing does not say).
+/// A read is never larger than what is wanted, so bytes past the body mean
+/// the backend sent more than its framing (the connection is not clean).
+async fn pass<S: ClientIo>(
+    io: &mut S,
+    up: &mut Conn,
+    s: &mut Scratch,
+    mut take: impl FnMut(&[u8]) -> std::io::Result<(usize, u64)>,
+) -> Step {
     let here = &s.up[s.resp.len..];
-    let used = c.advance(here, |d| seen(tap, d)).map_err(invalid)?;
+    let (mut used, mut want) = take(here)?;
     let mut clean = used == here.len();
     write::write_two(io, &s.out, &here[..used]).await?;
     let mut total = used as u64;
-    while !c.done() {
-        let got = refill(up, s, u64::MAX).await?;
-        let used = c.advance(&s.up[..got], |d| seen(tap, d)).map_err(invalid)?;
+    while want > 0 {
+        let got = refill(up, s, want).await?;
+        (used, want) = take(&s.up[..got])?;
         clean = used == got;
         write::send(io, &s.up[..used]).await?;
         total += used as u64;

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::{check, decide};
 use crate::config::{RolloutConfig, ShadowStepConfig};
+use crate::control::ChangeError;
 use crate::event::Action;
 use crate::rollout::judge::Verdict;
 use crate::rollout::state::unix_ms;
@@ -106,7 +107,10 @@ impl Rollouts {
             return StepEnd::Over;
         };
         // Nobody is answered by the canary during the step.
-        self.set_weight(route, cfg, 0).await;
+        if let Err(ChangeError::NotLeader) = self.set_weight(route, cfg, 0).await {
+            self.hand_over(route);
+            return StepEnd::Over;
+        }
         let stepping = Stepping(handles);
         stepping.0.set_stepping(true);
         let started = Instant::now();
