@@ -6,23 +6,17 @@
 
 mod support;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use switchyard::shadow::Kind;
 use switchyard::stats::clock;
 use switchyard::stats::shadow::{Dropped, ShadowStats};
 use switchyard::table::RoutingTable;
 
 use support::backend::Traffic;
+use support::shadow::{discounted, mirrored, price, quotes, JSON_MIRROR};
 use support::{client, eventually, get, send, TestBackend, TestProxy};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -36,10 +30,6 @@ fn window(table: &RoutingTable) -> ShadowStats {
         .expect("route r has an active mirror");
     let now = clock::secs(tokio::time::Instant::now());
     target.handles.window().last(now, 120)
-}
-
-fn mirrored(pools: &str, mirror: &str) -> String {
-    format!("{pools}[[routes]]\nname = \"r\"\nsplit = {{ blue = 100 }}\nmirror = {mirror}\n")
 }
 
 /// Both HTTP/1 engines run every case (`server.http1`).
@@ -67,19 +57,13 @@ on_both_paths!(
     one_changed_json_field_is_caught_at_its_share_and_ignored_fields_are_ignored,
 );
 
-fn pools(engine: &str, blue: SocketAddr, green: SocketAddr) -> String {
-    format!(
-        "[server]\nhttp1 = \"{engine}\"\nupstream_timeout = \"30s\"\n\
-         [pools.blue]\nbackends = [\"{blue}\"]\nhealth = {{ enabled = false }}\n\
-         [pools.green]\nbackends = [\"{green}\"]\nhealth = {{ enabled = false }}\n"
-    )
-}
-
 async fn a_copy_arrives_marked_and_the_client_gets_only_the_primary_answer(engine: &str) {
     let blue = TestBackend::start("blue").await;
     let green = TestBackend::start("green").await;
     let proxy = TestProxy::start(&mirrored(
-        &pools(engine, blue.addr, green.addr),
+        engine,
+        blue.addr,
+        green.addr,
         "{ pool = \"green\", percent = 100 }",
     ))
     .await;
@@ -120,8 +104,8 @@ async fn a_copy_arrives_marked_and_the_client_gets_only_the_primary_answer(engin
 async fn unsafe_methods_are_copied_only_when_listed_and_the_body_limit_holds(engine: &str) {
     let blue = TestBackend::start("blue").await;
     let green = TestBackend::start("green").await;
-    let p = pools(engine, blue.addr, green.addr);
-    let proxy = TestProxy::start(&mirrored(&p, "{ pool = \"green\" }")).await;
+    let mirror = "{ pool = \"green\" }";
+    let proxy = TestProxy::start(&mirrored(engine, blue.addr, green.addr, mirror)).await;
     let c = client();
     let url = proxy.url("/upload");
     assert_eq!(send(&c, "POST", &url, &[], "12345").await.text(), "5");
@@ -135,7 +119,9 @@ async fn unsafe_methods_are_copied_only_when_listed_and_the_body_limit_holds(eng
 
     proxy
         .reload(&mirrored(
-            &p,
+            engine,
+            blue.addr,
+            green.addr,
             "{ pool = \"green\", methods = [\"GET\", \"POST\"], max_body_bytes = 10 }",
         ))
         .await;
@@ -165,8 +151,8 @@ async fn a_mirror_that_hangs_or_is_down_never_reaches_the_client(engine: &str) {
     let blue = TestBackend::start("blue").await;
     let green = TestBackend::start("green").await;
     green.set_traffic(Traffic::Hang);
-    let p = pools(engine, blue.addr, green.addr);
-    let proxy = TestProxy::start(&mirrored(&p, "{ pool = \"green\" }")).await;
+    let mirror = "{ pool = \"green\" }";
+    let proxy = TestProxy::start(&mirrored(engine, blue.addr, green.addr, mirror)).await;
     let c = client();
     for i in 0..5 {
         // The mirror never answers (the upstream timeout is 30 s): a
@@ -192,10 +178,7 @@ async fn a_mirror_that_hangs_or_is_down_never_reaches_the_client(engine: &str) {
         .local_addr()
         .unwrap();
     proxy
-        .reload(&mirrored(
-            &pools(engine, blue.addr, closed),
-            "{ pool = \"green\" }",
-        ))
+        .reload(&mirrored(engine, blue.addr, closed, "{ pool = \"green\" }"))
         .await;
     for i in 0..10 {
         let a = get(&c, &proxy.url(&format!("/d{i}")), &[]).await;
@@ -210,51 +193,13 @@ async fn a_mirror_that_hangs_or_is_down_never_reaches_the_client(engine: &str) {
     .await;
 }
 
-/// A backend answering `/quote/N` with JSON: `{"item": N, "price":
-/// price(N), "generated_at": <a counter>}`; keeps nothing else.
-async fn quotes(price: fn(u64) -> u64) -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let served = Arc::new(AtomicUsize::new(0));
-    let counter = served.clone();
-    support::accept_each(l, move |stream| {
-        let counter = counter.clone();
-        async move {
-            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                let item: u64 = req
-                    .uri()
-                    .path()
-                    .rsplit('/')
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let body = format!(
-                    "{{\"item\": {item}, \"price\": {}, \"generated_at\": {n}}}",
-                    price(item)
-                );
-                async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        }
-    });
-    (addr, served)
-}
-
 async fn one_changed_json_field_is_caught_at_its_share_and_ignored_fields_are_ignored(
     engine: &str,
 ) {
-    let (blue, _) = quotes(|item| 10 + item % 7).await;
+    let (blue, _) = quotes(price).await;
     // The new version discounts every fourth item.
-    let (green, green_served) = quotes(|item| if item % 4 == 0 { 1 } else { 10 + item % 7 }).await;
-    let proxy = TestProxy::start(&mirrored(
-        &pools(engine, blue, green),
-        "{ pool = \"green\", compare = { body = \"json\", ignore = [\"$.generated_at\"], \
-         redact_headers = [\"x-api-key\"] } }",
-    ))
-    .await;
+    let (green, green_served) = quotes(discounted).await;
+    let proxy = TestProxy::start(&mirrored(engine, blue, green, JSON_MIRROR)).await;
     let c = client();
     let n = 2000u64;
     let seen = Arc::new(Mutex::new(0u64));

@@ -91,6 +91,9 @@ const OWN: &[(Method, &str, HandlerFn)] = &[
     (Method::GET, paths::TRAFFIC, |a, c| {
         Box::pin(handlers::traffic(a, c))
     }),
+    (Method::GET, paths::SHADOW, |a, c| {
+        Box::pin(handlers::shadow(a, c))
+    }),
 ];
 
 /// Every endpoint of `/api/v1`.

@@ -2,7 +2,7 @@
 //! Prometheus `/metrics`, the web console's files (`console`) and the JSON
 //! API under `/api/v1/` (`api`: the endpoint table — status, splits, flips
 //! with verification, rollbacks, drains, probes, history, reloads,
-//! rollouts, traffic — whose requests and answers are the `crate::api`
+//! rollouts, traffic, a route's shadow traffic (`shadow`) — whose requests and answers are the `crate::api`
 //! types; `status`, `probe`), every request screened by `guard` (Host,
 //! Origin, body size, content type). It binds loopback unless configured
 //! otherwise, and then validation demands a token; `/health`, `/ready` and
@@ -32,6 +32,7 @@ pub mod cluster;
 mod console;
 pub mod guard;
 mod probe;
+mod shadow;
 mod status;
 
 use api::json_response;

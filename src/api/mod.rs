@@ -21,6 +21,7 @@
 //! | `GET /routes/{route}/rollout` | — | [`RolloutStatus`] |
 //! | `POST /routes/{route}/rollout/{start,pause,resume,promote,abort}` | [`RolloutCommand`] | [`RolloutAccepted`] |
 //! | `GET /traffic?seconds=N` | — | [`Traffic`] |
+//! | `GET /routes/{route}/shadow?seconds=N&samples=N` | [`ShadowQuery`] | [`ShadowAnswer`] |
 //!
 //! Every failure answers an [`ErrorBody`] (`{"error", "detail"}`) with the
 //! status of its [`ErrorCode`]. Path patterns are the constants of
@@ -30,6 +31,7 @@ mod change;
 mod cluster;
 mod error;
 mod rollout;
+mod shadow;
 mod status;
 mod traffic;
 
@@ -42,6 +44,10 @@ pub use error::{ErrorBody, ErrorCode};
 pub use rollout::{
     Check, FlipPhase, FlipStatus, Judgement, Live, Metric, Phase, RolloutAccepted, RolloutCommand,
     RolloutStatus, Thresholds,
+};
+pub use shadow::{
+    MismatchKind, ShadowAnswer, ShadowPool, ShadowQuery, ShadowSample, ShadowSide,
+    ShadowWindowTotals,
 };
 pub use status::{
     Applied, BackendStatus, CertStatus, ControllerStatus, Health, LastReload, PoolStatus,
@@ -74,6 +80,7 @@ pub mod paths {
     pub const ROLLOUT_PROMOTE: &str = "/routes/{route}/rollout/promote";
     pub const ROLLOUT_ABORT: &str = "/routes/{route}/rollout/abort";
     pub const TRAFFIC: &str = "/traffic";
+    pub const SHADOW: &str = "/routes/{route}/shadow";
 }
 
 /// The full path of `pattern` with its parameters filled in, in order:

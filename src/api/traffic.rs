@@ -35,6 +35,11 @@ pub struct RouteTraffic {
     /// Pools with weight, in the order written, then pools without weight
     /// that served this route in the series (forced requests, failover).
     pub pools: Vec<PoolTraffic>,
+    /// Its shadow traffic over the last `recent_seconds` (up to the
+    /// current one), per mirror pool, without samples (those are at
+    /// `GET /routes/{route}/shadow`); empty without shadow traffic.
+    #[serde(default)]
+    pub shadow: Vec<super::ShadowPool>,
 }
 
 /// A route's sticky settings.

@@ -89,6 +89,27 @@ enum CtlCommand {
         action: RolloutAction,
         route: String,
     },
+    /// Shadow traffic: `shadow diff ROUTE` shows the route's shadow
+    /// windows and its latest mismatch samples (secrets redacted).
+    Shadow {
+        #[command(subcommand)]
+        action: ShadowAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShadowAction {
+    /// Copies, comparisons, mismatches by kind, mirror errors, dropped
+    /// copies, p99 of both sides, then the latest mismatched pairs.
+    Diff {
+        route: String,
+        /// Seconds summed (1 to 120).
+        #[arg(long, default_value_t = api::ShadowQuery::DEFAULT.seconds)]
+        seconds: u64,
+        /// Samples shown per pool (0 to 32).
+        #[arg(long, default_value_t = api::ShadowQuery::DEFAULT.samples)]
+        samples: usize,
+    },
 }
 
 #[derive(Args)]
@@ -261,6 +282,22 @@ async fn run(ctl: Ctl) -> ExitCode {
         } => flip(ctl, route, pool, verify).await,
         CtlCommand::RollingUpdate(args) => super::rolling::run(ctl, args).await,
         CtlCommand::Rollout { action, route } => rollout(ctl, *action, route).await,
+        CtlCommand::Shadow {
+            action:
+                ShadowAction::Diff {
+                    route,
+                    seconds,
+                    samples,
+                },
+        } => {
+            let query = api::ShadowQuery {
+                seconds: *seconds,
+                samples: *samples,
+            };
+            let width = super::fit::columns(ctl.wide);
+            let path = query.path(route);
+            show(ctl, Method::GET, &path, None, |a| print::shadow(a, width)).await
+        }
     }
 }
 

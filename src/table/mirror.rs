@@ -17,6 +17,8 @@ use crate::stats::Generation;
 #[derive(Debug)]
 pub struct MirrorTarget {
     pub pool: Arc<Pool>,
+    /// The share copied, in percent (as configured).
+    pub percent: f64,
     /// The share copied, as a bound on a `u32` draw (2^32: all).
     threshold: u64,
     pub copy: Arc<MirrorOptions>,
@@ -34,6 +36,7 @@ impl MirrorTarget {
         let handles = stats.shadow(route, &pool.name);
         MirrorTarget {
             threshold: (percent.clamp(0.0, 100.0) / 100.0 * 4_294_967_296.0).round() as u64,
+            percent,
             pool,
             copy: Arc::new(copy.clone()),
             handles,
@@ -90,6 +93,11 @@ impl RouteMirror {
             Some(s) if s.handles.stepping() => Some(s),
             _ => self.configured.as_ref(),
         }
+    }
+
+    /// The route's `mirror`, whether copies go there now or not.
+    pub fn configured(&self) -> Option<&MirrorTarget> {
+        self.configured.as_ref()
     }
 
     /// The shadow step's target (the rollout engine turns it on and off).

@@ -16,6 +16,8 @@
 //!   that runs until dropped, for the canary engine;
 //! - `python`: the Python of the FastAPI example (uvicorn tests);
 //! - `rolling`: the demo-backend fleet and settings of rolling updates;
+//! - `shadow`: a JSON backend a new version changes in one field, a
+//!   mirrored route;
 //! - `tls`, `webhook`: certificates and TLS set-ups, webhook receivers;
 //! - `etcd`: real etcd nodes on loopback; `cluster`: `[cluster]` replicas
 //!   on them.
@@ -34,6 +36,7 @@ pub mod release;
 pub mod replica;
 pub mod rolling;
 pub mod route;
+pub mod shadow;
 pub mod tls;
 pub mod uvicorn;
 pub mod webhook;

@@ -12,7 +12,7 @@ use super::Call;
 use crate::admin::Admin;
 use crate::api::{
     ErrorBody, FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HistoryScope, Insufficient,
-    MutationEndpoint, RolloutAccepted, RolloutCommand, VerifyRequest,
+    MutationEndpoint, RolloutAccepted, RolloutCommand, ShadowQuery, VerifyRequest,
 };
 use crate::control::ChangeSource;
 use crate::rollout::{Command, VerifySpec};
@@ -161,5 +161,20 @@ pub async fn traffic(admin: &Admin, call: Call<'_>) -> Result {
     let seconds = traffic::series_seconds(call.query).map_err(ErrorBody::bad_request)?;
     let table = admin.control.table().load();
     let answer = traffic::traffic(&table, traffic::now(), seconds);
+    Ok(json_response(StatusCode::OK, &answer))
+}
+
+/// A route's shadow windows and mismatch samples (`admin::shadow`).
+pub async fn shadow(admin: &Admin, call: Call<'_>) -> Result {
+    let route = call.params.get("route");
+    let query = ShadowQuery::parse(call.query).map_err(ErrorBody::bad_request)?;
+    let table = admin.control.table().load();
+    let r = table
+        .routes()
+        .iter()
+        .find(|r| *r.name == *route)
+        .ok_or_else(|| ErrorBody::not_found(format!("route {route:?}")))?;
+    let now = crate::stats::clock::secs(tokio::time::Instant::now());
+    let answer = crate::admin::shadow::answer(&table, r, now, query);
     Ok(json_response(StatusCode::OK, &answer))
 }

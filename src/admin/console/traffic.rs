@@ -2,7 +2,8 @@
 //! does not — per route the settings (sticky, force header, failover, the
 //! rollout plan) and per (route, pool) requests/s, error rate and p99 over
 //! the last seconds with a per-second series for sparklines; per backend
-//! the passive and slow-start state (ejected, ramp, last probe failure).
+//! the passive and slow-start state (ejected, ramp, last probe failure);
+//! per route its shadow windows (`admin::shadow`, without samples).
 //!
 //! Read-only: it reads the current table and the rollout windows, which
 //! the data plane writes with relaxed atomics; nothing here is cached.
@@ -103,6 +104,17 @@ fn route(table: &RoutingTable, r: &Route, now: u64, seconds: u64) -> RouteTraffi
                 step_interval_ms: u64::try_from(c.step_interval.as_millis()).unwrap_or(u64::MAX),
             }),
         pools: weighted,
+        // The shadow windows over the same seconds as the figures above
+        // (with the current one: comparisons land after the answers);
+        // samples come from `/routes/{route}/shadow`.
+        shadow: crate::admin::shadow::pools(
+            r,
+            now,
+            crate::api::ShadowQuery {
+                seconds: RECENT_SECONDS,
+                samples: 0,
+            },
+        ),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use switchyard::api::{
-    Applied, ClusterStatus, HistoryAnswer, HistoryScope, RolloutStatus, Split, Status,
+    Applied, ClusterStatus, HistoryAnswer, HistoryScope, RolloutStatus, ShadowAnswer, Split, Status,
 };
 
 /// ` (generation 4, written to the file)`.
@@ -258,4 +258,123 @@ pub fn history(h: &HistoryAnswer, width: Option<usize>) {
         t.add_row(row);
     }
     println!("{t}");
+}
+
+/// `12 ms`, `-`.
+fn millis(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".into(), |m| format!("{m:.0} ms"))
+}
+
+/// `05:40:12` (UTC) of a Unix-ms time.
+fn time_of_day(at_ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms);
+    let stamp = humantime::format_rfc3339_seconds(t).to_string();
+    stamp.get(11..19).unwrap_or(&stamp).to_owned()
+}
+
+/// `ctl shadow diff ROUTE`: per mirror pool its window, then its latest
+/// mismatch samples. Fitted to `width` (each line cut, headers left out);
+/// with `--wide` or off a terminal every field and the samples' headers.
+pub fn shadow(a: &ShadowAnswer, width: Option<usize>) {
+    use super::super::fit::{choose, fit};
+    let out = |line: &str| println!("{}", fit(line, width));
+    if a.pools.is_empty() {
+        println!(
+            "route {}: no shadow traffic (no mirror and no rollout shadow step)",
+            a.route
+        );
+        return;
+    }
+    for p in &a.pools {
+        let mut how = Vec::new();
+        if let Some(pct) = p.mirror_percent {
+            how.push(format!("mirror {pct}%"));
+        }
+        if let Some(pct) = p.step_percent {
+            how.push(format!("shadow step {pct}%"));
+        }
+        let state = if p.active { "copying now" } else { "idle" };
+        out(&format!(
+            "route {} → {} ({}, {state}), last {} s",
+            a.route,
+            p.pool,
+            how.join(", "),
+            a.seconds
+        ));
+        let w = &p.window;
+        out(&format!(
+            "  mirrored {}  compared {}  mismatched {} ({:.2}%)",
+            w.mirrored,
+            w.compared,
+            w.mismatched,
+            w.mismatch_rate * 100.0
+        ));
+        out(&format!(
+            "  by kind: status_class {}, status {}, body {}; bodies not compared {}",
+            w.mismatched_status_class, w.mismatched_status, w.mismatched_body, w.body_skipped
+        ));
+        out(&format!(
+            "  mirror errors {} + 5xx {} ({:.2}%); dropped: in-flight {}, body too big {}",
+            w.mirror_errors,
+            w.mirror_5xx,
+            w.error_rate * 100.0,
+            w.dropped_in_flight,
+            w.dropped_body_too_big
+        ));
+        out(&format!(
+            "  p99 primary {}, mirror {}, ratio {}",
+            millis(w.primary_p99_ms),
+            millis(w.mirror_p99_ms),
+            w.p99_latency_ratio
+                .map_or_else(|| "-".into(), |r| format!("{r:.2}"))
+        ));
+        if p.samples.is_empty() {
+            out("  no mismatch samples");
+            continue;
+        }
+        out(&format!(
+            "  mismatch samples, newest first ({}):",
+            p.samples.len()
+        ));
+        for s in &p.samples {
+            let statuses = format!("{} → {}", s.primary.status, s.mirror.status);
+            let line = format!(
+                "  {} {} {}  {statuses} {}  {:.0} → {:.0} ms",
+                time_of_day(s.at_ms),
+                s.method,
+                s.target,
+                s.kind,
+                s.primary.latency_ms,
+                s.mirror.latency_ms
+            );
+            // Narrower: without the latencies, then without the time; the
+            // statuses and kind stay, the target is cut last.
+            let narrower = [
+                format!(
+                    "  {} {} {}  {statuses} {}",
+                    time_of_day(s.at_ms),
+                    s.method,
+                    s.target,
+                    s.kind
+                ),
+                format!("  {statuses} {} {} {}", s.kind, s.method, s.target),
+            ];
+            println!("{}", choose(&line, &narrower, width));
+            for d in &s.diff {
+                out(&format!("      {d}"));
+            }
+            if width.is_none() {
+                let headers = [
+                    ("request", &s.request_headers),
+                    ("primary", &s.primary.headers),
+                    ("mirror", &s.mirror.headers),
+                ];
+                for (side, hs) in headers {
+                    for (name, value) in hs {
+                        println!("      {side} {name}: {value}");
+                    }
+                }
+            }
+        }
+    }
 }
