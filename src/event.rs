@@ -79,6 +79,14 @@ names! {
         FlipReverted = "flip_reverted",
         /// A later change of the route ended the verification.
         FlipVerifyCancelled = "flip_verify_cancelled",
+        /// A route's standby pool was set or cleared (`ctl standby`).
+        Standby = "standby",
+        /// No pool of a route's split had an available backend: its
+        /// traffic fell back to the standby pool.
+        StandbyFallback = "standby_fallback",
+        /// A pool of the split serves again: the traffic returned from
+        /// the standby.
+        StandbyReturn = "standby_return",
     }
 }
 
@@ -105,6 +113,8 @@ names! {
         /// A revision of the cluster's configuration made on another
         /// replica (`[cluster]`), applied here.
         Cluster = "cluster",
+        /// Backend health moved a route's traffic (to or from its standby).
+        Health = "health",
     }
 }
 
@@ -273,7 +283,7 @@ mod tests {
         check(Action::ALL, Action::as_str);
         check(Outcome::ALL, Outcome::as_str);
         check(ChangeSource::ALL, ChangeSource::as_str);
-        assert_eq!(Action::ALL.len(), 18);
+        assert_eq!(Action::ALL.len(), 21);
         assert!(serde_json::from_str::<Action>("\"nope\"").is_err());
     }
 

@@ -112,7 +112,8 @@ async fn a_rollout_and_a_flip_reach_the_receiver_in_order_with_their_fields() {
     assert_eq!(hooks[0].json["source"], "rollout");
     assert_eq!(
         hooks[3].json["text"],
-        "switchyard: flip on route r: blue=0 canary=100 -> blue=100 canary=0 (by api)"
+        // The promotion kept blue as the standby; the flip back keeps canary.
+        "switchyard: flip on route r: blue=0 canary=100 -> blue=100 canary=0 (by api): standby: canary (was blue)"
     );
     // The flip is the history's event, plus `text` and `delivery`.
     let history = get(&client(), &proxy.admin_url("/api/v1/history?limit=1"), &[])

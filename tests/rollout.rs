@@ -56,6 +56,8 @@ async fn healthy_canary_walks_every_step_and_is_promoted() {
         text.contains("split = { blue = 0, canary = 100 }"),
         "{text}"
     );
+    // The stable pool stays the way back (issue 14).
+    assert!(text.contains("standby = \"blue\""), "{text}");
 
     let events = events(&proxy, "r").await;
     let splits: Vec<Value> = events

@@ -1,11 +1,12 @@
-//! `GET /api/v1/status`: the routing state in force, as `api::Status`.
+//! `GET /api/v1/status`: the routing state in force, as `api::Status`;
+//! and what a drain left behind (`last_backend`).
 
 use std::sync::atomic::Ordering;
 
 use super::Admin;
 use crate::api::{
-    BackendStatus, ControllerStatus, Health, LastReload, PoolStatus, RouteStatus, Split, Status,
-    TlsStatus,
+    BackendStatus, ControllerStatus, Health, LastBackend, LastReload, PoolStatus, RouteStatus,
+    Split, Status, TakenBy, Takeover, TlsStatus,
 };
 use crate::table;
 
@@ -24,10 +25,15 @@ pub fn status(admin: &Admin) -> Status {
     let routes = table
         .routes()
         .iter()
-        .map(|r| RouteStatus {
-            name: r.name.to_string(),
-            path_prefix: r.path_prefix.to_string(),
-            split: Split(r.split().map(|(p, w)| (p.name.to_string(), w)).collect()),
+        .map(|r| {
+            let standby = r.standby();
+            RouteStatus {
+                name: r.name.to_string(),
+                path_prefix: r.path_prefix.to_string(),
+                split: Split(r.split().map(|(p, w)| (p.name.to_string(), w)).collect()),
+                standby: standby.map(|(p, _)| p.name.to_string()),
+                standby_active: standby.is_some_and(|(_, on)| on),
+            }
         })
         .collect();
     let pools = table
@@ -77,4 +83,52 @@ pub fn status(admin: &Admin) -> Status {
         flips: admin.rollouts.flip_statuses(),
         cluster: super::cluster::status(admin.cluster.as_ref(), &admin.control),
     }
+}
+
+/// After a drain of one of `pool`'s backends: when the pool has no
+/// available backend left, who serves each route it served (by weight or
+/// as the standby) — another pool of the split (failover), the standby,
+/// or nobody (503). `None` while the pool can still serve.
+pub fn last_backend(table: &table::RoutingTable, pool: &str) -> Option<LastBackend> {
+    let drained = table.pool(pool.as_bytes())?;
+    if drained.is_servable() {
+        return None;
+    }
+    let routes = table
+        .routes()
+        .iter()
+        .filter_map(|r| takeover(r, &drained.name))
+        .collect();
+    Some(LastBackend {
+        pool: pool.to_owned(),
+        routes,
+    })
+}
+
+/// Who takes `route`'s traffic from `pool`, which has no available
+/// backend; `None` when the route does not need it.
+fn takeover(route: &table::Route, pool: &str) -> Option<Takeover> {
+    let by_weight = route.split().any(|(p, _)| &*p.name == pool);
+    let standby = route.standby().map(|(p, _)| p);
+    let is_standby = standby.is_some_and(|p| &*p.name == pool);
+    let (by, to) = if by_weight {
+        let other = route
+            .split()
+            .find(|(p, _)| &*p.name != pool && p.is_servable())
+            .filter(|_| route.failover);
+        match (other, standby.filter(|s| s.is_servable())) {
+            (Some((p, _)), _) => (TakenBy::Failover, Some(p.name.to_string())),
+            (None, Some(s)) => (TakenBy::Standby, Some(s.name.to_string())),
+            (None, None) => (TakenBy::Nobody, None),
+        }
+    } else if is_standby && !route.is_servable() {
+        (TakenBy::Nobody, None)
+    } else {
+        return None;
+    };
+    Some(Takeover {
+        route: route.name.to_string(),
+        by,
+        pool: to,
+    })
 }

@@ -34,6 +34,35 @@ pub enum Mutation {
     Drain { pool: String, addr: SocketAddr },
     /// Put a drained backend back.
     Undrain { pool: String, addr: SocketAddr },
+    /// Set a route's standby pool (`None`: the route has none).
+    Standby {
+        route: String,
+        standby: StandbyRequest,
+    },
+}
+
+/// `PUT /routes/{route}/standby`: `{"pool": "blue"}`, or `{"pool": null}`
+/// for no standby.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyRequest {
+    pub pool: Option<String>,
+}
+
+impl StandbyRequest {
+    /// Shown with a body that is not a standby request.
+    pub const EXAMPLE: &'static str =
+        "expected {\"pool\": \"POOL\"}, or {\"pool\": null} for no standby";
+
+    /// The request of a body; `pool` must be there (a missing key is not
+    /// taken for "no standby").
+    fn parse(body: Option<Value>) -> Result<Self, ErrorBody> {
+        let body = body.unwrap_or(Value::Null);
+        if !body.as_object().is_some_and(|o| o.contains_key("pool")) {
+            return Err(ErrorBody::invalid(Self::EXAMPLE));
+        }
+        Self::deserialize(body).map_err(|e| ErrorBody::invalid(format!("{e}; {}", Self::EXAMPLE)))
+    }
 }
 
 /// Where a mutation is served and how it is read from a request.
@@ -94,6 +123,17 @@ impl Mutation {
                 Ok(Mutation::Undrain { pool, addr })
             },
         },
+        MutationEndpoint {
+            method: Method::PUT,
+            pattern: paths::STANDBY,
+            body: true,
+            parse: |p, body| {
+                Ok(Mutation::Standby {
+                    route: p.get("route").to_owned(),
+                    standby: StandbyRequest::parse(body)?,
+                })
+            },
+        },
     ];
 
     /// How a client sends it: method, path, JSON body.
@@ -114,6 +154,11 @@ impl Mutation {
                 let addr = addr.to_string();
                 (Method::POST, path(paths::UNDRAIN, &[pool, &addr]), None)
             }
+            Mutation::Standby { route, standby } => (
+                Method::PUT,
+                path(paths::STANDBY, &[route]),
+                serde_json::to_value(standby).ok(),
+            ),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! | `POST /routes/{route}/rollback` | [`Mutation::Rollback`] | [`Applied`] |
 //! | `POST /backends/{pool}/{addr}/drain` | [`Mutation::Drain`] | [`Applied`] |
 //! | `POST /backends/{pool}/{addr}/undrain` | [`Mutation::Undrain`] | [`Applied`] |
+//! | `PUT /routes/{route}/standby` | [`Mutation::Standby`] (body: [`StandbyRequest`]) | [`Applied`] |
 //! | `POST /routes/{route}/flip` | [`FlipRequest`] (with [`VerifyRequest`]) | [`FlipAnswer`] |
 //! | `GET /routes/{route}/flip` | — | [`FlipStatus`] |
 //! | `POST /backends/{pool}/{addr}/probe` | — | [`ProbeAnswer`] |
@@ -37,7 +38,7 @@ mod traffic;
 
 pub use change::{
     FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HumanDuration, Insufficient, Mutation,
-    MutationEndpoint, VerifyRequest,
+    MutationEndpoint, StandbyRequest, VerifyRequest,
 };
 pub use cluster::{ClusterStatus, HistoryScope, MemberStatus, Role, StoreStatus};
 pub use error::{ErrorBody, ErrorCode};
@@ -50,8 +51,8 @@ pub use shadow::{
     ShadowWindowTotals,
 };
 pub use status::{
-    Applied, BackendStatus, CertStatus, ControllerStatus, Health, LastReload, PoolStatus,
-    ProbeAnswer, ProbeCheck, RouteStatus, Status, TlsStatus,
+    Applied, BackendStatus, CertStatus, ControllerStatus, Health, LastBackend, LastReload,
+    PoolStatus, ProbeAnswer, ProbeCheck, RouteStatus, Status, TakenBy, Takeover, TlsStatus,
 };
 
 pub use traffic::{BackendState, PoolTraffic, RolloutPlan, RouteTraffic, Series, Sticky, Traffic};
@@ -69,6 +70,7 @@ pub mod paths {
     pub const RELOAD: &str = "/reload";
     pub const SPLIT: &str = "/routes/{route}/split";
     pub const FLIP: &str = "/routes/{route}/flip";
+    pub const STANDBY: &str = "/routes/{route}/standby";
     pub const ROLLBACK: &str = "/routes/{route}/rollback";
     pub const DRAIN: &str = "/backends/{pool}/{addr}/drain";
     pub const UNDRAIN: &str = "/backends/{pool}/{addr}/undrain";

@@ -48,6 +48,13 @@ pub struct RouteStatus {
     pub name: String,
     pub path_prefix: String,
     pub split: Split,
+    /// The pool that takes the route's traffic while no pool of the split
+    /// has an available backend (`null`: none).
+    #[serde(default)]
+    pub standby: Option<String>,
+    /// The standby is taking the traffic now.
+    #[serde(default)]
+    pub standby_active: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +146,43 @@ pub struct Applied {
     /// holds the change (stored in etcd before this answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
+    /// The route's standby pool after the change, for split/flip/rollback
+    /// and standby changes (`null`: none, or not a route's change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<String>,
+    /// A drain that left its pool with no available backend: who serves
+    /// the routes it served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backend: Option<LastBackend>,
+}
+
+/// A pool left with no available backend (by a drain), and who takes over
+/// each route it served (by weight, or as the standby).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastBackend {
+    pub pool: String,
+    pub routes: Vec<Takeover>,
+}
+
+/// Who serves a route now that one of its pools has no available backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Takeover {
+    pub route: String,
+    pub by: TakenBy,
+    /// The pool that takes over (`null` with `nobody`).
+    pub pool: Option<String>,
+}
+
+names! {
+    /// How a route is served once a pool has no available backend.
+    TakenBy {
+        /// Another pool of the split takes the pool's share.
+        Failover = "failover",
+        /// The route's standby takes its traffic.
+        Standby = "standby",
+        /// No pool can: the route answers 503.
+        Nobody = "nobody",
+    }
 }
 
 impl Applied {
@@ -151,6 +195,8 @@ impl Applied {
             split: None,
             previous_split: None,
             revision: None,
+            standby: None,
+            last_backend: None,
         }
     }
 }

@@ -98,6 +98,8 @@ fn applied() -> Applied {
         split: Some(split(&[("blue", 0), ("green", 100)])),
         previous_split: Some(split(&[("blue", 100), ("green", 0)])),
         revision: None,
+        standby: Some("blue".into()),
+        last_backend: None,
     }
 }
 
@@ -140,6 +142,8 @@ fn the_status_document_keeps_its_field_names() {
             name: "api".into(),
             path_prefix: "/".into(),
             split: split(&[("blue", 90), ("canary", 10)]),
+            standby: Some("green".into()),
+            standby_active: false,
         }],
         pools: vec![PoolStatus {
             name: "blue".into(),
@@ -191,6 +195,9 @@ fn the_status_document_keeps_its_field_names() {
         json!({"generation": 2, "source": "file", "error": null})
     );
     assert_eq!(json["controller"], json!({"running": true, "error": null}));
+    // The console reads `standby` as a pool name.
+    assert_eq!(json["routes"][0]["standby"], "green");
+    assert_eq!(json["routes"][0]["standby_active"], false);
     assert_eq!(json["restart_needed"], json!(["server.hsts"]));
     assert_eq!(json["tls"]["certificates"][0]["hosts"][0], "*.example.com");
     assert_eq!(json["rollouts"][0]["last"]["check"]["result"], "fail");
@@ -226,7 +233,35 @@ fn answers_round_trip() {
     round_trip(
         &applied(),
         Some(json!({"generation": 3, "changed": true, "persisted": true,
-            "split": {"blue": 0, "green": 100}, "previous_split": {"blue": 100, "green": 0}})),
+            "split": {"blue": 0, "green": 100}, "previous_split": {"blue": 100, "green": 0},
+            "standby": "blue"})),
+    );
+    // A drain that left its pool empty says who takes over.
+    let drained = Applied {
+        last_backend: Some(LastBackend {
+            pool: "green".into(),
+            routes: vec![
+                Takeover {
+                    route: "api".into(),
+                    by: TakenBy::Standby,
+                    pool: Some("blue".into()),
+                },
+                Takeover {
+                    route: "web".into(),
+                    by: TakenBy::Nobody,
+                    pool: None,
+                },
+            ],
+        }),
+        ..Applied::unchanged(5)
+    };
+    round_trip(
+        &drained,
+        Some(
+            json!({"generation": 5, "changed": false, "last_backend": {"pool": "green",
+            "routes": [{"route": "api", "by": "standby", "pool": "blue"},
+                       {"route": "web", "by": "nobody", "pool": null}]}}),
+        ),
     );
     // Nothing to write: no `persisted`, no splits.
     round_trip(
@@ -407,6 +442,12 @@ fn every_mutation_is_found_by_its_own_request() {
             pool: "blue".into(),
             addr,
         },
+        Mutation::Standby {
+            route: "api".into(),
+            standby: StandbyRequest {
+                pool: Some("blue".into()),
+            },
+        },
     ];
     assert_eq!(all.len(), Mutation::ENDPOINTS.len());
     for m in all {
@@ -451,6 +492,33 @@ fn mutation_bodies_and_paths_are_checked() {
     let e = (drain.parse)(&params, None).unwrap_err();
     assert_eq!(e.error, ErrorCode::NotFound);
     assert!(e.detail.contains("expected IP:port"), "{}", e.detail);
+    let standby = Mutation::ENDPOINTS
+        .iter()
+        .find(|e| e.pattern == paths::STANDBY)
+        .unwrap();
+    let params = Params::matching(paths::STANDBY, "/routes/api/standby").unwrap();
+    let none = (standby.parse)(&params, Some(json!({"pool": null}))).unwrap();
+    assert_eq!(
+        none,
+        Mutation::Standby {
+            route: "api".into(),
+            standby: StandbyRequest { pool: None }
+        }
+    );
+    for body in [
+        json!({}),
+        json!({"pool": 1}),
+        json!({"pol": "blue"}),
+        Value::Null,
+    ] {
+        let e = (standby.parse)(&params, Some(body.clone())).unwrap_err();
+        assert_eq!(e.error, ErrorCode::InvalidChange, "{body}");
+        assert!(
+            e.detail.contains("{\"pool\": null}"),
+            "{body}: {}",
+            e.detail
+        );
+    }
 }
 
 #[test]

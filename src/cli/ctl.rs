@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use switchyard::api::{
     self, paths, Applied, FlipAnswer, FlipRequest, HistoryQuery, HumanDuration, Insufficient,
-    Mutation, RolloutAccepted, RolloutCommand, Split, VerifyRequest,
+    Mutation, RolloutAccepted, RolloutCommand, Split, StandbyRequest, VerifyRequest,
 };
 
 pub(super) use client::{call, get, Failure};
@@ -70,6 +70,14 @@ enum CtlCommand {
     },
     /// Restore the route's previous split.
     Rollback { route: String },
+    /// Set the pool that takes a route's traffic while no pool of its
+    /// split has an available backend (`none`: no standby). A flip keeps
+    /// the pool it replaced as the standby.
+    Standby {
+        route: String,
+        /// A pool without weight in the route's split, or `none`.
+        pool: String,
+    },
     /// Take a backend out of rotation; in-flight requests finish.
     Drain { pool: String, addr: SocketAddr },
     /// Put a drained backend back into rotation.
@@ -250,12 +258,26 @@ async fn run(ctl: Ctl) -> ExitCode {
             };
             mutate(ctl, m, |a| print::route_change(route, a)).await
         }
+        CtlCommand::Standby { route, pool } => {
+            let m = Mutation::Standby {
+                route: route.clone(),
+                standby: StandbyRequest {
+                    pool: (pool != "none").then(|| pool.clone()),
+                },
+            };
+            mutate(ctl, m, |a| print::route_change(route, a)).await
+        }
         CtlCommand::Drain { pool, addr } => {
             let m = Mutation::Drain {
                 pool: pool.clone(),
                 addr: *addr,
             };
-            let done = |a: &Applied| println!("backend {pool}/{addr} drained{}", print::suffix(a));
+            let done = |a: &Applied| {
+                println!("backend {pool}/{addr} drained{}", print::suffix(a));
+                if let Some(last) = &a.last_backend {
+                    print::last_backend(last);
+                }
+            };
             mutate(ctl, m, done).await
         }
         CtlCommand::Undrain { pool, addr } => {

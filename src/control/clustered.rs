@@ -181,6 +181,8 @@ impl Controller {
             split: None,
             previous_split: None,
             revision: Some(state.revision),
+            standby: None,
+            last_backend: None,
         };
         let again = doc.revision == state.revision && state.local_override.is_some();
         if doc.revision < state.revision || (doc.revision == state.revision && !again) {
@@ -243,6 +245,8 @@ impl Controller {
             split: None,
             previous_split: None,
             revision: Some(doc.revision),
+            standby: None,
+            last_backend: None,
         })
     }
 
@@ -336,6 +340,8 @@ impl Controller {
             split: new_split.map(crate::event::Split),
             previous_split: old_split.map(crate::event::Split),
             revision: None,
+            standby: None,
+            last_backend: None,
         })
     }
 }

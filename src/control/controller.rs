@@ -13,6 +13,7 @@ use super::history::History;
 use super::persist;
 use super::resolve::{self, Answers, Resolve};
 use super::shared::{Shared, SharedState};
+use super::standby;
 use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
 use crate::config::{self, Config};
 use crate::event::{Action, Event, Outcome, Split};
@@ -25,6 +26,24 @@ pub(super) type Weights = Vec<(String, u32)>;
 
 /// Earlier splits kept per route for rollback.
 const KEEP_SPLITS: usize = 32;
+
+/// `route`'s standby pool in `config`.
+fn standby_of(config: &Config, route: &str) -> Option<String> {
+    config
+        .routes
+        .iter()
+        .find(|r| r.name == route)
+        .and_then(|r| r.http.standby.clone())
+}
+
+/// The history's note of a changed standby: `standby: blue (was none)`.
+fn standby_detail(new: Option<&str>, old: Option<&str>) -> String {
+    format!(
+        "standby: {} (was {})",
+        new.unwrap_or("none"),
+        old.unwrap_or("none")
+    )
+}
 
 /// Why a change is planned again: the file was saved by someone else
 /// between planning a change and writing it back, or (`[cluster]`) the
@@ -303,6 +322,8 @@ impl Controller {
             split: None,
             previous_split: None,
             revision,
+            standby: None,
+            last_backend: None,
         })
     }
 
@@ -417,6 +438,7 @@ impl Controller {
             backend,
         } = self.plan(change)?;
         let old_split = route.as_deref().and_then(|r| self.split_of(r));
+        let old_standby = route.as_deref().and_then(|r| standby_of(&self.config, r));
         let text = edit::apply(&self.text, &edit).map_err(|e| match e {
             EditError::NoRoute(r) => {
                 ChangeError::NotFound(format!("route {r:?} in the configuration file"))
@@ -439,6 +461,7 @@ impl Controller {
                 .find(|x| x.name == r)
                 .map(|x| x.split.clone())
         });
+        let new_standby = route.as_deref().and_then(|r| standby_of(&config, r));
         if text == self.text {
             return Ok(Ok(Applied {
                 generation: current,
@@ -447,6 +470,8 @@ impl Controller {
                 split: new_split.map(Split),
                 previous_split: old_split.map(Split),
                 revision: None,
+                standby: new_standby,
+                last_backend: None,
             }));
         }
         let mut revision = None;
@@ -464,7 +489,8 @@ impl Controller {
             }
         };
         if let (Some(r), Some(old)) = (&route, &old_split) {
-            if action != Action::Rollback {
+            // A standby change leaves the split: nothing to roll back to.
+            if action != Action::Rollback && action != Action::Standby {
                 self.remember(r, old.clone());
             }
         }
@@ -477,6 +503,18 @@ impl Controller {
         ev.old_split = old_split.clone().map(Split);
         ev.new_split = new_split.clone().map(Split);
         ev.persisted = persisted;
+        if new_standby != old_standby {
+            ev.detail = Some(standby_detail(
+                new_standby.as_deref(),
+                old_standby.as_deref(),
+            ));
+            tracing::info!(
+                route = ev.route.as_deref().unwrap_or(""),
+                standby = new_standby.as_deref().unwrap_or("none"),
+                was = old_standby.as_deref().unwrap_or("none"),
+                "the route's standby pool changed"
+            );
+        }
         self.history.record(ev);
         Ok(Ok(Applied {
             generation,
@@ -485,11 +523,78 @@ impl Controller {
             split: new_split.map(Split),
             previous_split: old_split.map(Split),
             revision,
+            standby: new_standby,
+            last_backend: None,
         }))
     }
 
-    /// Turns a change into an edit of the document, checking names first.
+    /// Turns a change into an edit of the document, checking names first;
+    /// a change of a route's split also sets the standby it leaves
+    /// (`standby::after_split`: a flip or promotion keeps the pool it
+    /// replaced, a split that gives the standby weight ends it).
     pub(super) fn plan(&mut self, change: &Change) -> Result<Plan, ChangeError> {
+        let mut plan = self.plan_edit(change)?;
+        let Edit::SetSplit { route, split } = &plan.edit else {
+            return Ok(plan);
+        };
+        let Some(rc) = self.config.routes.iter().find(|r| r.name == *route) else {
+            return Ok(plan);
+        };
+        let kept = match change {
+            Change::Flip { .. } => standby::replaced(&rc.split, split),
+            Change::Promote { stable, .. } => Some(stable.as_str()),
+            _ => None,
+        };
+        let usable = |p: &str| {
+            self.config
+                .pools
+                .iter()
+                .any(|x| x.name == p && !(x.backends.is_empty() && x.names.is_empty()))
+        };
+        let current = rc.http.standby.as_deref();
+        let after = standby::after_split(split, current, kept, usable);
+        if after.as_deref() != current {
+            // A promotion whose last step already gave the canary every
+            // request changes only the standby, and says so.
+            if *split == rc.split {
+                plan.action = Action::Standby;
+            }
+            let set = Edit::SetStandby {
+                route: route.clone(),
+                pool: after,
+            };
+            plan.edit = Edit::Many(vec![plan.edit, set]);
+        }
+        Ok(plan)
+    }
+
+    /// All of `route`'s traffic to `to` (a flip, or a promotion's end).
+    fn flip(&self, action: Action, route: &str, to: &str) -> Result<Plan, ChangeError> {
+        let current = self
+            .split_of(route)
+            .ok_or_else(|| ChangeError::NotFound(format!("route {route:?}")))?;
+        if !self.config.pools.iter().any(|x| x.name == to) {
+            return Err(ChangeError::NotFound(format!("pool {to:?}")));
+        }
+        let mut split: Vec<(String, u32)> = current
+            .iter()
+            .map(|(p, _)| (p.clone(), if p == to { 100 } else { 0 }))
+            .collect();
+        if !split.iter().any(|(p, _)| p == to) {
+            split.push((to.to_owned(), 100));
+        }
+        Ok(Plan::route(
+            action,
+            route,
+            Edit::SetSplit {
+                route: route.to_owned(),
+                split,
+            },
+        ))
+    }
+
+    /// The edit of one change, before the standby it leaves.
+    fn plan_edit(&mut self, change: &Change) -> Result<Plan, ChangeError> {
         let pool_exists = |c: &Config, p: &str| c.pools.iter().any(|x| x.name == p);
         let route_split = |c: &Config, r: &str| {
             c.routes
@@ -510,7 +615,7 @@ impl Controller {
                     route: route.clone(),
                     split: split.clone(),
                 };
-                return self.plan(&set);
+                return self.plan_edit(&set);
             }
             Change::Reload | Change::Shared(_) | Change::LocalFallback { .. } => {
                 return Err(ChangeError::Invalid("not an edit of the document".into()))
@@ -546,24 +651,30 @@ impl Controller {
                     },
                 )
             }
-            Change::Flip { route, to } => {
-                let current = route_split(&self.config, route)?;
-                if !pool_exists(&self.config, to) {
-                    return Err(ChangeError::NotFound(format!("pool {to:?}")));
-                }
-                let mut split: Vec<(String, u32)> = current
-                    .iter()
-                    .map(|(p, _)| (p.clone(), if p == to { 100 } else { 0 }))
-                    .collect();
-                if !split.iter().any(|(p, _)| p == to) {
-                    split.push((to.clone(), 100));
+            Change::Flip { route, to } => self.flip(Action::Flip, route, to)?,
+            // The history calls a promotion's last change a split, as it
+            // did before promotions kept a standby.
+            Change::Promote { route, to, .. } => self.flip(Action::Split, route, to)?,
+            Change::Standby { route, pool } => {
+                let split = route_split(&self.config, route)?;
+                if let Some(p) = pool {
+                    if !pool_exists(&self.config, p) {
+                        return Err(ChangeError::NotFound(format!("pool {p:?}")));
+                    }
+                    if split.iter().any(|(q, w)| q == p && *w > 0) {
+                        return Err(ChangeError::Invalid(format!(
+                            "pool {p:?} carries weight in route {route:?}'s split; a standby takes \
+                             traffic only while the split's pools have no available backend \
+                             (set its weight to 0 first)"
+                        )));
+                    }
                 }
                 Plan::route(
-                    Action::Flip,
+                    Action::Standby,
                     route,
-                    Edit::SetSplit {
+                    Edit::SetStandby {
                         route: route.clone(),
-                        split,
+                        pool: pool.clone(),
                     },
                 )
             }

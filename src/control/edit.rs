@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use toml_edit::{DocumentMut, InlineTable, Item, Value};
+use toml_edit::{DocumentMut, InlineTable, Item, Table, Value};
 
 /// A change to the configuration document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,10 @@ pub enum Edit {
         addr: SocketAddr,
         drain: bool,
     },
+    /// Set a route's `standby` pool, or remove the key (`None`).
+    SetStandby { route: String, pool: Option<String> },
+    /// Several edits, in order (a flip's split and the standby it keeps).
+    Many(Vec<Edit>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,23 +41,50 @@ pub fn apply(text: &str, edit: &Edit) -> Result<String, EditError> {
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
-    match edit {
-        Edit::SetSplit { route, split } => set_split(&mut doc, route, split)?,
-        Edit::SetDrain { pool, addr, drain } => set_drain(&mut doc, pool, *addr, *drain)?,
-    }
+    edit_doc(&mut doc, edit)?;
     Ok(doc.to_string())
 }
 
-fn set_split(doc: &mut DocumentMut, route: &str, split: &[(String, u32)]) -> Result<(), EditError> {
-    let table = doc
-        .get_mut("routes")
+fn edit_doc(doc: &mut DocumentMut, edit: &Edit) -> Result<(), EditError> {
+    match edit {
+        Edit::SetSplit { route, split } => set_split(doc, route, split),
+        Edit::SetDrain { pool, addr, drain } => set_drain(doc, pool, *addr, *drain),
+        Edit::SetStandby { route, pool } => set_standby(doc, route, pool.as_deref()),
+        Edit::Many(edits) => edits.iter().try_for_each(|e| edit_doc(doc, e)),
+    }
+}
+
+/// The `[[routes]]` table named `route`.
+fn route_table<'d>(doc: &'d mut DocumentMut, route: &str) -> Result<&'d mut Table, EditError> {
+    doc.get_mut("routes")
         .and_then(Item::as_array_of_tables_mut)
         .and_then(|routes| {
             routes
                 .iter_mut()
                 .find(|t| t.get("name").and_then(Item::as_str) == Some(route))
         })
-        .ok_or_else(|| EditError::NoRoute(route.to_owned()))?;
+        .ok_or_else(|| EditError::NoRoute(route.to_owned()))
+}
+
+/// `standby = "POOL"` on the route: the value replaced in place (its
+/// comment kept), else added after the route's other keys; removed with
+/// its line for `None`.
+fn set_standby(doc: &mut DocumentMut, route: &str, pool: Option<&str>) -> Result<(), EditError> {
+    let table = route_table(doc, route)?;
+    match (pool, table.get_mut("standby").and_then(Item::as_value_mut)) {
+        (Some(p), Some(v)) => replace_keep_decor(v, Value::from(p)),
+        (Some(p), None) => {
+            table.insert("standby", toml_edit::value(p));
+        }
+        (None, _) => {
+            table.remove("standby");
+        }
+    }
+    Ok(())
+}
+
+fn set_split(doc: &mut DocumentMut, route: &str, split: &[(String, u32)]) -> Result<(), EditError> {
+    let table = route_table(doc, route)?;
     match table.get_mut("split") {
         // `[routes.split]` written as a table of its own: keep that form.
         Some(Item::Table(t)) => {
@@ -249,6 +280,59 @@ blue = 1 # only blue
         assert!(
             drained.contains("{ addr = \"127.0.0.1:8021\", drain = true },  # the canary box"),
             "{drained}"
+        );
+    }
+
+    #[test]
+    fn standby_is_added_replaced_and_removed_keeping_the_rest() {
+        let standby = |text: &str, route: &str, pool: Option<&str>| {
+            apply(
+                text,
+                &Edit::SetStandby {
+                    route: route.into(),
+                    pool: pool.map(str::to_owned),
+                },
+            )
+            .unwrap()
+        };
+        let set = standby(TEXT, "api", Some("blue"));
+        assert_eq!(
+            set,
+            TEXT.replace(
+                "sticky = { header = \"X-User-ID\" }\n",
+                "sticky = { header = \"X-User-ID\" }\nstandby = \"blue\"\n"
+            )
+        );
+        let commented = set.replace("standby = \"blue\"", "standby = \"blue\"   # way back");
+        assert_eq!(
+            standby(&commented, "api", Some("canary")),
+            commented.replace("\"blue\"   # way back", "\"canary\"   # way back")
+        );
+        assert_eq!(standby(&set, "api", None), TEXT);
+        assert_eq!(standby(TEXT, "api", None), TEXT);
+        // the key goes to the route's own table, before its sub-tables
+        let admin = standby(TEXT, "admin", Some("canary"));
+        assert!(
+            admin.contains("name = \"admin\"\nstandby = \"canary\"\n[routes.split]"),
+            "{admin}"
+        );
+        let both = apply(
+            TEXT,
+            &Edit::Many(vec![
+                Edit::SetSplit {
+                    route: "api".into(),
+                    split: vec![("blue".into(), 0), ("canary".into(), 100)],
+                },
+                Edit::SetStandby {
+                    route: "api".into(),
+                    pool: Some("blue".into()),
+                },
+            ]),
+        )
+        .unwrap();
+        assert!(
+            both.contains("split = { blue = 0, canary = 100 }   # edit this line\nsticky = { header = \"X-User-ID\" }\nstandby = \"blue\"\n"),
+            "{both}"
         );
     }
 

@@ -18,6 +18,7 @@ mod history;
 mod persist;
 mod resolve;
 mod shared;
+mod standby;
 mod watch;
 
 use std::net::SocketAddr;
@@ -54,8 +55,18 @@ pub enum Change {
         route: String,
         split: Vec<(String, u32)>,
     },
-    /// Send all of a route's traffic to one pool.
+    /// Send all of a route's traffic to one pool; the pool it replaced
+    /// becomes the route's standby.
     Flip { route: String, to: String },
+    /// A promoted rollout: all of the route's traffic to `to` (the
+    /// canary), `stable` kept as the route's standby.
+    Promote {
+        route: String,
+        to: String,
+        stable: String,
+    },
+    /// Set a route's standby pool, or remove it (`None`).
+    Standby { route: String, pool: Option<String> },
     /// Restore the split in force before the route's last change.
     Rollback { route: String },
     /// Undo a flip to `to`: set `split`, but only while `to` still has all
@@ -104,6 +115,10 @@ impl From<Mutation> for Change {
                 pool,
                 addr,
                 drain: false,
+            },
+            Mutation::Standby { route, standby } => Change::Standby {
+                route,
+                pool: standby.pool,
             },
         }
     }
@@ -282,6 +297,8 @@ pub fn spawn_with(
         controller::Controller::new(config, path, text, resolver, telemetry);
     let (tx, rx) = mpsc::channel(64);
     let stopped = report_panic(tokio::spawn(controller.run(rx)));
+    // A weak sender: the watcher never keeps the controller alive.
+    tokio::spawn(standby::watch(tx.downgrade(), table.subscribe()));
     ControlHandle {
         tx,
         table,

@@ -13,6 +13,14 @@
 //!
 //! Each retry goes to a backend not tried yet, within the overall
 //! `upstream_timeout`, and takes a token from the pool's retry budget.
+//!
+//! When the pool has nothing left to try (retries used up, or no other
+//! available backend) and the route has a standby pool, the request gets
+//! one more try there, under the same safety rules (issue 14: the way back
+//! after a flip serves the requests that were failing while health checks
+//! had not yet marked the pool down). That try is outside the retry count
+//! and budget: it goes to another, otherwise idle pool, at most once per
+//! request, so it cannot multiply the load on the failing pool.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -150,15 +158,16 @@ pub(super) async fn send(
         };
         backend.stats.count_error(error_kind(&error));
         backend.report_failure(&plan.outlier, clock::now_ms());
-        if tried.len > plan.retry.retries as usize || Instant::now() >= deadline {
-            return Err(error);
-        }
         // The request as it is when nothing was sent; else a replay copy,
         // which exists only for idempotent requests with a kept body.
-        if unsent.is_none() && replay.is_none() {
+        if Instant::now() >= deadline || (unsent.is_none() && replay.is_none()) {
             return Err(error);
         }
-        let Some(next) = retry_target(table, &inflight, &tried, &plan, rec) else {
+        let next = match tried.len > plan.retry.retries as usize {
+            true => None,
+            false => retry_target(table, &inflight, &tried, &plan, rec),
+        };
+        let Some(next) = next.or_else(|| standby_target(table, &inflight, rec)) else {
             return Err(error);
         };
         req = match (unsent, &replay) {
@@ -204,6 +213,31 @@ pub(super) fn retry_target(
         let route = table.routes().iter().find(|r| &*r.name == route)?;
         route.handles(pool).cloned()
     });
+    Some(backend.start_request())
+}
+
+/// The route's standby, when the failed backend's pool has nothing left
+/// to try (module doc): an available backend of it, the retry noted on
+/// `rec` (which records into the standby's handles from now on). `None`
+/// when the route has no standby, the standby is the pool that failed, or
+/// it has no available backend.
+pub(super) fn standby_target(
+    table: &ArcSwap<RoutingTable>,
+    failed: &InFlight,
+    rec: &mut Recorder,
+) -> Option<InFlight> {
+    let table = table.load();
+    let name = rec.route_name()?;
+    let route = table.routes().iter().find(|r| r.name == *name)?;
+    let (pool, _) = route.standby()?;
+    if pool.name == failed.backend().pool {
+        return None;
+    }
+    let backend = pool.pick_other(&[])?;
+    let handles = route.handles(pool)?.clone();
+    // Relaxed: statistics only.
+    RETRIES.fetch_add(1, Ordering::Relaxed);
+    rec.retried_in(handles, backend.id);
     Some(backend.start_request())
 }
 

@@ -61,10 +61,9 @@ impl Rollouts {
     /// lands; a promotion just waits. `false`: this replica no longer
     /// leads (the new leader decides; nothing is finished here).
     async fn settle(&self, route: &str, cfg: &RolloutConfig, promoted: bool) -> bool {
-        let weight = if promoted { 100 } else { 0 };
         let mut fell_back = false;
         loop {
-            match self.set_weight(route, cfg, weight).await {
+            match self.final_split(route, cfg, promoted).await {
                 Ok(()) => return true,
                 Err(ChangeError::NotLeader) => return false,
                 Err(ChangeError::Unavailable(why)) if self.coordinator().is_some() => {
@@ -98,6 +97,36 @@ impl Rollouts {
                 // Without a cluster, or refused for another reason: as
                 // before, the rollout ends with what the table has.
                 Err(_) => return true,
+            }
+        }
+    }
+
+    /// The rollout's last change: a rollback's split (100 % stable), or a
+    /// promotion — all traffic to the canary, the stable pool kept as the
+    /// route's standby (the way back, issue 14).
+    async fn final_split(
+        &self,
+        route: &str,
+        cfg: &RolloutConfig,
+        promoted: bool,
+    ) -> Result<(), ChangeError> {
+        if !promoted {
+            return self.set_weight(route, cfg, 0).await;
+        }
+        let change = Change::Promote {
+            route: route.to_owned(),
+            to: cfg.canary.clone(),
+            stable: cfg.stable.clone(),
+        };
+        match self
+            .control
+            .change(ChangeSource::Rollout, None, change)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(%route, error = %e, "the rollout could not set the promoted split");
+                Err(e)
             }
         }
     }

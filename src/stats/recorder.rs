@@ -89,6 +89,20 @@ impl Recorder {
         }
     }
 
+    /// The request was retried on backend `id` of another pool of its
+    /// route (the route's standby): it records into `handles` from now on.
+    pub fn retried_in(&mut self, handles: Arc<PoolHandles>, id: u64) {
+        self.retries += 1;
+        if let Target::Pool {
+            handles: h,
+            backend,
+        } = &mut self.target
+        {
+            *backend = handles.backend_index(id);
+            *h = handles;
+        }
+    }
+
     /// Retries noted so far.
     pub fn retries(&self) -> u32 {
         self.retries

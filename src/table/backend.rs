@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::outlier::PoolShared;
 use super::probe_failure::ProbeFailure;
+use super::route::StandbyShared;
 use crate::config::Config;
 
 /// Result of active health checking.
@@ -320,6 +321,10 @@ impl Drop for InFlight {
 pub struct Registry {
     backends: HashMap<(Arc<str>, SocketAddr), Arc<Backend>>,
     pools: HashMap<Arc<str>, Arc<PoolShared>>,
+    /// Each route's standby state, by route name (`route::StandbyShared`).
+    standby: HashMap<Arc<str>, Arc<StandbyShared>>,
+    /// Told when traffic moves to or from a route's standby.
+    standby_news: Arc<tokio::sync::Notify>,
     /// Set by the first reconcile: backends created after it take traffic
     /// only after their first passing probe.
     started: bool,
@@ -382,6 +387,33 @@ impl Registry {
         }
         self.backends = next;
         self.pools = pools;
+        let mut standby = HashMap::with_capacity(config.routes.len());
+        for r in &config.routes {
+            let name = Arc::<str>::from(r.name.as_str());
+            let shared = self
+                .standby
+                .remove(&name)
+                .unwrap_or_else(|| Arc::new(StandbyShared::new(self.standby_news.clone())));
+            if r.http.standby.is_none() {
+                shared.reset();
+            }
+            standby.insert(name, shared);
+        }
+        self.standby = standby;
+    }
+
+    /// `route`'s standby state (a fresh one for a route `reconcile` has not
+    /// seen).
+    pub fn standby_shared(&self, route: &str) -> Arc<StandbyShared> {
+        self.standby
+            .get(route)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(StandbyShared::new(self.standby_news.clone())))
+    }
+
+    /// Told whenever traffic moves to or from a route's standby.
+    pub fn standby_news(&self) -> &Arc<tokio::sync::Notify> {
+        &self.standby_news
     }
 
     pub fn get(&self, pool: &str, addr: SocketAddr) -> Option<&Arc<Backend>> {

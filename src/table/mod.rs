@@ -31,7 +31,7 @@ pub use outlier::{OutlierSettings, PoolShared};
 pub use pool::Pool;
 pub use probe_failure::ProbeFailure;
 pub use published::{Published, TableWatch};
-pub use route::{Pick, PoolPick, Route, Unservable};
+pub use route::{Pick, PoolPick, Route, StandbyShared, Unservable};
 
 use crate::config::{Config, HostMatch};
 use crate::stats::{Classes, Recorder, StatsRegistry, Window};
@@ -70,6 +70,9 @@ pub struct RoutingTable {
     no_route: Option<Arc<Classes>>,
     /// Each route's `[routes.rollout]`, by route index.
     pub rollouts: Box<[Option<Arc<crate::config::RolloutConfig>>]>,
+    /// Told whenever traffic moves to or from a route's standby (the
+    /// registry's, the same in every generation).
+    pub standby_news: Arc<tokio::sync::Notify>,
 }
 
 impl RoutingTable {
@@ -98,7 +101,8 @@ impl RoutingTable {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let mut route = Route::new(r, &pools, &mut stats);
+                let standby = registry.standby_shared(&r.name);
+                let mut route = Route::new(r, &pools, &mut stats, standby);
                 route.index = i;
                 route
             })
@@ -145,6 +149,7 @@ impl RoutingTable {
                 .map(|r| r.rollout.clone().map(Arc::new))
                 .collect(),
             no_route: stats.no_route(),
+            standby_news: registry.standby_news().clone(),
             routes,
             pools,
         }

@@ -9,11 +9,14 @@
 //!
 //! A route may have a **standby** pool (`standby = "blue"`, kept by a flip
 //! or a promotion): it takes the route's traffic only when no pool of the
-//! split can (after failover), and gives it back as soon as one can. The
-//! route also carries its `RouteHttp` (body limit, rewrites, header rules,
+//! split can (after failover), and gives it back as soon as one can. Whether
+//! traffic is on the standby lives in a `StandbyShared` kept across table
+//! generations (a reload does not log the fall-back again); each change of
+//! it is announced on the registry's `Notify`, which the controller's
+//! standby watcher turns into history events. The route also carries its `RouteHttp` (body limit, rewrites, header rules,
 //! rate limit, fixed answers) for the data paths.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -59,9 +62,63 @@ pub struct Route {
 #[derive(Debug)]
 struct Standby {
     pool: Arc<Pool>,
+    shared: Arc<StandbyShared>,
+}
+
+/// A route's standby state across table generations (`Registry`, by
+/// route name).
+#[derive(Debug, Default)]
+pub struct StandbyShared {
     /// Traffic is on the standby; set and cleared by the request that sees
     /// the change, so each transition is logged once.
     serving: AtomicBool,
+    /// Transitions so far (to the standby and back), for the watcher: an
+    /// odd count means traffic is on the standby.
+    transitions: AtomicU64,
+    /// Told of each transition (shared by every route of the registry).
+    news: Arc<tokio::sync::Notify>,
+}
+
+impl StandbyShared {
+    pub(super) fn new(news: Arc<tokio::sync::Notify>) -> Self {
+        StandbyShared {
+            serving: AtomicBool::new(false),
+            transitions: AtomicU64::new(0),
+            news,
+        }
+    }
+
+    /// Traffic is on the standby (as the last request that saw a change
+    /// of it left it).
+    pub fn serving(&self) -> bool {
+        // Relaxed: a flag for reporting; no other memory depends on it.
+        self.serving.load(Ordering::Relaxed)
+    }
+
+    /// Transitions to the standby and back since the route first had
+    /// one (odd: on the standby).
+    pub fn transitions(&self) -> u64 {
+        self.transitions.load(Ordering::Relaxed)
+    }
+
+    /// Sets the flag; on a change, counts it, tells the watcher and
+    /// answers true.
+    fn set(&self, on: bool) -> bool {
+        let changed = self.serving.swap(on, Ordering::Relaxed) != on;
+        if changed {
+            self.transitions.fetch_add(1, Ordering::Relaxed);
+            self.news.notify_one();
+        }
+        changed
+    }
+
+    /// No standby any more: the flag starts from "not serving" (a count
+    /// left odd is made even, unreported).
+    pub(super) fn reset(&self) {
+        if self.serving.swap(false, Ordering::Relaxed) {
+            self.transitions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -110,7 +167,12 @@ pub enum Unservable<'t> {
 }
 
 impl Route {
-    pub(super) fn new(r: &RouteConfig, pools: &[Arc<Pool>], stats: &mut Generation<'_>) -> Self {
+    pub(super) fn new(
+        r: &RouteConfig,
+        pools: &[Arc<Pool>],
+        stats: &mut Generation<'_>,
+        standby: Arc<StandbyShared>,
+    ) -> Self {
         let find = |name: &str| pools.iter().find(|p| &*p.name == name).cloned();
         let name: Arc<str> = r.name.as_str().into();
         let handles = pools
@@ -168,7 +230,7 @@ impl Route {
                 .and_then(find)
                 .map(|pool| Standby {
                     pool,
-                    serving: AtomicBool::new(false),
+                    shared: standby,
                 }),
             http: Arc::new(r.http.clone()),
         }
@@ -258,7 +320,7 @@ impl Route {
                 self.failover_ended(entry);
             }
             if let Some(s) = &self.standby {
-                if s.serving.load(Ordering::Relaxed) {
+                if s.shared.serving() {
                     self.standby_released(s, first.pool);
                 }
             }
@@ -286,7 +348,7 @@ impl Route {
         let Some(backend) = s.pool.pick_index() else {
             return Err(why);
         };
-        if !s.serving.swap(true, Ordering::Relaxed) {
+        if !s.shared.serving() && s.shared.set(true) {
             tracing::warn!(route = %self.name, standby = %s.pool.name,
                 "no pool of the split has an available backend; traffic falls back to the standby pool");
         }
@@ -294,7 +356,7 @@ impl Route {
     }
 
     fn standby_released(&self, s: &Standby, to: &Pool) {
-        if s.serving.swap(false, Ordering::Relaxed) {
+        if s.shared.set(false) {
             tracing::info!(route = %self.name, standby = %s.pool.name, pool = %to.name,
                 "the split serves again; traffic returns from the standby pool");
         }
@@ -379,6 +441,13 @@ impl Route {
         let s = self.standby.as_ref()?;
         let engaged = !self.split.iter().any(|e| e.pool.is_servable()) && s.pool.is_servable();
         Some((&s.pool, engaged))
+    }
+
+    /// The standby pool and its state as the data path last left it
+    /// (`None`: no standby); what the standby watcher reports.
+    pub fn standby_state(&self) -> Option<(&Arc<Pool>, &StandbyShared)> {
+        let s = self.standby.as_ref()?;
+        Some((&s.pool, &s.shared))
     }
 
     /// The pools with weight and their weights, in the order written.

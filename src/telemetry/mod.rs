@@ -176,8 +176,19 @@ impl Telemetry {
                     .split()
                     .find(|(p, _)| p.name == pool.name)
                     .map_or(0, |(_, w)| w);
-                self.gauge(ROUTE_WEIGHT, &[("route", &r.name), ("pool", &pool.name)])
-                    .set(f64::from(w));
+                let l = [("route", &*r.name), ("pool", &*pool.name)];
+                self.gauge(ROUTE_WEIGHT, &l).set(f64::from(w));
+                // Issue 14: which pool is the route's standby, and whether
+                // it is taking the route's traffic now.
+                let standby = r.standby().filter(|(p, _)| p.name == pool.name);
+                self.gauge(STANDBY, &l)
+                    .set(if standby.is_some() { 1.0 } else { 0.0 });
+                self.gauge(STANDBY_SERVING, &l)
+                    .set(if standby.is_some_and(|(_, on)| on) {
+                        1.0
+                    } else {
+                        0.0
+                    });
             }
         }
         self.gauge(CONFIG_GENERATION, &[])

@@ -9,6 +9,10 @@ pub const EJECTIONS: &str = "switchyard_ejections_total";
 pub const BACKEND_HEALTHY: &str = "switchyard_backend_healthy";
 pub const BACKEND_INFLIGHT: &str = "switchyard_backend_inflight";
 pub const ROUTE_WEIGHT: &str = "switchyard_route_weight";
+/// 1 for the route's standby pool (`standby`), else 0.
+pub const STANDBY: &str = "switchyard_standby";
+/// 1 while the route's standby pool takes its traffic, else 0.
+pub const STANDBY_SERVING: &str = "switchyard_standby_serving";
 pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
 pub const CONFIG_RELOADS: &str = "switchyard_config_reloads_total";
 pub const CONNECTIONS_ACTIVE: &str = "switchyard_connections_active";

@@ -12,7 +12,7 @@ use super::Call;
 use crate::admin::Admin;
 use crate::api::{
     ErrorBody, FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HistoryScope, Insufficient,
-    MutationEndpoint, RolloutAccepted, RolloutCommand, ShadowQuery, VerifyRequest,
+    Mutation, MutationEndpoint, RolloutAccepted, RolloutCommand, ShadowQuery, VerifyRequest,
 };
 use crate::control::ChangeSource;
 use crate::rollout::{Command, VerifySpec};
@@ -54,10 +54,20 @@ pub async fn mutation(admin: &Admin, endpoint: &MutationEndpoint, call: Call<'_>
         false => None,
     };
     let m = (endpoint.parse)(&call.params, body)?;
-    let applied = admin
+    let drained = match &m {
+        Mutation::Drain { pool, .. } => Some(pool.clone()),
+        _ => None,
+    };
+    let mut applied = admin
         .control
         .change(ChangeSource::Api, call.if_match, m.into())
         .await?;
+    // Issue 14: draining a pool's last available backend says who takes
+    // over, read from the table the drain just stored.
+    if let Some(pool) = drained {
+        let table = admin.control.table().load();
+        applied.last_backend = crate::admin::status::last_backend(&table, &pool);
+    }
     Ok(tagged(&applied, applied.generation))
 }
 

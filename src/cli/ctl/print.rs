@@ -3,7 +3,8 @@
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use switchyard::api::{
-    Applied, ClusterStatus, HistoryAnswer, HistoryScope, RolloutStatus, ShadowAnswer, Split, Status,
+    Applied, ClusterStatus, HistoryAnswer, HistoryScope, LastBackend, RolloutStatus, ShadowAnswer,
+    Split, Status, TakenBy,
 };
 
 /// ` (generation 4, written to the file)`.
@@ -40,13 +41,41 @@ pub fn split_text(split: Option<&Split>) -> String {
         .join(", ")
 }
 
-/// `route api: blue 0 (0%), green 100 (100%) (generation 3, ...)`.
+/// `route api: blue 0 (0%), green 100 (100%), standby blue (generation
+/// 3, ...)`.
 pub fn route_change(route: &str, a: &Applied) {
+    let standby = a
+        .standby
+        .as_ref()
+        .map_or_else(String::new, |p| format!(", standby {p}"));
     println!(
-        "route {route}: {}{}",
+        "route {route}: {}{standby}{}",
         split_text(a.split.as_ref()),
         suffix(a)
     );
+}
+
+/// The warning of a drain that left its pool with no available backend:
+/// who takes over each route (on stderr, so scripts reading stdout see
+/// only the result).
+pub fn last_backend(last: &LastBackend) {
+    eprintln!(
+        "warning: that was the last available backend of pool {}",
+        last.pool
+    );
+    for t in &last.routes {
+        let pool = t.pool.as_deref().unwrap_or("");
+        match t.by {
+            TakenBy::Failover => {
+                eprintln!("  pool {pool} takes over route {} (failover)", t.route)
+            }
+            TakenBy::Standby => eprintln!("  standby pool {pool} takes over route {}", t.route),
+            TakenBy::Nobody => eprintln!(
+                "  route {} will answer 503: no pool of its split and no standby has an available backend",
+                t.route
+            ),
+        }
+    }
 }
 
 pub fn rollout(r: &RolloutStatus) {
@@ -84,9 +113,19 @@ pub fn status(s: &Status) {
     let mut routes = Table::new();
     routes
         .load_preset(UTF8_BORDERS_ONLY)
-        .set_header(["route", "prefix", "split"]);
+        .set_header(["route", "prefix", "split", "standby"]);
     for r in &s.routes {
-        routes.add_row([&r.name, &r.path_prefix, &split_text(Some(&r.split))]);
+        let standby = match (&r.standby, r.standby_active) {
+            (Some(p), true) => format!("{p} (serving)"),
+            (Some(p), false) => p.clone(),
+            (None, _) => "-".into(),
+        };
+        routes.add_row([
+            &r.name,
+            &r.path_prefix,
+            &split_text(Some(&r.split)),
+            &standby,
+        ]);
     }
     println!("{routes}");
     let mut pools = Table::new();
@@ -222,6 +261,10 @@ pub fn history(h: &HistoryAnswer, width: Option<usize>) {
             None => &e.time,
         };
         let change = match &e.new_split {
+            // A standby change (or a data-path event): its note says it.
+            Some(new) if e.old_split.as_ref() == Some(new) && e.detail.is_some() => {
+                e.detail.clone().unwrap_or_default()
+            }
             Some(new) if width.is_some() => format!(
                 "{} -> {}",
                 split_short(e.old_split.as_ref()),

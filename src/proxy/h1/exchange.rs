@@ -471,14 +471,16 @@ async fn tries<S: ClientIo>(
         };
         backend.stats.count_error(retry::error_kind(&error));
         backend.report_failure(&plan.outlier, clock::now_ms());
-        let may_retry = tried.len <= plan.retry.retries as usize
-            && Instant::now() < deadline
-            && !streamed
-            && (unsent || replayable);
-        let next = if may_retry {
+        let may_resend = Instant::now() < deadline && !streamed && (unsent || replayable);
+        let next = if may_resend && tried.len <= plan.retry.retries as usize {
             retry::retry_target(lean.proxy.table(), &inflight, &tried, plan, rec)
         } else {
             None
+        };
+        // Nothing left to try in the pool: the route's standby, once.
+        let next = match (next, may_resend) {
+            (None, true) => retry::standby_target(lean.proxy.table(), &inflight, rec),
+            (next, _) => next,
         };
         let Some(next) = next else {
             return Err(Refusal::Error(error, !body.done()));

@@ -12,13 +12,17 @@
 
 import { h, kv, swatch } from './dom.js';
 
-/** A route's standby pool: `standby` ("pool" or {pool, ...}) on the route. */
+/**
+ * A route's standby pool: `standby` ("pool" or {pool, ...}) on the route,
+ * and `standby_active` while it takes the route's traffic.
+ */
 function standbyRow(r, t) {
   const standby = r.standby ?? t.standby;
   if (standby == null) return null;
   const name = typeof standby === 'string' ? standby : standby.pool;
   const more = typeof standby === 'object' ? kv(standby) : null;
-  return h('div', { class: 'standby', data: { standby: name } }, 'standby pool: ', swatch(name), name, more);
+  const serving = r.standby_active ? h('strong', { class: 'standby-serving' }, ' serving the route') : null;
+  return h('div', { class: 'standby', data: { standby: name } }, 'standby pool: ', swatch(name), name, serving, more);
 }
 
 /** Shadow traffic results: `shadow` (an object) on the route, every field as is. */
