@@ -8,7 +8,10 @@ routes. The steps run in order, each on the state the one before left:
  1. the login form: a wrong token is refused, the right one is kept in
     sessionStorage (a reload stays logged in);
  2. the split each route's bar shows is the API's, and the page's figures
-    are live (requests/s of the pool taking the load);
+    are live (requests/s of the pool taking the load); the shadow panel
+    shows route web's mirror to canary with the API's figures and its
+    mismatch samples (diff lines as the API has them), and a client's
+    secrets (Authorization, a token in the query) appear in neither;
  3. a flip through the UI (dialog, confirmation) is applied: the API and
     the page show it, and the history timeline has it;
  4. an invalid split is refused and the API's error is shown;
@@ -28,6 +31,7 @@ a deadline-bounded poll; nothing sleeps for a fixed time.
     target/browserenv/bin/python tests/browser/test_console.py [--bin target/debug/switchyard]
 """
 
+import http.client
 import json
 import os
 import sys
@@ -76,6 +80,13 @@ name = "web"
 split = {{ blue = 100, green = 0 }}
 sticky = {{ header = "X-User-ID" }}
 force_header = "X-Switchyard-Pool"
+mirror = {{ pool = "canary", percent = 25, compare = {{ body = "json", ignore = ["$.backend"] }} }}
+
+[[routes]]
+name = "probe"
+path_prefix = "/shadow-probe"
+split = {{ blue = 100 }}
+mirror = {{ pool = "canary", compare = {{ body = "json", ignore = ["$.backend"] }} }}
 
 [[routes]]
 name = "shop"
@@ -238,6 +249,49 @@ class Console(unittest.TestCase, metaclass=Evident):
         self.assertIn("sticky: header x-user-id", chips)
         self.assertIn("force: x-switchyard-pool", chips)
         self.shot("02-console")
+
+    # 2b ------------------------------------------------------------------------
+    def test_2b_the_shadow_panel_shows_the_mirror_and_its_mismatches_without_secrets(self):
+        d = self.driver
+        secret = "console-shadow-secret-9c1"
+        card = '[data-shadow="web/canary"]'
+        wait(d).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#shadow " + card)))
+        self.assertEqual(attr_of(d, card, "data-active"), "true")
+        # The figures are the API's: copies flow, and blue's and canary's
+        # answers differ in `pool` and `version`, so pairs mismatch by body.
+        wait(d).until(lambda d: int(css(d, card + ' [data-field="mirrored"]')[0].text) > 0)
+        wait(d).until(lambda d: not css(d, card + ' [data-field="mismatched"]')[0].text.startswith("0 "))
+        _, api = self.proxy.api("GET", "/api/v1/routes/web/shadow?samples=32")
+        pool = api["pools"][0]
+        self.assertEqual((pool["pool"], pool["active"], pool["mirror_percent"]), ("canary", True, 25.0))
+        self.assertGreater(pool["window"]["mismatched_body"], 0)
+        # Route probe (no other traffic, every request copied): a client
+        # request with secrets in its header and query, sent until the panel
+        # shows it as a sample.
+        host, port = self.proxy.addr.rsplit(":", 1)
+        probe = '[data-shadow="probe/canary"]'
+
+        def probe_shown():
+            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            try:
+                conn.request("GET", f"/shadow-probe?token={secret}", headers={"Authorization": f"Bearer {secret}"})
+                conn.getresponse().read()
+            finally:
+                conn.close()
+            shown = [e.text for e in css(d, probe + " .sample > code")]
+            return any(t.startswith("GET /shadow-probe?token=[redacted]") for t in shown)
+
+        eventually(probe_shown, "the probe request among the panel's samples")
+        _, api = self.proxy.api("GET", "/api/v1/routes/probe/shadow?samples=32")
+        api_diffs = {line for p in api["pools"] for s in p["samples"] for line in s["diff"]}
+        page_diffs = {e.text for e in css(d, probe + " .diff code")}
+        self.assertTrue(page_diffs, "diff lines shown")
+        self.assertTrue(page_diffs <= api_diffs, f"{page_diffs} not in the API's {api_diffs}")
+        self.assertTrue(any(line.startswith("$.version") for line in page_diffs), page_diffs)
+        self.assertFalse(any("$.backend" in line for line in page_diffs), "an ignored field shown")
+        self.assertNotIn(secret, d.page_source)
+        self.assertNotIn(secret, json.dumps(api))
+        self.shot("02b-shadow")
 
     # 3 -------------------------------------------------------------------------
     def test_3_a_flip_through_the_ui_is_applied(self):

@@ -57,6 +57,7 @@ const ASSETS: &[Asset] = &[
     file!("pools.js", JS),
     file!("actions.js", JS),
     file!("extensions.js", JS),
+    file!("shadow.js", JS),
     file!("app.css", "text/css; charset=utf-8"),
     file!("icon.svg", "image/svg+xml"),
 ];

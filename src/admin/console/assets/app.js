@@ -9,6 +9,7 @@
 //   releases.js    rollout and verified-flip cards with threshold charts
 //   pools.js       pools and backends, extension panels, history timeline
 //   actions.js     the confirmed actions
+//   shadow.js      the shadow traffic panel (windows, mismatch samples)
 //   extensions.js  where later work plugs in (standby, shadow, cluster)
 //
 // This module: the login form (token in sessionStorage) and the refresh loop.

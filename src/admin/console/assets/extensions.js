@@ -6,11 +6,13 @@
 //   hidden while render answers null.
 //
 // ctx is {status, traffic, history}: the latest answers of the API. The
-// built-in entries show a route's standby pool (issue #14), shadow results
-// (issue #15) and the cluster's members (issue #13) generically, as soon as
-// the API carries them; each issue can replace its entry with a richer one.
+// built-in entries show a route's standby pool (issue #14) and the cluster's
+// members (issue #13) generically, as soon as the API carries them; each
+// issue can replace its entry with a richer one. Shadow traffic (issue #15)
+// has its own panel (`shadow.js`).
 
 import { h, kv, swatch } from './dom.js';
+import { shadowPanel } from './shadow.js';
 
 /**
  * A route's standby pool: `standby` ("pool" or {pool, ...}) on the route,
@@ -25,13 +27,6 @@ function standbyRow(r, t) {
   return h('div', { class: 'standby', data: { standby: name } }, 'standby pool: ', swatch(name), name, serving, more);
 }
 
-/** Shadow traffic results: `shadow` (an object) on the route, every field as is. */
-function shadowRow(r, t) {
-  const shadow = r.shadow ?? t.shadow;
-  if (shadow == null || typeof shadow !== 'object') return null;
-  return h('div', { class: 'shadow' }, h('strong', {}, 'shadow'), kv(shadow));
-}
-
 /** The cluster's members: `cluster.members` (objects) in the status, one row each. */
 function clusterPanel(ctx) {
   const members = ctx.status.cluster && ctx.status.cluster.members;
@@ -44,6 +39,9 @@ function clusterPanel(ctx) {
 }
 
 export const EXTENSIONS = {
-  route: [standbyRow, shadowRow],
-  panels: [{ id: 'cluster', title: 'Cluster members', render: clusterPanel }],
+  route: [standbyRow],
+  panels: [
+    { id: 'shadow', title: 'Shadow traffic', render: shadowPanel },
+    { id: 'cluster', title: 'Cluster members', render: clusterPanel },
+  ],
 };
