@@ -92,3 +92,130 @@ async fn a_failing_shadow_step_aborts_before_any_user_sees_the_canary() {
 }
 
 const WAIT_LONG: Duration = Duration::from_secs(20);
+
+/// The rollout's actions, oldest first, with their details.
+async fn rollout_events(proxy: &TestProxy) -> Vec<(String, String)> {
+    events(proxy, "r")
+        .await
+        .into_iter()
+        .filter(|e| e.action.starts_with("rollout"))
+        .map(|e| (e.action, e.detail))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_in_the_shadow_step_stops_judging_and_resume_starts_it_over() {
+    let (blue, canary, proxy) = canary_rollout(SHADOW).await;
+    // Every pair would fail the step at once, on its first 20.
+    canary.set_traffic(Traffic::Status(500));
+    post(&proxy, "/api/v1/routes/r/rollout/start").await;
+    wait_rollout_phase(&proxy, "shadow").await;
+    let paused = post(&proxy, "/api/v1/routes/r/rollout/pause").await;
+    assert_eq!(paused.status, 202, "{}", paused.text());
+    assert_eq!(paused.json()["rollout"]["phase"], "paused");
+    let traffic = Load::start(proxy.url("/"), 2, Duration::ZERO);
+    // Copies go on while paused (as a paused canary keeps its weight); ten
+    // times the pairs that fail the step, and it is still paused.
+    eventually(WAIT_LONG, "200 copies at the canary", || async {
+        canary.requests() >= 200
+    })
+    .await;
+    let status = support::release::rollout_status(&proxy, "r").await;
+    assert_eq!(status["phase"], "paused", "{status}");
+    assert_eq!(status["canary_weight"], 0);
+    assert!(status["shadow"]["pool"] == "canary", "{status}");
+
+    let resumed = post(&proxy, "/api/v1/routes/r/rollout/resume").await;
+    assert_eq!(resumed.status, 202, "{}", resumed.text());
+    let done = wait_rollout_phase(&proxy, "rolled_back").await;
+    let reason = done["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("shadow step: shadow_error_rate "),
+        "{reason}"
+    );
+    drop(traffic);
+    let actions: Vec<_> = rollout_events(&proxy).await;
+    let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "rollout_start",
+            "rollout_pause",
+            "rollout_resume",
+            "rollout_rollback"
+        ],
+        "{actions:?}"
+    );
+    assert_eq!(actions[1].1, "paused in the shadow step by the operator");
+    assert_eq!(
+        actions[2].1,
+        "resumed in the shadow step; the step starts over"
+    );
+    assert!(blue.requests() > 0);
+    assert_eq!(split(&proxy), support::release::canary_weights(100, 0));
+
+    // `ctl rollout watch` shows the shadow step first on its line, at 80
+    // columns too, and exits 1 for the rollback.
+    let (code, out, _) = support::cli::ctl(&proxy, &["rollout", "watch", "r"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("r [shadow] 100% copied to canary │ "),
+        "{out}"
+    );
+    let cols = [("COLUMNS", "80")];
+    let (code, out, _) = support::cli::ctl_env(&proxy, &["rollout", "watch", "r"], &cols).await;
+    assert_eq!(code, 1, "{out}");
+    let line = out.lines().next().unwrap_or("");
+    assert!(line.chars().count() < 80, "{line}");
+    assert!(
+        line.starts_with("r shadow ") || line.starts_with("shadow │ "),
+        "{line}"
+    );
+    assert!(
+        line.contains("│ mis 100.00%/1.00% │ err 100.00%/50.00% │"),
+        "{line}"
+    );
+    assert!(line.ends_with("│ rolled back"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_pairs_with_hold_pause_the_shadow_step_until_resumed() {
+    let rollout = format!("{SHADOW}\nmax_wait = \"300ms\"\non_insufficient_traffic = \"hold\"");
+    let (_blue, canary, proxy) = canary_rollout(&rollout).await;
+    post(&proxy, "/api/v1/routes/r/rollout/start").await;
+    // No traffic at all: after duration + max_wait the step holds.
+    let held = wait_rollout_phase(&proxy, "paused").await;
+    let reason = held["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("shadow step: insufficient traffic: "),
+        "{held}"
+    );
+    assert_eq!(held["canary_weight"], 0);
+    assert_eq!(split(&proxy), support::release::canary_weights(100, 0));
+    assert_eq!(canary.requests(), 0);
+
+    let _traffic = Load::start(proxy.url("/"), 2, Duration::ZERO);
+    let resumed = post(&proxy, "/api/v1/routes/r/rollout/resume").await;
+    assert_eq!(resumed.status, 202, "{}", resumed.text());
+    wait_rollout_phase(&proxy, "promoted").await;
+    let actions = rollout_events(&proxy).await;
+    let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        names[..4],
+        [
+            "rollout_start",
+            "rollout_pause",
+            "rollout_resume",
+            "rollout_step"
+        ],
+        "{actions:?}"
+    );
+    assert!(
+        actions[1].1.ends_with("; waiting for the operator"),
+        "{actions:?}"
+    );
+    assert!(
+        actions[3].1.starts_with("shadow step passed ("),
+        "{actions:?}"
+    );
+}

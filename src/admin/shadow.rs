@@ -5,16 +5,9 @@
 //! plane's relaxed atomics, the samples a copy of each pool's ring (whose
 //! secrets were redacted before they were kept, `shadow::sample`).
 
-use crate::api::{
-    MismatchKind, ShadowAnswer, ShadowPool, ShadowQuery, ShadowSample, ShadowSide,
-    ShadowWindowTotals,
-};
-use crate::shadow::{Kind, Sample, SideSample};
-use crate::stats::shadow::{interpolated, Dropped, ShadowStats};
+use crate::api::{MismatchKind, ShadowAnswer, ShadowPool, ShadowQuery, ShadowSample, ShadowSide};
+use crate::shadow::{Sample, SideSample};
 use crate::table::{MirrorTarget, Route, RoutingTable};
-
-/// The quantile shown as p99 (and whose ratio the shadow step limits).
-const Q: f64 = 0.99;
 
 /// The answer for route `r` of `table` at second `now` of `stats::clock`.
 pub fn answer(table: &RoutingTable, r: &Route, now: u64, q: ShadowQuery) -> ShadowAnswer {
@@ -67,33 +60,8 @@ fn pool(t: &MirrorTarget, now: u64, q: ShadowQuery, active: bool) -> ShadowPool 
         active,
         mirror_percent: None,
         step_percent: None,
-        window: totals(&stats),
+        window: stats.totals(),
         samples,
-    }
-}
-
-/// `ShadowStats` as the API shows them.
-pub fn totals(s: &ShadowStats) -> ShadowWindowTotals {
-    let kind = |k: Kind| s.mismatched[k.index()];
-    let dropped = |d: Dropped| s.dropped[d as usize];
-    let ms = |h| interpolated(h, Q).map(|us| us / 1000.0);
-    ShadowWindowTotals {
-        mirrored: s.mirrored,
-        compared: s.compared,
-        mismatched: s.mismatches(),
-        mismatched_status_class: kind(Kind::StatusClass),
-        mismatched_status: kind(Kind::Status),
-        mismatched_body: kind(Kind::Body),
-        mismatch_rate: s.mismatch_rate(),
-        mirror_errors: s.errors,
-        mirror_5xx: s.mirror_5xx,
-        error_rate: s.error_rate(),
-        dropped_in_flight: dropped(Dropped::InFlight),
-        dropped_body_too_big: dropped(Dropped::BodyTooBig),
-        body_skipped: s.body_skipped,
-        primary_p99_ms: ms(&s.primary),
-        mirror_p99_ms: ms(&s.mirror),
-        p99_latency_ratio: s.latency_ratio(Q),
     }
 }
 
@@ -130,6 +98,7 @@ fn sample(s: Sample) -> Option<ShadowSample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shadow::Kind;
 
     #[test]
     fn every_kind_has_its_api_name() {

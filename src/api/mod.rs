@@ -47,7 +47,7 @@ pub use rollout::{
     RolloutStatus, Thresholds,
 };
 pub use shadow::{
-    MismatchKind, ShadowAnswer, ShadowPool, ShadowQuery, ShadowSample, ShadowSide,
+    MismatchKind, ShadowAnswer, ShadowPool, ShadowProgress, ShadowQuery, ShadowSample, ShadowSide,
     ShadowWindowTotals,
 };
 pub use status::{

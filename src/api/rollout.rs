@@ -183,6 +183,10 @@ pub struct RolloutStatus {
     /// Why it rolled back or paused by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The shadow step, while the rollout is in it (phase `shadow`, or
+    /// `paused` during the step), and after a shadow step that ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<super::ShadowProgress>,
 }
 
 names! {

@@ -182,3 +182,23 @@ impl ShadowQuery {
         )
     }
 }
+
+/// The shadow step of a rollout while it runs (paused or not): its
+/// settings and the shadow window since it began, refreshed at every tick.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShadowProgress {
+    /// Where copies go (the rollout's canary).
+    pub pool: String,
+    /// The share of the route's requests copied.
+    pub percent: f64,
+    /// When the step (or its last resume) began, Unix ms.
+    pub started_ms: u64,
+    /// How long it lasts before a passing check moves to step 1.
+    pub duration_ms: u64,
+    pub min_requests: u64,
+    pub max_mismatch_rate: f64,
+    pub max_error_rate: f64,
+    pub max_latency_ratio: Option<f64>,
+    /// Since `started_ms`.
+    pub window: ShadowWindowTotals,
+}

@@ -66,6 +66,7 @@ fn rollout_status() -> RolloutStatus {
             stable_requests: 900,
         }),
         reason: Some("error_rate 0.0500 exceeds the limit 0.0100".into()),
+        shadow: None,
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::Method;
 use serde::de::DeserializeOwned;
-use switchyard::api::{self, paths, FlipPhase, FlipStatus, Phase, RolloutStatus};
+use switchyard::api::{self, paths, FlipPhase, FlipStatus, Phase, RolloutStatus, ShadowProgress};
 
 use super::ctl::{get, Ctl, Failure, EXIT_REFUSED, EXIT_UNREACHABLE};
 use super::fit;
@@ -160,8 +160,62 @@ fn bar(fraction: f64, width: usize) -> String {
     format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
 }
 
+/// How a rollout's phase ends its watch: `Some(exit code)` once over.
+fn rollout_done(phase: Phase) -> Option<u8> {
+    match phase {
+        Phase::Promoted => Some(0),
+        Phase::RolledBack => Some(EXIT_REFUSED),
+        Phase::Shadow | Phase::Progressing | Phase::Paused => None,
+    }
+}
+
+/// `×1.21`, `-`.
+fn ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".into(), |r| format!("×{r:.2}"))
+}
+
+/// One line of a rollout in its shadow step: copies, pairs, mismatch and
+/// mirror error rates, the p99 ratio, each against its limit, and the
+/// time to the end of the step; the rates and the time go last.
+fn shadow_frame(route: &str, r: &RolloutStatus, s: &ShadowProgress) -> Frame {
+    let w = &s.window;
+    let into = r.now_ms.saturating_sub(s.started_ms);
+    let next = match r.phase {
+        Phase::Shadow if into < s.duration_ms => {
+            format!("passes in {}s", (s.duration_ms - into).div_ceil(1000))
+        }
+        Phase::Shadow => "judging".into(),
+        other => other.as_str().replace('_', " "),
+    };
+    let short = next.replace("passes in", "in");
+    let (pct, pool) = (s.percent, &s.pool);
+    let (n, min) = (w.compared, s.min_requests);
+    let (mis, max_mis) = (percent(w.mismatch_rate), percent(s.max_mismatch_rate));
+    let (err, max_err) = (percent(w.error_rate), percent(s.max_error_rate));
+    let (x, max_x) = (ratio(w.p99_latency_ratio), ratio(s.max_latency_ratio));
+    let line = format!(
+        "{route} [shadow] {pct}% copied to {pool} │ {n} pairs (min {min}) │ mismatches {mis} (max {max_mis}) │ mirror errors {err} (max {max_err}) │ p99 ratio {x} (max {max_x}) │ {next}"
+    );
+    let narrower = vec![
+        format!("{route} shadow {pct}% → {pool} │ {n}/{min} pairs │ mis {mis}/{max_mis} │ err {err}/{max_err} │ p99 {x}/{max_x} │ {short}"),
+        format!("{route} shadow │ {n}/{min} │ mis {mis}/{max_mis} │ err {err}/{max_err} │ {x}/{max_x} │ {short}"),
+        format!("shadow │ {n}/{min} │ mis {mis}/{max_mis} │ err {err}/{max_err} │ {x} │ {short}"),
+        format!("shadow │ {n} │ mis {mis} │ err {err} │ {x} │ {short}"),
+    ];
+    Frame {
+        line,
+        narrower,
+        key: format!("{} shadow", r.phase),
+        done: rollout_done(r.phase),
+        reason: r.reason.as_ref().map(|why| format!("{}: {why}", r.phase)),
+    }
+}
+
 /// One line of a rollout's progress (a `GET .../rollout` answer).
 fn rollout_frame(route: &str, r: &RolloutStatus) -> Frame {
+    if let Some(s) = &r.shadow {
+        return shadow_frame(route, r, s);
+    }
     let steps = r.steps.len().max(1);
     let interval = r.step_interval_ms;
     let into = r.now_ms.saturating_sub(r.step_started_ms);
@@ -171,11 +225,7 @@ fn rollout_frame(route: &str, r: &RolloutStatus) -> Frame {
         (into as f64 / interval as f64).min(1.0)
     };
     let (t, cur) = (&r.thresholds, r.current.as_ref());
-    let done = match r.phase {
-        Phase::Promoted => Some(0),
-        Phase::RolledBack => Some(EXIT_REFUSED),
-        Phase::Shadow | Phase::Progressing | Phase::Paused => None,
-    };
+    let done = rollout_done(r.phase);
     let progress = match r.phase {
         Phase::Promoted => 1.0,
         _ => (r.step as f64 + step_done) / steps as f64,
@@ -339,6 +389,56 @@ mod tests {
             "{at_100}"
         );
         assert_eq!(fit::choose(&f.line, &f.narrower, None), f.line);
+    }
+
+    #[test]
+    fn a_shadow_step_shows_its_own_line_from_the_start_at_80_columns() {
+        let mut r = rollout("shadow");
+        r.route = "checkout-api".into();
+        r.step = 0;
+        r.canary_weight = 0;
+        r.shadow = serde_json::from_value(json!({
+            "pool": "canary-v2", "percent": 20.0, "started_ms": 1_000, "duration_ms": 30_000,
+            "min_requests": 500, "max_mismatch_rate": 0.01, "max_error_rate": 0.02,
+            "max_latency_ratio": 1.5,
+            "window": {"mirrored": 130, "compared": 120, "mismatched": 3,
+                "mismatched_status_class": 0, "mismatched_status": 0, "mismatched_body": 3,
+                "mismatch_rate": 0.025, "mirror_errors": 0, "mirror_5xx": 0, "error_rate": 0.0,
+                "dropped_in_flight": 0, "dropped_body_too_big": 0, "body_skipped": 0,
+                "primary_p99_ms": 10.0, "mirror_p99_ms": 12.1, "p99_latency_ratio": 1.21},
+        }))
+        .unwrap();
+        let f = rollout_frame("checkout-api", &r);
+        assert_eq!(f.done, None);
+        assert!(
+            f.line
+                .starts_with("checkout-api [shadow] 20% copied to canary-v2"),
+            "{}",
+            f.line
+        );
+        for part in [
+            "120 pairs (min 500)",
+            "mismatches 2.50% (max 1.00%)",
+            "p99 ratio ×1.21 (max ×1.50)",
+            "passes in 28s",
+        ] {
+            assert!(f.line.contains(part), "{part:?} missing from {}", f.line);
+        }
+        for width in [100, 80, 60] {
+            let line = fit::choose(&f.line, &f.narrower, Some(width));
+            assert!(line.chars().count() < width, "{width}: {line}");
+            assert!(
+                line.starts_with("checkout-api shadow") || line.starts_with("shadow"),
+                "{line}"
+            );
+            for part in ["mis 2.50%", "err 0.00%", "×1.21", "in 28s"] {
+                assert!(line.contains(part), "{part:?} missing at {width}: {line}");
+            }
+        }
+        r.phase = Phase::Paused;
+        assert!(rollout_frame("checkout-api", &r).line.ends_with("│ paused"));
+        r.phase = Phase::RolledBack;
+        assert_eq!(rollout_frame("checkout-api", &r).done, Some(EXIT_REFUSED));
     }
 
     #[test]

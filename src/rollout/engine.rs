@@ -311,11 +311,19 @@ impl<'a> Run<'a> {
             base: None,
         };
         // A fresh start with a shadow step judges the canary on copies first.
+        // A restart in the shadow step runs it again (its pairs died with
+        // the old process), paused if it was.
         let fresh = run.step == 0 && ago < run.cfg.step_interval;
-        let shadowed = fresh && run.cfg.shadow.is_some();
+        let shadowed = (fresh || saved.shadow) && run.cfg.shadow.is_some();
         if shadowed {
-            match rollouts.shadow_step(&run.route, &run.cfg, rx).await {
-                StepEnd::Passed => run.started = Instant::now(),
+            match rollouts
+                .shadow_step(&run.route, &run.cfg, run.paused, rx)
+                .await
+            {
+                StepEnd::Passed => {
+                    run.started = Instant::now();
+                    run.paused = false;
+                }
                 StepEnd::Over => return None,
             }
             let weight = run.cfg.steps[run.step];

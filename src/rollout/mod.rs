@@ -113,6 +113,9 @@ pub struct Saved {
     pub step: usize,
     pub step_started_ms: u64,
     pub paused: bool,
+    /// In the shadow step (a restart runs it again, from its start).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 pub(super) struct Entry {
@@ -259,6 +262,7 @@ impl Rollouts {
             step: 0,
             step_started_ms: unix_ms(SystemTime::now()),
             paused: false,
+            shadow: false,
         };
         self.spawn(route.to_owned(), &cfg, saved)
     }
@@ -381,6 +385,7 @@ impl Rollouts {
             current: None,
             last: None,
             reason: None,
+            shadow: None,
         };
         {
             // One lock for the check and the insertion: two concurrent
@@ -407,6 +412,17 @@ impl Rollouts {
             f(e);
         }
         self.save_locked(&entries);
+        self.updated.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Refreshes the shadow step's progress; not saved (a restart runs
+    /// the step again).
+    fn update_shadow(&self, route: &str, progress: crate::api::ShadowProgress) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = entries.get_mut(route) {
+            e.status.shadow = Some(progress);
+        }
+        drop(entries);
         self.updated.send_modify(|n| *n = n.wrapping_add(1));
     }
 

@@ -84,7 +84,7 @@ pub fn decide(
     match check {
         Check::Pass => (Verdict::Advance, 0),
         Check::Insufficient { .. } if elapsed >= shadow.duration + rollout.max_wait => {
-            let why = format!("shadow: {} after {:?}", check.describe(), elapsed);
+            let why = format!("{} after {:?}", check.describe(), elapsed);
             match rollout.on_insufficient_traffic {
                 InsufficientTraffic::Rollback => (Verdict::Rollback(why), failed),
                 InsufficientTraffic::Hold => (Verdict::Pause(why), failed),

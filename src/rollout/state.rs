@@ -65,6 +65,7 @@ impl Rollouts {
                     step: s.step,
                     step_started_ms: s.step_started_ms,
                     paused: s.phase == Phase::Paused,
+                    shadow: s.shadow.is_some(),
                 };
                 (r.clone(), saved)
             })

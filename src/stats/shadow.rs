@@ -19,6 +19,7 @@ pub use handles::{InFlightSlot, ShadowHandles, ShadowMeters};
 
 use super::ring::{Ring, Slot};
 use super::window::{bucket_bound_us, bucket_of, is_failure, BUCKETS, SLOTS};
+use crate::api::ShadowWindowTotals;
 use crate::shadow::{Kind, Outcome};
 
 /// Mismatch kinds counted (`Kind::ALL`).
@@ -251,6 +252,32 @@ impl ShadowStats {
         let p = interpolated(&self.primary, q)?;
         let m = interpolated(&self.mirror, q)?;
         Some(m / p)
+    }
+
+    /// As the admin API shows them (p99 of both sides and their ratio).
+    pub fn totals(&self) -> ShadowWindowTotals {
+        const Q: f64 = 0.99;
+        let kind = |k: Kind| self.mismatched[k.index()];
+        let dropped = |d: Dropped| self.dropped[d as usize];
+        let ms = |h| interpolated(h, Q).map(|us| us / 1000.0);
+        ShadowWindowTotals {
+            mirrored: self.mirrored,
+            compared: self.compared,
+            mismatched: self.mismatches(),
+            mismatched_status_class: kind(Kind::StatusClass),
+            mismatched_status: kind(Kind::Status),
+            mismatched_body: kind(Kind::Body),
+            mismatch_rate: self.mismatch_rate(),
+            mirror_errors: self.errors,
+            mirror_5xx: self.mirror_5xx,
+            error_rate: self.error_rate(),
+            dropped_in_flight: dropped(Dropped::InFlight),
+            dropped_body_too_big: dropped(Dropped::BodyTooBig),
+            body_skipped: self.body_skipped,
+            primary_p99_ms: ms(&self.primary),
+            mirror_p99_ms: ms(&self.mirror),
+            p99_latency_ratio: self.latency_ratio(Q),
+        }
     }
 
     /// Adds `other` (another replica's window of the same seconds).

@@ -6,6 +6,13 @@
 //! goes on to step 1 or ends the rollout with the measured reason and a
 //! few mismatch samples in the history. The split stays 100 % stable all
 //! along: no user is answered by the canary.
+//!
+//! Like a canary step: `pause` stops judging (the copies go on, as a
+//! paused canary keeps its weight) and `resume` starts the step over; too
+//! few pairs after `duration + max_wait` pause it with
+//! `on_insufficient_traffic = "hold"` and end it otherwise. The status
+//! carries the step's progress (`RolloutStatus::shadow`) and the state
+//! file that the rollout is in it, so a restart runs the step again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{check, decide};
+use crate::api::ShadowProgress;
 use crate::config::{RolloutConfig, ShadowStepConfig};
 use crate::control::ChangeError;
 use crate::event::Action;
@@ -77,11 +85,14 @@ fn summary(s: &ShadowStats) -> String {
 }
 
 impl Rollouts {
-    /// Runs the shadow step of `route`'s rollout; see the module doc.
+    /// Runs the shadow step of `route`'s rollout (paused from the start
+    /// when `paused`: a restart of a rollout paused in the step); see the
+    /// module doc.
     pub(in crate::rollout) async fn shadow_step(
         &self,
         route: &str,
         cfg: &RolloutConfig,
+        paused: bool,
         rx: &mut mpsc::UnboundedReceiver<Command>,
     ) -> StepEnd {
         let Some(step_cfg) = cfg.shadow.clone() else {
@@ -113,68 +124,101 @@ impl Rollouts {
         }
         let stepping = Stepping(handles);
         stepping.0.set_stepping(true);
-        let started = Instant::now();
-        let started_ms = unix_ms(std::time::SystemTime::now());
+        let mut step = Shadowing {
+            route,
+            cfg,
+            step_cfg: &step_cfg,
+            handles: &stepping.0,
+            started: Instant::now(),
+            started_ms: unix_ms(std::time::SystemTime::now()),
+            paused,
+            failed: 0,
+        };
         self.update(route, |e| {
-            e.status.phase = Phase::Shadow;
+            e.status.phase = if paused { Phase::Paused } else { Phase::Shadow };
             e.status.canary_weight = 0;
+            e.status.shadow = Some(step.progress(&ShadowStats::default()));
         });
         self.event(
             route,
             Action::RolloutStart,
             format!(
-                "started with the shadow step: {}% of requests copied to {} for {:?}, answers compared",
-                step_cfg.percent, cfg.canary, step_cfg.duration
+                "started with the shadow step: {}% of requests copied to {} for {:?}, answers compared{}",
+                step_cfg.percent,
+                cfg.canary,
+                step_cfg.duration,
+                if paused { " (paused)" } else { "" }
             ),
         )
         .await;
-        self.judge_shadow(
-            route,
-            cfg,
-            &step_cfg,
-            &stepping.0,
-            (started, started_ms),
-            rx,
-        )
-        .await
+        let end = self.judge_shadow(&mut step, rx).await;
+        if let StepEnd::Passed = end {
+            self.update(route, |e| e.status.shadow = None);
+        }
+        end
     }
 
     async fn judge_shadow(
         &self,
-        route: &str,
-        cfg: &RolloutConfig,
-        step_cfg: &ShadowStepConfig,
-        handles: &ShadowHandles,
-        (started, started_ms): (Instant, u64),
+        step: &mut Shadowing<'_>,
         rx: &mut mpsc::UnboundedReceiver<Command>,
     ) -> StepEnd {
-        let tick =
-            (step_cfg.duration / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
-        let mut failed = 0;
+        let tick = (step.step_cfg.duration / 4)
+            .clamp(Duration::from_millis(50), Duration::from_millis(250));
+        let route = step.route;
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return StepEnd::Over,
                 cmd = rx.recv() => match cmd {
                     Some(Command::Abort) | None => {
-                        self.finish(route, cfg, false, "aborted by the operator in the shadow step".into()).await;
+                        self.finish(route, step.cfg, false, "aborted by the operator in the shadow step".into()).await;
                         return StepEnd::Over;
                     }
                     Some(Command::Promote) => {
-                        self.finish(route, cfg, true, "promoted by the operator in the shadow step".into()).await;
+                        self.finish(route, step.cfg, true, "promoted by the operator in the shadow step".into()).await;
                         return StepEnd::Over;
                     }
-                    // Pausing a shadow step changes nothing a user sees.
-                    Some(Command::Pause | Command::Resume) => continue,
+                    Some(Command::Pause) if !step.paused => {
+                        step.paused = true;
+                        self.update(route, |e| e.status.phase = Phase::Paused);
+                        self.event(route, Action::RolloutPause, "paused in the shadow step by the operator".into()).await;
+                    }
+                    Some(Command::Resume) if step.paused => {
+                        step.restart();
+                        let progress = step.progress(&ShadowStats::default());
+                        self.update(route, |e| {
+                            e.status.phase = Phase::Shadow;
+                            e.status.reason = None;
+                            e.status.shadow = Some(progress);
+                        });
+                        self.event(route, Action::RolloutResume, "resumed in the shadow step; the step starts over".into()).await;
+                    }
+                    Some(Command::Pause | Command::Resume) => {}
                 },
                 _ = tokio::time::sleep(tick) => {}
             }
-            let now = Instant::now();
-            let stats = handles
+            if self.coordinator().is_some_and(|c| c.leads().is_err()) {
+                self.hand_over(route);
+                return StepEnd::Over;
+            }
+            if step.paused {
+                continue;
+            }
+            let stats = step
+                .handles
                 .window()
-                .since(clock::secs(started), clock::secs(now));
-            let check = check(step_cfg, &stats);
-            let (verdict, now_failed) = decide(cfg, step_cfg, started.elapsed(), failed, &check);
-            failed = now_failed;
+                .since(clock::secs(step.started), clock::secs(Instant::now()));
+            let progress = step.progress(&stats);
+            self.update_shadow(route, progress);
+            let check = check(step.step_cfg, &stats);
+            let (verdict, failed) = decide(
+                step.cfg,
+                step.step_cfg,
+                step.started.elapsed(),
+                step.failed,
+                &check,
+            );
+            step.failed = failed;
             match verdict {
                 Verdict::Hold => {}
                 Verdict::Advance | Verdict::Done => {
@@ -186,20 +230,71 @@ impl Rollouts {
                     .await;
                     return StepEnd::Passed;
                 }
-                Verdict::Rollback(why) | Verdict::Pause(why) => {
-                    // A shadow step that cannot pass ends the rollout: the
-                    // split never moved, so there is nothing to hold.
-                    let mut samples = handles.samples().newest_first();
-                    samples.retain(|s| s.at_ms >= started_ms);
+                Verdict::Pause(why) => {
+                    // `on_insufficient_traffic = "hold"`: the copies go
+                    // on, the operator decides (resume starts it over).
+                    step.paused = true;
+                    let why = format!("shadow step: {why} ({})", summary(&stats));
+                    self.update(route, |e| {
+                        e.status.phase = Phase::Paused;
+                        e.status.reason = Some(why.clone());
+                    });
+                    let detail = format!("{why}; waiting for the operator");
+                    self.event(route, Action::RolloutPause, detail).await;
+                }
+                Verdict::Rollback(why) => {
+                    // The split never moved: ending the rollout is all.
+                    let mut samples = step.handles.samples().newest_first();
+                    samples.retain(|s| s.at_ms >= step.started_ms);
                     let mut reason = format!("shadow step: {why} ({})", summary(&stats));
                     if !samples.is_empty() {
                         reason.push_str("; samples: ");
                         reason.push_str(&quote(&samples));
                     }
-                    self.finish(route, cfg, false, reason).await;
+                    self.finish(route, step.cfg, false, reason).await;
                     return StepEnd::Over;
                 }
             }
+        }
+    }
+}
+
+/// One shadow step between two wake-ups of its task.
+struct Shadowing<'a> {
+    route: &'a str,
+    cfg: &'a RolloutConfig,
+    step_cfg: &'a ShadowStepConfig,
+    handles: &'a ShadowHandles,
+    /// The step's (or its last resume's) start: pairs are counted from here.
+    started: Instant,
+    started_ms: u64,
+    paused: bool,
+    /// Failed checks in a row (`failure_threshold`).
+    failed: u32,
+}
+
+impl Shadowing<'_> {
+    /// `resume`: the step starts over.
+    fn restart(&mut self) {
+        self.paused = false;
+        self.started = Instant::now();
+        self.started_ms = unix_ms(std::time::SystemTime::now());
+        self.failed = 0;
+    }
+
+    /// What the status shows of the step with `stats` since it began.
+    fn progress(&self, stats: &ShadowStats) -> ShadowProgress {
+        let c = self.step_cfg;
+        ShadowProgress {
+            pool: self.cfg.canary.clone(),
+            percent: c.percent,
+            started_ms: self.started_ms,
+            duration_ms: u64::try_from(c.duration.as_millis()).unwrap_or(u64::MAX),
+            min_requests: c.min_requests,
+            max_mismatch_rate: c.max_mismatch_rate,
+            max_error_rate: c.max_error_rate,
+            max_latency_ratio: c.max_latency_ratio,
+            window: stats.totals(),
         }
     }
 }

@@ -182,7 +182,7 @@ fn too_little_traffic_ends_as_the_rollout_says() {
     };
     let way_late = Duration::from_secs(91);
     match decide(&rollout(), &s, way_late, 0, &insufficient) {
-        (Verdict::Rollback(why), 0) => assert!(why.starts_with("shadow: insufficient"), "{why}"),
+        (Verdict::Rollback(why), 0) => assert!(why.starts_with("insufficient traffic: "), "{why}"),
         other => panic!("{other:?}"),
     }
     let hold = RolloutConfig {
