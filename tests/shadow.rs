@@ -274,3 +274,61 @@ async fn one_changed_json_field_is_caught_at_its_share_and_ignored_fields_are_ig
         );
     }
 }
+
+/// HTTP/2 (h2c, prior knowledge) requests go through the same routing
+/// decision as HTTP/1's, so they are mirrored the same way: the copy is
+/// sent to the mirror over HTTP/1.1, marked, with the request's body when
+/// it has a length within the limit; the client gets the primary's answer.
+#[tokio::test]
+async fn http2_requests_are_mirrored_like_http1_ones() {
+    let blue = TestBackend::start("blue").await;
+    let green = TestBackend::start("green").await;
+    // Bodies compared by hash: a copy without the request's body would
+    // answer another length from /upload.
+    let mirror =
+        "{ pool = \"green\", methods = [\"GET\", \"POST\"], compare = { body = \"hash\" } }";
+    let proxy = TestProxy::start(&mirrored("lean", blue.addr, green.addr, mirror)).await;
+    let h2 = support::h2_client();
+    let a = get(
+        &h2,
+        &proxy.url("/status/200"),
+        &[("authorization", "Bearer t")],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(blue.requests(), 1, "the primary went to blue");
+    eventually(WAIT, "the h2 request's copy at green", || async {
+        green.requests() == 1
+    })
+    .await;
+    let h = green.last_headers();
+    assert_eq!(h["x-switchyard-shadow"], "1");
+    assert_eq!(h["x-switchyard-pool"], "green");
+    assert_eq!(h["host"], green.addr.to_string(), "the mirror's Host");
+    assert_eq!(h["authorization"], "Bearer t", "the copy is the request");
+    eventually(WAIT, "the h2 pair compared", || async {
+        window(&proxy.table()).compared == 1
+    })
+    .await;
+    // A body with its length: copied whole, the mirror reads the same.
+    let up = send(&h2, "POST", &proxy.url("/upload"), &[], "123456").await;
+    assert_eq!(up.text(), "6");
+    eventually(WAIT, "the h2 POST's pair", || async {
+        window(&proxy.table()).compared == 2
+    })
+    .await;
+    // `status 200 from blue` against `... from green`: one body mismatch,
+    // the GET's; the POST's bodies (the length read) are the same.
+    let s = window(&proxy.table());
+    assert_eq!(
+        (
+            s.mirrored,
+            s.errors,
+            s.mismatches(),
+            s.mismatched[Kind::Body.index()]
+        ),
+        (2, 0, 1, 1),
+        "{s:?}"
+    );
+    assert_eq!(green.requests(), 2);
+}
