@@ -19,8 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::{listener, StartError};
+use super::{listener, preface, StartError};
 use crate::config::ServerConfig;
+use crate::proxy::h1::Prefixed;
 use crate::proxy::{Proxy, ProxyBody};
 use crate::tls::{self, CertStore};
 
@@ -190,16 +191,26 @@ pub(crate) fn spawn(c: Conn, mut stream: TcpStream, peer: SocketAddr) {
             },
         };
         let info = Arc::new(info);
-        if let Some(lean) = c.lean {
-            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                // Shutdown reaches the lean path through its token; the
-                // watcher, held until the connection ends, makes the
-                // worker's graceful shutdown wait for it.
-                let _watcher = c.watcher;
-                crate::proxy::h1::serve_tls(lean, tls, info).await;
-                return;
-            }
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        if let (Some(lean), false) = (c.lean, h2) {
+            // Shutdown reaches the lean path through its token; the
+            // watcher, held until the connection ends, makes the
+            // worker's graceful shutdown wait for it.
+            let _watcher = c.watcher;
+            crate::proxy::h1::serve_tls(lean, tls, info).await;
+            return;
         }
+        let mut tls = tls;
+        // ALPN h2 means HTTP/2 (RFC 9113 §3.3): no HTTP/1.1 fallback.
+        let first = if h2 {
+            match preface::read(&mut tls, true, c.https.handshake_timeout, &c.shutdown).await {
+                preface::Opening::Http2(got) => got,
+                _ => return,
+            }
+        } else {
+            Vec::new()
+        };
+        let tls = Prefixed::new(first, tls);
         let (proxy, https) = (c.proxy, c.https);
         let service = service_fn(move |req| {
             let (proxy, info, https) = (proxy.clone(), info.clone(), https.clone());

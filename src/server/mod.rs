@@ -10,6 +10,7 @@
 
 mod https;
 pub mod listener;
+mod preface;
 mod preflight;
 mod worker;
 

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::https;
+use super::{https, preface};
 use crate::config::{Http1Engine, ServerConfig};
 use crate::proxy::proxy_protocol::Intake as ProxyIntake;
 use crate::proxy::{h1, upstream, Proxy};
@@ -123,9 +123,20 @@ async fn serve(id: usize, listener: StdListener, tls: Option<StdListener>, ctx: 
                 let watcher = graceful.watcher();
                 let connections = ctx.connections.clone();
                 connections.fetch_add(1, Ordering::Relaxed);
+                let header_timeout = ctx.server.client_header_timeout;
+                let shutdown = ctx.shutdown.clone();
                 tokio::spawn(async move {
                     // Served only after its PROXY header, when it owes one.
                     if let Some(info) = intake.conn_info(&mut stream, peer, "http").await {
+                        // A broken HTTP/2 preface gets GOAWAY, not an HTTP/1.1 400.
+                        let first = match preface::read(&mut stream, false, header_timeout, &shutdown).await {
+                            preface::Opening::Http1(got) | preface::Opening::Http2(got) => got,
+                            preface::Opening::Done => {
+                                connections.fetch_sub(1, Ordering::Relaxed);
+                                return;
+                            }
+                        };
+                        let stream = h1::Prefixed::new(first, stream);
                         let info = Arc::new(info);
                         let service = service_fn(move |req| {
                             let proxy = proxy.clone();
@@ -226,22 +237,34 @@ fn lean_path(
     let (h2_proxy, h2_builder) = (proxy.clone(), builder.clone());
     let (connections, shutdown, tasks) =
         (ctx.connections.clone(), ctx.shutdown.clone(), tasks.clone());
-    let h2: h1::H2Fn = Arc::new(move |io, info| {
+    let header_timeout = ctx.server.client_header_timeout;
+    let h2: h1::H2Fn = Arc::new(move |mut io, info| {
         let proxy = h2_proxy.clone();
-        let service = service_fn(move |req| {
-            let (proxy, info) = (proxy.clone(), info.clone());
-            Box::pin(
-                async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await) },
-            )
-        });
-        let conn = h2_builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
+        let builder = h2_builder.clone();
         let (connections, shutdown) = (connections.clone(), shutdown.clone());
         connections.fetch_add(1, Ordering::Relaxed);
         // Tracked with the worker's tunnels: shutdown waits for it (GOAWAY
         // first) under the same grace.
         tasks.spawn(async move {
+            // It began with `PRI * HTTP/2.0`: the rest of the preface or
+            // GOAWAY (never an HTTP/1.1 answer).
+            let first = match preface::read(&mut io, true, header_timeout, &shutdown).await {
+                preface::Opening::Http2(got) => got,
+                _ => {
+                    connections.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            let service = service_fn(move |req| {
+                let (proxy, info) = (proxy.clone(), info.clone());
+                Box::pin(async move {
+                    Ok::<_, std::convert::Infallible>(proxy.handle(req, &info).await)
+                })
+            });
+            let io = h1::Prefixed::new(first, io);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
             tokio::pin!(conn);
             let ended = tokio::select! {
                 r = conn.as_mut() => r,

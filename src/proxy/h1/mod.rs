@@ -233,7 +233,8 @@ pub struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
-    fn new(prefix: Vec<u8>, inner: S) -> Self {
+    /// `prefix` is read first, then `inner`.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
         Self {
             prefix,
             at: 0,
