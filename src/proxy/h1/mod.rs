@@ -28,6 +28,8 @@ mod exchange;
 pub(crate) mod head;
 pub mod pool;
 mod relay;
+#[cfg(test)]
+mod sizes;
 mod view;
 mod write;
 
@@ -147,12 +149,21 @@ async fn serve<S: ClientIo + IntoPlain>(lean: &Lean, mut io: S, info: &Arc<ConnI
                     }
                     return;
                 }
-                write::refuse(&mut io, &mut s, e).await;
+                Box::pin(write::refuse(&mut io, &mut s, e)).await;
                 pool::give_scratch(s);
                 return;
             }
         }
-        let after = exchange::exchange(lean, &mut io, &mut s, info, timer.as_mut()).await;
+        // Boxed: an exchange's future is ~5 KB, and kept inline it would
+        // be part of every connection's task, idle or not (`sizes`).
+        let after = Box::pin(exchange::exchange(
+            lean,
+            &mut io,
+            &mut s,
+            info,
+            timer.as_mut(),
+        ))
+        .await;
         if after == After::Close || lean.shutdown.is_cancelled() {
             pool::give_scratch(s);
             return;
