@@ -19,10 +19,11 @@
 #
 # The table gives instructions per request of the whole process and of its
 # busiest thread (switchyard's worker: the data plane without the control
-# runtime's timers), and the whole-process ratios to nginx and haproxy. Results also go
-# to target/bench-load/instructions.jsonl. Kernel work (about two thirds of
-# every proxy's CPU) is not counted. KEEP_TMP=1 keeps the callgrind files
-# (callgrind_annotate them to see where the instructions go).
+# runtime's timers), and the whole-process ratios to nginx and haproxy.
+# Results also go to target/bench-load/instructions.jsonl. Kernel work
+# (about two thirds of every proxy's CPU) is not counted. KEEP_TMP=1 keeps
+# the callgrind files (callgrind_annotate them to see where the
+# instructions go).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -160,7 +161,7 @@ measure() { # name; prints "name process_ir busiest_thread_ir"
   callgrind_control -i on "$pid" >"$dir/control.log" 2>&1 ||
     { echo "$name: callgrind_control -i on $pid failed: $(tail -n 2 "$dir/control.log")" >&2; }
   h2load --h1 -n "$REQUESTS" -c "$CONNECTIONS" -t 1 "http://127.0.0.1:$p/" >"$dir/h2load.txt"
-  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -i off "$pid" >>"$dir/control.log" 2>&1 || true
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   grep -q "status codes: $REQUESTS 2xx" "$dir/h2load.txt" ||
