@@ -1,10 +1,12 @@
 //! The one-second ring: `N` slots, each stamped with the second (of
 //! `clock::secs`) whose counts it holds. The first writer that finds an
-//! older second in the slot it needs claims the slot with a
-//! compare-and-swap on the stamp and clears it; a write racing with that
-//! reset may be lost, as may the check-then-add of two concurrent budget
-//! users. Statistics, not accounting: close enough for judging a canary
-//! (`window`) and for capping retries (`table::budget`), and no lock.
+//! older second in the slot it needs claims the slot: it swaps the stamp to
+//! `RESETTING`, clears the counters and only then stamps the new second, so
+//! no write of the new second lands before the clear (and is wiped by it).
+//! Writers that meet a slot being reset wait for it, which happens once per
+//! slot and second and lasts a few dozen stores; readers skip it. The
+//! check-then-add of two concurrent budget users may still let one extra
+//! through: statistics, not accounting, and no lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,9 +16,14 @@ pub trait Slot: Default {
     fn clear(&self);
 }
 
+/// The stamp of a slot that has never held a second.
+const UNUSED: u64 = u64::MAX;
+/// The stamp of a slot whose counters are being cleared for a new second.
+const RESETTING: u64 = u64::MAX - 1;
+
 #[derive(Debug)]
 struct Stamped<S> {
-    /// The second this slot holds (`u64::MAX`: never used).
+    /// The second this slot holds, `UNUSED` or `RESETTING`.
     sec: AtomicU64,
     data: S,
 }
@@ -31,7 +38,7 @@ impl<S: Slot, const N: usize> Default for Ring<S, N> {
     fn default() -> Self {
         Ring {
             slots: std::array::from_fn(|_| Stamped {
-                sec: AtomicU64::new(u64::MAX),
+                sec: AtomicU64::new(UNUSED),
                 data: S::default(),
             }),
         }
@@ -40,21 +47,34 @@ impl<S: Slot, const N: usize> Default for Ring<S, N> {
 
 impl<S: Slot, const N: usize> Ring<S, N> {
     /// The slot of second `sec`, cleared first when it still held an older
-    /// second.
+    /// second. A writer late by more than `N` seconds counts into the newer
+    /// second the slot holds rather than wiping it.
     #[inline]
     pub fn at(&self, sec: u64) -> &S {
         let slot = &self.slots[(sec % N as u64) as usize];
-        // Acquire/AcqRel on the stamp: a reader that sees the new second
-        // also sees the reset that came with it (the counters themselves are
-        // relaxed; see the module doc for what a race can lose).
-        let held = slot.sec.load(Ordering::Acquire);
-        if held != sec
-            && slot
+        // Acquire on the stamp pairs with the Release that publishes a new
+        // second: whoever sees it also sees the clear that came before it.
+        let mut held = slot.sec.load(Ordering::Acquire);
+        while held != sec {
+            if held == RESETTING {
+                std::hint::spin_loop();
+                held = slot.sec.load(Ordering::Acquire);
+                continue;
+            }
+            if held != UNUSED && held > sec {
+                break;
+            }
+            match slot
                 .sec
-                .compare_exchange(held, sec, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            slot.data.clear();
+                .compare_exchange(held, RESETTING, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    slot.data.clear();
+                    slot.sec.store(sec, Ordering::Release);
+                    break;
+                }
+                Err(now) => held = now,
+            }
         }
         &slot.data
     }
@@ -108,5 +128,36 @@ mod tests {
         // A reader never reaches further back than the ring does.
         assert_eq!(sum(&r, 0, 7), 1);
         assert_eq!(sum(&r, 5, 9), 0);
+        // A writer late by more than the ring counts into the newer second.
+        r.at(0).0.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(sum(&r, 4, 4), 2);
+    }
+
+    #[test]
+    fn writers_racing_a_new_second_lose_nothing() {
+        const THREADS: u32 = 4;
+        const SECS: u64 = 64;
+        const PER: u32 = 50;
+        for _round in 0..20 {
+            let r = Ring::<Count, 64>::default();
+            let start = std::sync::Barrier::new(THREADS as usize);
+            std::thread::scope(|s| {
+                for _ in 0..THREADS {
+                    s.spawn(|| {
+                        start.wait();
+                        for sec in 0..SECS {
+                            for _ in 0..PER {
+                                r.at(sec).0.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            });
+            let total: u32 = r
+                .between(0, SECS - 1)
+                .map(|c| c.0.load(Ordering::Relaxed))
+                .sum();
+            assert_eq!(total, THREADS * SECS as u32 * PER);
+        }
     }
 }
