@@ -55,9 +55,17 @@ impl<S: Slot, const N: usize> Ring<S, N> {
         // Acquire on the stamp pairs with the Release that publishes a new
         // second: whoever sees it also sees the clear that came before it.
         let mut held = slot.sec.load(Ordering::Acquire);
+        let mut spins = 0u32;
         while held != sec {
             if held == RESETTING {
-                std::hint::spin_loop();
+                // The claimer may have been preempted mid-clear: give it the
+                // core rather than spin through our time slice.
+                spins += 1;
+                if spins % 64 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
                 held = slot.sec.load(Ordering::Acquire);
                 continue;
             }
