@@ -17,7 +17,9 @@ FROM rust:1-slim-bookworm AS builder
 WORKDIR /build
 
 # protoc: the etcd client crate ([cluster]) generates its gRPC code at build
-# time.
+# time. (Outside the image, .cargo/config.toml points PROTOC at
+# scripts/protoc-shim, which falls back on the vendored binary; the image
+# keeps its context small and takes Debian's.)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends protobuf-compiler \
  && rm -rf /var/lib/apt/lists/*
@@ -26,7 +28,7 @@ RUN apt-get update \
 # editing switchyard's code does not rebuild every crate. The stubs mirror
 # the targets declared in Cargo.toml (lib, bin, bench "routing"); a new
 # target or a build script needs a stub here too.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
