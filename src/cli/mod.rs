@@ -170,8 +170,13 @@ fn init_logging(format: LogFormat) -> Option<LogWriter> {
     };
     // Our writer never fails a write; were it to, tracing-subscriber's
     // report of it would be an `eprintln!`, which panics without stderr.
+    // Colour only for a person at a terminal: a file, a pipe, journald or a
+    // container log driver gets plain text (and NO_COLOR is honoured).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer.clone())
         .log_internal_errors(false);
     match format {
