@@ -81,6 +81,9 @@ names! {
         FlipVerifyCancelled = "flip_verify_cancelled",
         /// A route's standby pool was set or cleared (`ctl standby`).
         Standby = "standby",
+        /// A route was put in maintenance or taken out of it
+        /// (`ctl maintenance`).
+        Maintenance = "maintenance",
         /// No pool of a route's split had an available backend: its
         /// traffic fell back to the standby pool.
         StandbyFallback = "standby_fallback",
@@ -283,7 +286,7 @@ mod tests {
         check(Action::ALL, Action::as_str);
         check(Outcome::ALL, Outcome::as_str);
         check(ChangeSource::ALL, ChangeSource::as_str);
-        assert_eq!(Action::ALL.len(), 21);
+        assert_eq!(Action::ALL.len(), 22);
         assert!(serde_json::from_str::<Action>("\"nope\"").is_err());
     }
 

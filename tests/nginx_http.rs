@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::admin::{route_history, status};
+use support::cli::ctl;
 use support::paths::paths;
 use support::*;
 
@@ -225,4 +227,64 @@ redirect = {{ to = "https://new.example$request_uri", status = 301 }}
         );
         proxy.stop().await;
     }
+}
+
+/// `ctl maintenance ROUTE on|off`: the route answers its maintenance
+/// response without asking the backend, the file gains `maintenance = true`
+/// (and loses it again), the history says so, a rollback has nothing new to
+/// undo, and a route that does not exist is refused.
+#[tokio::test]
+async fn ctl_maintenance_is_written_back_and_answers_from_the_route() {
+    let b = TestBackend::start("app").await;
+    let routes = r#"
+[[routes]]
+name = "api"
+split = { app = 1 }  # the only pool
+maintenance_response = { body = "back soon\n", retry_after = "30s" }
+"#;
+    let proxy = TestProxy::start(&config(&b, "", routes)).await;
+    let c = client();
+    assert_eq!(get(&c, &proxy.url("/x"), &[]).await.status, 200);
+
+    let (code, out, err) = ctl(&proxy, &["maintenance", "api", "on"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("route api: in maintenance"), "{out}");
+    let before = b.requests();
+    let a = get(&c, &proxy.url("/x"), &[]).await;
+    assert_eq!((a.status, a.text().as_str()), (503, "back soon\n"));
+    assert_eq!(a.header("retry-after"), Some("30"));
+    assert_eq!(b.requests(), before, "the backend was not asked");
+    let file = std::fs::read_to_string(&proxy.path).unwrap();
+    assert!(file.contains("maintenance = true"), "{file}");
+    assert!(file.contains("# the only pool"), "comments kept:\n{file}");
+    assert_eq!(status(&proxy).await["routes"][0]["maintenance"], true);
+    let events = route_history(&proxy, "api").await;
+    let on = events.last().expect("the maintenance event");
+    assert_eq!(
+        (on["action"].as_str(), on["detail"].as_str()),
+        (Some("maintenance"), Some("maintenance: on")),
+        "{on}"
+    );
+
+    // on again changes nothing; a rollback has no earlier split to go to
+    let (code, out, err) = ctl(&proxy, &["maintenance", "api", "on"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = ctl(&proxy, &["rollback", "api"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no earlier split"), "{err}");
+
+    let (code, out, err) = ctl(&proxy, &["maintenance", "api", "off"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("out of maintenance"), "{out}");
+    assert_eq!(get(&c, &proxy.url("/x"), &[]).await.status, 200);
+    let file = std::fs::read_to_string(&proxy.path).unwrap();
+    assert!(!file.contains("maintenance ="), "{file}");
+    assert_eq!(status(&proxy).await["routes"][0]["maintenance"], false);
+
+    let (code, out, err) = ctl(&proxy, &["maintenance", "nope", "on"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("\"nope\""), "{err}");
+    let (code, out, err) = ctl(&proxy, &["maintenance", "api", "maybe"]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    proxy.stop().await;
 }

@@ -33,6 +33,7 @@ pub fn status(admin: &Admin) -> Status {
                 split: Split(r.split().map(|(p, w)| (p.name.to_string(), w)).collect()),
                 standby: standby.map(|(p, _)| p.name.to_string()),
                 standby_active: standby.is_some_and(|(_, on)| on),
+                maintenance: r.http.maintenance,
             }
         })
         .collect();

@@ -39,6 +39,29 @@ pub enum Mutation {
         route: String,
         standby: StandbyRequest,
     },
+    /// Put a route in maintenance (it answers its `maintenance_response`)
+    /// or take it out.
+    Maintenance {
+        route: String,
+        maintenance: MaintenanceRequest,
+    },
+}
+
+/// `PUT /routes/{route}/maintenance`: `{"on": true}` or `{"on": false}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    pub on: bool,
+}
+
+impl MaintenanceRequest {
+    /// Shown with a body that is not a maintenance request.
+    pub const EXAMPLE: &'static str = "expected {\"on\": true} or {\"on\": false}";
+
+    fn parse(body: Option<Value>) -> Result<Self, ErrorBody> {
+        MaintenanceRequest::deserialize(body.unwrap_or(Value::Null))
+            .map_err(|e| ErrorBody::invalid(format!("{e}; {}", Self::EXAMPLE)))
+    }
 }
 
 /// `PUT /routes/{route}/standby`: `{"pool": "blue"}`, or `{"pool": null}`
@@ -134,6 +157,17 @@ impl Mutation {
                 })
             },
         },
+        MutationEndpoint {
+            method: Method::PUT,
+            pattern: paths::MAINTENANCE,
+            body: true,
+            parse: |p, body| {
+                Ok(Mutation::Maintenance {
+                    route: p.get("route").to_owned(),
+                    maintenance: MaintenanceRequest::parse(body)?,
+                })
+            },
+        },
     ];
 
     /// How a client sends it: method, path, JSON body.
@@ -158,6 +192,11 @@ impl Mutation {
                 Method::PUT,
                 path(paths::STANDBY, &[route]),
                 serde_json::to_value(standby).ok(),
+            ),
+            Mutation::Maintenance { route, maintenance } => (
+                Method::PUT,
+                path(paths::MAINTENANCE, &[route]),
+                serde_json::to_value(maintenance).ok(),
             ),
         }
     }

@@ -16,6 +16,7 @@
 //! | `POST /backends/{pool}/{addr}/drain` | [`Mutation::Drain`] | [`Applied`] |
 //! | `POST /backends/{pool}/{addr}/undrain` | [`Mutation::Undrain`] | [`Applied`] |
 //! | `PUT /routes/{route}/standby` | [`Mutation::Standby`] (body: [`StandbyRequest`]) | [`Applied`] |
+//! | `PUT /routes/{route}/maintenance` | [`Mutation::Maintenance`] (body: [`MaintenanceRequest`]) | [`Applied`] |
 //! | `POST /routes/{route}/flip` | [`FlipRequest`] (with [`VerifyRequest`]) | [`FlipAnswer`] |
 //! | `GET /routes/{route}/flip` | — | [`FlipStatus`] |
 //! | `POST /backends/{pool}/{addr}/probe` | — | [`ProbeAnswer`] |
@@ -37,8 +38,8 @@ mod status;
 mod traffic;
 
 pub use change::{
-    FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HumanDuration, Insufficient, Mutation,
-    MutationEndpoint, StandbyRequest, VerifyRequest,
+    FlipAnswer, FlipRequest, HistoryAnswer, HistoryQuery, HumanDuration, Insufficient,
+    MaintenanceRequest, Mutation, MutationEndpoint, StandbyRequest, VerifyRequest,
 };
 pub use cluster::{ClusterStatus, HistoryScope, MemberStatus, Role, StoreStatus};
 pub use error::{ErrorBody, ErrorCode};
@@ -71,6 +72,7 @@ pub mod paths {
     pub const SPLIT: &str = "/routes/{route}/split";
     pub const FLIP: &str = "/routes/{route}/flip";
     pub const STANDBY: &str = "/routes/{route}/standby";
+    pub const MAINTENANCE: &str = "/routes/{route}/maintenance";
     pub const ROLLBACK: &str = "/routes/{route}/rollback";
     pub const DRAIN: &str = "/backends/{pool}/{addr}/drain";
     pub const UNDRAIN: &str = "/backends/{pool}/{addr}/undrain";

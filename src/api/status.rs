@@ -55,6 +55,9 @@ pub struct RouteStatus {
     /// The standby is taking the traffic now.
     #[serde(default)]
     pub standby_active: bool,
+    /// The route answers its `maintenance_response` (`ctl maintenance`).
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -145,6 +145,7 @@ fn the_status_document_keeps_its_field_names() {
             split: split(&[("blue", 90), ("canary", 10)]),
             standby: Some("green".into()),
             standby_active: false,
+            maintenance: false,
         }],
         pools: vec![PoolStatus {
             name: "blue".into(),
@@ -449,6 +450,10 @@ fn every_mutation_is_found_by_its_own_request() {
                 pool: Some("blue".into()),
             },
         },
+        Mutation::Maintenance {
+            route: "api".into(),
+            maintenance: MaintenanceRequest { on: true },
+        },
     ];
     assert_eq!(all.len(), Mutation::ENDPOINTS.len());
     for m in all {
@@ -519,6 +524,21 @@ fn mutation_bodies_and_paths_are_checked() {
             "{body}: {}",
             e.detail
         );
+    }
+    let maintenance = Mutation::ENDPOINTS
+        .iter()
+        .find(|e| e.pattern == paths::MAINTENANCE)
+        .unwrap();
+    let params = Params::matching(paths::MAINTENANCE, "/routes/api/maintenance").unwrap();
+    for body in [
+        json!({}),
+        json!({"on": "yes"}),
+        json!({"on": true, "x": 1}),
+        Value::Null,
+    ] {
+        let e = (maintenance.parse)(&params, Some(body.clone())).unwrap_err();
+        assert_eq!(e.error, ErrorCode::InvalidChange, "{body}");
+        assert!(e.detail.contains("{\"on\": true}"), "{body}: {}", e.detail);
     }
 }
 

@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use switchyard::api::{
     self, paths, Applied, FlipAnswer, FlipRequest, HistoryQuery, HumanDuration, Insufficient,
-    Mutation, RolloutAccepted, RolloutCommand, Split, StandbyRequest, VerifyRequest,
+    MaintenanceRequest, Mutation, RolloutAccepted, RolloutCommand, Split, StandbyRequest,
+    VerifyRequest,
 };
 
 pub(super) use client::{call, get, Failure};
@@ -77,6 +78,13 @@ enum CtlCommand {
         route: String,
         /// A pool without weight in the route's split, or `none`.
         pool: String,
+    },
+    /// Put a route in maintenance: it answers its `maintenance_response`
+    /// (503 with Retry-After unless configured) instead of forwarding.
+    Maintenance {
+        route: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
     /// Take a backend out of rotation; in-flight requests finish.
     Drain { pool: String, addr: SocketAddr },
@@ -266,6 +274,20 @@ async fn run(ctl: Ctl) -> ExitCode {
                 },
             };
             mutate(ctl, m, |a| print::route_change(route, a)).await
+        }
+        CtlCommand::Maintenance { route, state } => {
+            let m = Mutation::Maintenance {
+                route: route.clone(),
+                maintenance: MaintenanceRequest { on: state == "on" },
+            };
+            let done = |a: &Applied| {
+                let what = match state.as_str() {
+                    "on" => "in maintenance: it answers its maintenance_response",
+                    _ => "out of maintenance: forwarding again",
+                };
+                println!("route {route}: {what}{}", print::suffix(a));
+            };
+            mutate(ctl, m, done).await
         }
         CtlCommand::Drain { pool, addr } => {
             let m = Mutation::Drain {

@@ -462,6 +462,13 @@ impl Controller {
                 .map(|x| x.split.clone())
         });
         let new_standby = route.as_deref().and_then(|r| standby_of(&config, r));
+        let maintenance = (action == Action::Maintenance)
+            .then(|| {
+                let r = route.as_deref()?;
+                config.routes.iter().find(|x| x.name == r)
+            })
+            .flatten()
+            .map(|r| r.http.maintenance);
         if text == self.text {
             return Ok(Ok(Applied {
                 generation: current,
@@ -489,8 +496,12 @@ impl Controller {
             }
         };
         if let (Some(r), Some(old)) = (&route, &old_split) {
-            // A standby change leaves the split: nothing to roll back to.
-            if action != Action::Rollback && action != Action::Standby {
+            // A standby or maintenance change leaves the split: nothing
+            // to roll back to.
+            if !matches!(
+                action,
+                Action::Rollback | Action::Standby | Action::Maintenance
+            ) {
                 self.remember(r, old.clone());
             }
         }
@@ -503,6 +514,9 @@ impl Controller {
         ev.old_split = old_split.clone().map(Split);
         ev.new_split = new_split.clone().map(Split);
         ev.persisted = persisted;
+        if let Some(on) = maintenance {
+            ev.detail = Some(format!("maintenance: {}", if on { "on" } else { "off" }));
+        }
         if new_standby != old_standby {
             ev.detail = Some(standby_detail(
                 new_standby.as_deref(),
@@ -675,6 +689,17 @@ impl Controller {
                     Edit::SetStandby {
                         route: route.clone(),
                         pool: pool.clone(),
+                    },
+                )
+            }
+            Change::Maintenance { route, on } => {
+                route_split(&self.config, route)?;
+                Plan::route(
+                    Action::Maintenance,
+                    route,
+                    Edit::SetMaintenance {
+                        route: route.clone(),
+                        on: *on,
                     },
                 )
             }

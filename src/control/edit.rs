@@ -22,6 +22,9 @@ pub enum Edit {
     },
     /// Set a route's `standby` pool, or remove the key (`None`).
     SetStandby { route: String, pool: Option<String> },
+    /// `maintenance = true` on the route; `false` removes the key (its
+    /// default), so the file shows only routes that are in maintenance.
+    SetMaintenance { route: String, on: bool },
     /// Several edits, in order (a flip's split and the standby it keeps).
     Many(Vec<Edit>),
 }
@@ -50,6 +53,7 @@ fn edit_doc(doc: &mut DocumentMut, edit: &Edit) -> Result<(), EditError> {
         Edit::SetSplit { route, split } => set_split(doc, route, split),
         Edit::SetDrain { pool, addr, drain } => set_drain(doc, pool, *addr, *drain),
         Edit::SetStandby { route, pool } => set_standby(doc, route, pool.as_deref()),
+        Edit::SetMaintenance { route, on } => set_maintenance(doc, route, *on),
         Edit::Many(edits) => edits.iter().try_for_each(|e| edit_doc(doc, e)),
     }
 }
@@ -78,6 +82,23 @@ fn set_standby(doc: &mut DocumentMut, route: &str, pool: Option<&str>) -> Result
         }
         (None, _) => {
             table.remove("standby");
+        }
+    }
+    Ok(())
+}
+
+fn set_maintenance(doc: &mut DocumentMut, route: &str, on: bool) -> Result<(), EditError> {
+    let table = route_table(doc, route)?;
+    match (
+        on,
+        table.get_mut("maintenance").and_then(Item::as_value_mut),
+    ) {
+        (true, Some(v)) => replace_keep_decor(v, Value::from(true)),
+        (true, None) => {
+            table.insert("maintenance", toml_edit::value(true));
+        }
+        (false, _) => {
+            table.remove("maintenance");
         }
     }
     Ok(())

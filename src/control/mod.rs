@@ -67,6 +67,8 @@ pub enum Change {
     },
     /// Set a route's standby pool, or remove it (`None`).
     Standby { route: String, pool: Option<String> },
+    /// `maintenance = true` on the route (or the key removed).
+    Maintenance { route: String, on: bool },
     /// Restore the split in force before the route's last change.
     Rollback { route: String },
     /// Undo a flip to `to`: set `split`, but only while `to` still has all
@@ -119,6 +121,10 @@ impl From<Mutation> for Change {
             Mutation::Standby { route, standby } => Change::Standby {
                 route,
                 pool: standby.pool,
+            },
+            Mutation::Maintenance { route, maintenance } => Change::Maintenance {
+                route,
+                on: maintenance.on,
             },
         }
     }
