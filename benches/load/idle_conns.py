@@ -16,7 +16,9 @@ import os
 import signal
 import sys
 
-CONNECT_PARALLEL = 200
+# Connections being opened at once (IDLE_PARALLEL overrides): how many
+# requests a proxy may have in progress together while they are set up.
+CONNECT_PARALLEL = int(os.environ.get("IDLE_PARALLEL", "200"))
 STEP_TIMEOUT = 10.0
 
 

@@ -309,7 +309,10 @@ impl Intake {
     ) -> Option<super::ConnInfo> {
         let mut client = peer;
         if self.proxy_protocol && self.trusted.contains(peer.ip()) {
-            match tokio::time::timeout(self.timeout, read_header(stream)).await {
+            // Boxed: inline, this read's state (~0.5 KB) would size the
+            // task of every connection for as long as it lives (h1::sizes).
+            let header = Box::pin(tokio::time::timeout(self.timeout, read_header(stream)));
+            match header.await {
                 Ok(Ok(Addresses::Tcp { src, .. })) => client = src,
                 Ok(Ok(Addresses::Local | Addresses::Unknown)) => {}
                 Ok(Err(e)) => {

@@ -76,20 +76,23 @@ pub struct Lean {
 
 /// A client stream: plain TCP, or TLS.
 pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {
-    /// Waits until a read would not block, without a buffer. Streams that
-    /// buffer internally (TLS) answer at once and read into a pool buffer.
-    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ready when a read would not block; needs no buffer. Streams that
+    /// buffer internally (TLS) are ready at once and read into a pool
+    /// buffer.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 impl ClientIo for TcpStream {
-    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        self.readable()
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The stream's own reader waker, not `readable()`'s waiter node:
+        // the idle state then holds no future for it (`sizes`).
+        self.poll_read_ready(cx)
     }
 }
 
 impl ClientIo for tokio_rustls::server::TlsStream<TcpStream> {
-    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        std::future::ready(Ok(()))
+    fn poll_readable(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -124,11 +127,8 @@ async fn serve<S: ClientIo + IntoPlain>(lean: &Lean, mut io: S, info: &Arc<ConnI
             Some(s) => s,
             None => {
                 timer.as_mut().reset(Instant::now() + lean.header_timeout);
-                tokio::select! {
-                    biased;
-                    _ = lean.shutdown.cancelled() => return,
-                    _ = &mut timer => return,
-                    r = io.wait_readable() => if r.is_err() { return },
+                if !wait_idle(&io, &lean.shutdown, timer.as_mut()).await {
+                    return;
                 }
                 pool::take_scratch()
             }
@@ -177,6 +177,26 @@ async fn serve<S: ClientIo + IntoPlain>(lean: &Lean, mut io: S, info: &Arc<ConnI
     }
 }
 
+/// Waits with no buffer until the client sends (`true`), or until the
+/// connection should end (`false`: shutdown, the idle deadline, an error).
+/// Polled by hand, so that all an idle connection holds beyond its socket
+/// and timer is the cancellation's waiter.
+async fn wait_idle<S: ClientIo>(
+    io: &S,
+    shutdown: &CancellationToken,
+    mut timer: Pin<&mut Sleep>,
+) -> bool {
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+    std::future::poll_fn(|cx| {
+        if cancelled.as_mut().poll(cx).is_ready() || timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        io.poll_readable(cx).map(|r| r.is_ok())
+    })
+    .await
+}
+
 /// Reads until `s.req` holds a complete head. `Ok(false)`: the client
 /// closed (or went quiet past the deadline) before sending one.
 async fn read_head<S: ClientIo>(
@@ -198,7 +218,7 @@ async fn read_head<S: ClientIo>(
             s.read.reserve(s.read.len().min(lean.max_header_bytes));
         }
         // Before its first byte a request may be abandoned at shutdown (a
-        // TLS connection waits here rather than in `wait_readable`).
+        // TLS connection waits here rather than in `wait_idle`).
         let idle = s.read.is_empty();
         let n = tokio::select! {
             biased;

@@ -1,11 +1,13 @@
 //! Per-worker resources of the lean path, in thread-locals (each worker is
 //! one current-thread runtime, so nothing here is shared or locked):
 //! - read buffers, taken when a request starts and given back when it ends,
-//!   so an idle keep-alive connection holds none;
+//!   so an idle keep-alive connection holds none; the pool keeps what the
+//!   busiest moment of the last second needed, and gives the rest back to
+//!   the system (so a burst of requests does not stay in memory);
 //! - idle upstream connections per backend (LIFO, expiring after
 //!   `upstream_idle_timeout`), plain TCP or TLS.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::io;
@@ -28,6 +30,8 @@ pub(crate) const BUF: usize = 16 * 1024;
 const OUT: usize = 4 * 1024;
 /// Scratch sets kept per worker (more are freed).
 const KEEP: usize = 1024;
+/// Scratch sets a sweep always leaves in the pool.
+const FLOOR: usize = 8;
 
 type IdlePools = HashMap<u64, Vec<Idle>, BuildHasherDefault<IdHasher>>;
 
@@ -37,6 +41,15 @@ thread_local! {
     #[allow(clippy::vec_box)]
     static SCRATCH: RefCell<Vec<Box<Scratch>>> = const { RefCell::new(Vec::new()) };
     static IDLE: RefCell<IdlePools> = RefCell::new(IdlePools::default());
+    /// Scratch sets lent now, and the most lent at once since the last
+    /// sweep (which keeps that many, lent or pooled).
+    static LENT: Cell<Lent> = const { Cell::new(Lent { now: 0, peak: 0 }) };
+}
+
+#[derive(Clone, Copy)]
+struct Lent {
+    now: usize,
+    peak: usize,
 }
 
 /// What one exchange works in; lent from the worker's pool while a
@@ -54,6 +67,13 @@ pub(crate) struct Scratch {
 
 /// A scratch set from the worker's pool (buffers empty).
 pub(crate) fn take_scratch() -> Box<Scratch> {
+    LENT.with(|l| {
+        let now = l.get().now + 1;
+        l.set(Lent {
+            now,
+            peak: l.get().peak.max(now),
+        });
+    });
     SCRATCH.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| {
         Box::new(Scratch {
             read: Vec::with_capacity(BUF),
@@ -67,6 +87,14 @@ pub(crate) fn take_scratch() -> Box<Scratch> {
 
 /// Gives a scratch set back; buffers grown by long heads are shrunk.
 pub(crate) fn give_scratch(mut s: Box<Scratch>) {
+    // Saturating: a set dropped with its task (never given back) is lent
+    // for good, which only makes sweeps keep fewer.
+    LENT.with(|l| {
+        l.set(Lent {
+            now: l.get().now.saturating_sub(1),
+            ..l.get()
+        })
+    });
     for (b, size) in [(&mut s.read, BUF), (&mut s.up, BUF), (&mut s.out, OUT)] {
         b.clear();
         if b.capacity() > 2 * size {
@@ -212,7 +240,8 @@ pub(crate) fn discard(backend_id: u64) {
     IDLE.with(|pools| pools.borrow_mut().remove(&backend_id));
 }
 
-/// Drops expired idle connections; run every second by the worker.
+/// Drops expired idle connections, and the scratch sets the last second
+/// did not need; run every second by the worker.
 pub fn sweep_idle() {
     let now = Instant::now();
     IDLE.with(|pools| {
@@ -221,7 +250,47 @@ pub fn sweep_idle() {
             !list.is_empty()
         });
     });
+    let lent = LENT.with(|l| {
+        let lent = l.get();
+        l.set(Lent {
+            now: lent.now,
+            peak: lent.now,
+        });
+        lent
+    });
+    let keep = lent.peak.saturating_sub(lent.now).max(FLOOR);
+    let freed = SCRATCH.with(|p| {
+        let mut p = p.borrow_mut();
+        let freed = p.len().saturating_sub(keep);
+        p.truncate(keep);
+        freed
+    });
+    if freed >= TRIM_AFTER {
+        give_back_memory();
+    }
 }
+
+/// Freed scratch sets worth returning to the system at once.
+const TRIM_AFTER: usize = 16;
+
+/// Returns free heap pages to the system. glibc keeps freed memory in its
+/// heaps, and the sets of a burst lie between live allocations, so
+/// without this their pages would stay resident.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_back_memory() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim only releases free memory of glibc's own heaps
+    // (taking their locks), touches nothing of ours, and is declared with
+    // glibc's signature; it is called at most once a second per worker.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_memory() {}
 
 /// A new connection: TCP, then TLS when the pool speaks it, both within
 /// `timeout`.

@@ -36,9 +36,35 @@ fn an_idle_connection_does_not_hold_an_exchange() {
         let timer: std::pin::Pin<&mut tokio::time::Sleep> = todo!();
         exchange::exchange(lean, io, s, conn, timer)
     });
-    eprintln!("serve_plain future {serve} B, exchange future {exchange} B");
+    let intake = size_of_ret(|| {
+        let intake: &crate::proxy::proxy_protocol::Intake = todo!();
+        let io: &mut TcpStream = todo!();
+        let peer: std::net::SocketAddr = todo!();
+        intake.conn_info(io, peer, "http")
+    });
+    let idle = size_of_ret(|| {
+        let io: &TcpStream = todo!();
+        io.readable()
+    });
+    let cancelled = size_of_ret(|| {
+        let t: &tokio_util::sync::CancellationToken = todo!();
+        t.cancelled()
+    });
+    eprintln!(
+        "serve_plain future {serve} B, exchange future {exchange} B, conn_info {intake} B, \
+         readable {idle} B, cancelled {cancelled} B, Sleep {} B, TcpStream {} B, ConnInfo {} B",
+        std::mem::size_of::<tokio::time::Sleep>(),
+        std::mem::size_of::<TcpStream>(),
+        std::mem::size_of::<ConnInfo>(),
+    );
     assert!(
         serve < 1024 && serve < exchange / 2,
         "the connection future ({serve} B) holds the exchange's ({exchange} B)"
+    );
+    // The connection's task holds the PROXY header read until it is
+    // served; its state is boxed.
+    assert!(
+        intake < serve / 2,
+        "conn_info ({intake} B) would size every connection's task"
     );
 }
