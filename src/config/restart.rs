@@ -6,8 +6,10 @@
 //! `switchyard check` ([`FIXED_AT_START`]), instead of saying nothing.
 //!
 //! Everything else applies on reload: routes, pools, health, outlier,
-//! retry, notify, and the per-request `[server]` settings the routing
-//! table carries (upstream timeouts, the idle pool, `underscores_in_headers`).
+//! retry, notify, and the `[server]` settings the routing table carries —
+//! per request (upstream timeouts, the idle pool, `underscores_in_headers`)
+//! and per accepted connection (the client-side limits, `redirect_http`,
+//! `hsts`: `table::Listening`, read by `server::front`).
 //!
 //! [`restart_needed`] destructures every `[server]` and `[admin]` field
 //! without `..`, so a new field does not compile until it is classified.
@@ -19,14 +21,9 @@ pub const FIXED_AT_START: &[&str] = &[
     "server.listen",
     "server.workers",
     "server.shutdown_grace",
-    "server.client_header_timeout",
-    "server.max_header_bytes",
-    "server.max_headers",
     "server.watch",
     "server.watch_interval",
     "server.listen_tls",
-    "server.redirect_http",
-    "server.hsts",
     "server.access_log",
     "server.access_log_format",
     "server.access_log_buffer",
@@ -74,14 +71,17 @@ fn server(a: &ServerConfig, b: &ServerConfig, out: &mut Vec<&'static str>) {
         underscores_in_headers: _,
         // Merged into each route's limit at validation.
         max_body_bytes: _,
-        client_header_timeout,
-        max_header_bytes,
-        max_headers,
+        // Carried by the routing table and read by the workers once per
+        // accepted connection: new connections take them after a reload,
+        // open ones keep theirs (`server::front`).
+        client_header_timeout: _,
+        max_header_bytes: _,
+        max_headers: _,
+        redirect: _,
+        hsts: _,
         watch,
         watch_interval,
         listen_tls,
-        redirect,
-        hsts,
         access_log,
         access_log_format,
         access_log_buffer,
@@ -94,20 +94,9 @@ fn server(a: &ServerConfig, b: &ServerConfig, out: &mut Vec<&'static str>) {
         ("server.listen", *listen != b.listen),
         ("server.workers", *workers != b.workers),
         ("server.shutdown_grace", *shutdown_grace != b.shutdown_grace),
-        (
-            "server.client_header_timeout",
-            *client_header_timeout != b.client_header_timeout,
-        ),
-        (
-            "server.max_header_bytes",
-            *max_header_bytes != b.max_header_bytes,
-        ),
-        ("server.max_headers", *max_headers != b.max_headers),
         ("server.watch", *watch != b.watch),
         ("server.watch_interval", *watch_interval != b.watch_interval),
         ("server.listen_tls", *listen_tls != b.listen_tls),
-        ("server.redirect_http", *redirect != b.redirect),
-        ("server.hsts", *hsts != b.hsts),
         ("server.access_log", *access_log != b.access_log),
         (
             "server.access_log_format",
@@ -168,7 +157,8 @@ mod tests {
     fn reloadable_changes_need_no_restart() {
         let a = parse(BASE);
         let b = parse(&format!(
-            "[server]\nconnect_timeout = \"1s\"\nupstream_timeout = \"5s\"\n{BASE}"
+            "[server]\nconnect_timeout = \"1s\"\nupstream_timeout = \"5s\"\n\
+             client_header_timeout = \"2s\"\nmax_header_bytes = 16384\nmax_headers = 7\n{BASE}"
         ));
         assert_eq!(restart_needed(&a, &b), Vec::<&str>::new());
         assert_eq!(restart_needed(&a, &a), Vec::<&str>::new());
@@ -178,14 +168,14 @@ mod tests {
     fn fixed_settings_are_named() {
         let a = parse(BASE);
         let b = parse(&format!(
-            "[server]\nlisten = \"127.0.0.1:1\"\nmax_headers = 7\nshutdown_grace = \"1s\"\n[admin]\nlisten = \"127.0.0.1:2\"\n{BASE}"
+            "[server]\nlisten = \"127.0.0.1:1\"\nworkers = 7\nshutdown_grace = \"1s\"\n[admin]\nlisten = \"127.0.0.1:2\"\n{BASE}"
         ));
         assert_eq!(
             restart_needed(&a, &b),
             [
                 "server.listen",
+                "server.workers",
                 "server.shutdown_grace",
-                "server.max_headers",
                 "admin.listen"
             ]
         );

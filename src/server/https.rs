@@ -7,20 +7,19 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::front::Front;
 use super::{listener, preface, StartError};
-use crate::config::ServerConfig;
+use crate::config::{RedirectConfig, ServerConfig};
 use crate::proxy::h1::Prefixed;
 use crate::proxy::{Proxy, ProxyBody};
 use crate::tls::{self, CertStore};
@@ -47,12 +46,12 @@ impl TlsListener {
     }
 }
 
-/// What a worker needs to serve HTTPS.
+/// What a worker needs to serve HTTPS that only a restart changes (HSTS
+/// and the handshake's timeout come with each connection's `Front`).
 pub(crate) struct Https {
     pub acceptor: TlsAcceptor,
-    /// `Strict-Transport-Security` for responses that carry none.
-    pub hsts: Option<HeaderValue>,
-    pub handshake_timeout: Duration,
+    /// The port the TLS listener is bound to (the redirect's default).
+    pub port: u16,
 }
 
 /// The plain listener's redirect to https.
@@ -69,7 +68,6 @@ pub(crate) struct Prepared {
     /// One socket per worker.
     pub sockets: Vec<StdListener>,
     pub https: Arc<Https>,
-    pub redirect: Option<Redirect>,
     pub certs: Arc<CertStore>,
 }
 
@@ -107,28 +105,27 @@ pub(crate) fn prepare(
     }
     sockets.insert(0, l.socket);
     let config = tls::server_config(l.certs.clone()).map_err(StartError::Tls)?;
-    let hsts = server
-        .hsts
-        .as_deref()
-        .and_then(|h| HeaderValue::from_str(h).ok());
-    let redirect = server.redirect.map(|r| {
-        let port = r.https_port.unwrap_or(addr.port());
-        Redirect {
-            port: (port != 443).then_some(port),
-            acme_passthrough: r.acme_passthrough,
-        }
-    });
     Ok(Some(Prepared {
         addr,
         sockets,
         https: Arc::new(Https {
             acceptor: TlsAcceptor::from(config),
-            hsts,
-            handshake_timeout: server.client_header_timeout,
+            port: addr.port(),
         }),
-        redirect,
         certs: l.certs,
     }))
+}
+
+/// The plain listener's redirect for `redirect_http` (`cfg`), to the TLS
+/// listener bound to `tls_port` unless `redirect_https_port` says otherwise.
+pub(crate) fn redirect_to(cfg: Option<RedirectConfig>, tls_port: u16) -> Option<Redirect> {
+    cfg.map(|r| {
+        let port = r.https_port.unwrap_or(tls_port);
+        Redirect {
+            port: (port != 443).then_some(port),
+            acme_passthrough: r.acme_passthrough,
+        }
+    })
 }
 
 /// Accepts on the worker's TLS socket, or waits forever without one.
@@ -142,17 +139,15 @@ pub(crate) async fn accept(l: Option<&TcpListener>) -> io::Result<(TcpStream, So
 /// Everything a TLS connection task takes from its worker.
 pub(crate) struct Conn {
     pub https: Arc<Https>,
-    /// The lean HTTP/1 path, for connections that did not negotiate h2.
-    pub lean: Option<Arc<crate::proxy::h1::Lean>>,
+    /// The settings it was accepted with: limits, HSTS, the lean HTTP/1
+    /// path for connections that did not negotiate h2, hyper's builder.
+    pub front: Arc<Front>,
     pub proxy: Proxy,
-    pub builder: Arc<auto::Builder<TokioExecutor>>,
     /// Taken before the handshake, so shutdown waits for (and then
     /// gracefully closes) a connection whose handshake is in progress.
     pub watcher: Watcher,
     pub connections: Arc<AtomicUsize>,
     pub shutdown: CancellationToken,
-    /// The PROXY header (before the TLS handshake) and trusted peers.
-    pub intake: Arc<crate::proxy::proxy_protocol::Intake>,
 }
 
 /// Open-connection count, decremented when the task ends however it ends.
@@ -177,33 +172,34 @@ pub(crate) fn spawn(c: Conn, mut stream: TcpStream, peer: SocketAddr) {
         let info = tokio::select! {
             biased;
             _ = c.shutdown.cancelled() => return,
-            info = c.intake.conn_info(&mut stream, peer, "https") => match info {
+            info = c.front.intake.conn_info(&mut stream, peer, "https") => match info {
                 Some(info) => info,
                 None => return,
             },
         };
+        let within = c.front.header_timeout();
         let tls = tokio::select! {
             biased;
             _ = c.shutdown.cancelled() => return,
-            tls = tls::accept(&c.https.acceptor, stream, peer, c.https.handshake_timeout) => match tls {
+            tls = tls::accept(&c.https.acceptor, stream, peer, within) => match tls {
                 Some(tls) => tls,
                 None => return,
             },
         };
         let info = Arc::new(info);
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        if let (Some(lean), false) = (c.lean, h2) {
+        if let (Some(lean), false) = (&c.front.lean_tls, h2) {
             // Shutdown reaches the lean path through its token; the
             // watcher, held until the connection ends, makes the
             // worker's graceful shutdown wait for it.
             let _watcher = c.watcher;
-            crate::proxy::h1::serve_tls(lean, tls, info).await;
+            crate::proxy::h1::serve_tls(lean.clone(), tls, info).await;
             return;
         }
         let mut tls = tls;
         // ALPN h2 means HTTP/2 (RFC 9113 §3.3): no HTTP/1.1 fallback.
         let first = if h2 {
-            match preface::read(&mut tls, true, c.https.handshake_timeout, &c.shutdown).await {
+            match preface::read(&mut tls, true, within, &c.shutdown).await {
                 preface::Opening::Http2(got) => got,
                 _ => return,
             }
@@ -211,13 +207,14 @@ pub(crate) fn spawn(c: Conn, mut stream: TcpStream, peer: SocketAddr) {
             Vec::new()
         };
         let tls = Prefixed::new(first, tls);
-        let (proxy, https) = (c.proxy, c.https);
+        let (proxy, front) = (c.proxy, c.front);
+        let builder = front.builder.clone();
         let service = service_fn(move |req| {
-            let (proxy, info, https) = (proxy.clone(), info.clone(), https.clone());
+            let (proxy, info, front) = (proxy.clone(), info.clone(), front.clone());
             // Boxed like the plain listener's, for the same reason.
             Box::pin(async move {
                 let mut resp = proxy.handle(req, &info).await;
-                if let Some(h) = &https.hsts {
+                if let Some(h) = front.hsts() {
                     // A backend's own policy wins.
                     resp.headers_mut()
                         .entry(header::STRICT_TRANSPORT_SECURITY)
@@ -226,9 +223,7 @@ pub(crate) fn spawn(c: Conn, mut stream: TcpStream, peer: SocketAddr) {
                 Ok::<_, std::convert::Infallible>(resp)
             })
         });
-        let conn = c
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(tls), service);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
         if let Err(e) = c.watcher.watch(conn.into_owned()).await {
             tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
         }

@@ -8,6 +8,7 @@
 //! keep-alive connections are closed gracefully (HTTP/1 `Connection: close`,
 //! HTTP/2 GOAWAY) within `shutdown_grace`; whatever is left is then closed.
 
+mod front;
 mod https;
 pub mod listener;
 mod preface;
@@ -167,10 +168,7 @@ pub fn start_with_resolver(
     let tls = https::prepare(&config.server, listeners.tls, workers)?;
     let tls_addr = tls.as_ref().map(|t| t.addr);
     let certs = tls.as_ref().map(|t| t.certs.clone());
-    let (https, redirect) = match &tls {
-        Some(t) => (Some(t.https.clone()), t.redirect),
-        None => (None, None),
-    };
+    let https = tls.as_ref().map(|t| t.https.clone());
     let mut tls_sockets = tls.map(|t| t.sockets).unwrap_or_default().into_iter();
 
     let server_cfg = config.server.clone();
@@ -249,7 +247,6 @@ pub fn start_with_resolver(
         shutdown: shutdown.clone(),
         connections: connections.clone(),
         https,
-        redirect,
     };
     let mut done = Vec::with_capacity(workers);
     for (i, socket) in sockets.into_iter().enumerate() {

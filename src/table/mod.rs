@@ -33,7 +33,7 @@ pub use probe_failure::ProbeFailure;
 pub use published::{Published, TableWatch};
 pub use route::{Pick, PoolPick, Route, StandbyShared, Unservable};
 
-use crate::config::{Config, HostMatch};
+use crate::config::{Config, HostMatch, RedirectConfig};
 use crate::stats::{Classes, Recorder, StatsRegistry, Window};
 
 /// Per-request settings that may change on reload.
@@ -50,6 +50,39 @@ pub struct Settings {
     pub underscores_in_headers: bool,
 }
 
+/// What the listeners take a new connection in with (`[server]`
+/// `client_header_timeout`, `max_header_bytes`, `max_headers`,
+/// `redirect_http`, `hsts`). A worker reads them once per accepted
+/// connection (`server::front`), so a reload applies them to the
+/// connections accepted after it; an open connection keeps its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listening {
+    pub client_header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// `redirect_http` (with its port and ACME pass-through).
+    pub redirect: Option<RedirectConfig>,
+    /// `Strict-Transport-Security` for TLS responses that carry none.
+    pub hsts: Option<HeaderValue>,
+}
+
+impl Listening {
+    fn new(s: &crate::config::ServerConfig) -> Self {
+        Self {
+            client_header_timeout: s.client_header_timeout,
+            max_header_bytes: s.max_header_bytes,
+            max_headers: s.max_headers,
+            redirect: s.redirect,
+            // Validated (`config::tls`); a value that is no header value
+            // cannot get here, and would mean no HSTS rather than a panic.
+            hsts: s
+                .hsts
+                .as_deref()
+                .and_then(|h| HeaderValue::from_str(h).ok()),
+        }
+    }
+}
+
 /// Indices of the routes to try for a host group, best first.
 type Candidates = Box<[u16]>;
 
@@ -58,6 +91,7 @@ type Candidates = Box<[u16]>;
 pub struct RoutingTable {
     pub generation: u64,
     pub settings: Settings,
+    pub listening: Listening,
     routes: Box<[Route]>,
     pools: Box<[Arc<Pool>]>,
     /// Exact host → candidate routes, best first.
@@ -140,6 +174,7 @@ impl RoutingTable {
                 max_body_bytes: s.max_body_bytes,
                 underscores_in_headers: s.underscores_in_headers,
             },
+            listening: Listening::new(s),
             exact: exact.into_iter().map(|(k, v)| (k, ordered(v))).collect(),
             suffix: suffix.into_iter().map(|(k, v)| (k, ordered(v))).collect(),
             any_host: ordered(any),
