@@ -4,12 +4,17 @@
 //! concurrent calls lose no update, and an operator's save that races a
 //! write-back is never lost (the controller re-reads the file just before
 //! its rename and plans the change again on top of an edit saved
-//! meanwhile).
+//! meanwhile). A change that cannot be written (the file holds an invalid
+//! edit) says why, and is written on top of the file once it is fixed,
+//! unless the fix set the same key to a third value (the file wins, and
+//! the history says the change was rejected).
 
 mod support;
 
 use support::route::{blue_green, commented, commented_proxy, split};
 use support::*;
+
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_changes_are_written_back_keeping_every_comment() {
@@ -74,16 +79,14 @@ async fn read_only_file_applies_in_memory_and_says_so() {
     let (blue, green, proxy) = commented_proxy().await;
     let text = commented(&blue, &green, "");
     std::fs::set_permissions(&proxy.path, std::fs::Permissions::from_mode(0o444)).unwrap();
-    let a = send(
-        &client(),
-        "POST",
-        &proxy.admin_url("/api/v1/routes/web/flip"),
-        &[],
-        r#"{"to": "green"}"#,
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.text());
+    let a = flip_to_green(&proxy).await;
     assert_eq!(a.json()["persisted"], false);
+    // The answer says why.
+    let why = a.json()["persist_error"].as_str().map(str::to_owned);
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("read-only")),
+        "{why:?}"
+    );
     assert_eq!(split(&proxy), vec![("green".into(), 100)]);
     assert_eq!(std::fs::read_to_string(&proxy.path).unwrap(), text);
     proxy.stop().await;
@@ -163,5 +166,135 @@ async fn an_edit_saved_during_a_write_back_is_kept() {
             );
         }
     }
+    proxy.stop().await;
+}
+
+/// Flips route `web` to green through the API; the answer (200).
+async fn flip_to_green(proxy: &TestProxy) -> Answer {
+    let url = proxy.admin_url("/api/v1/routes/web/flip");
+    let a = send(&client(), "POST", &url, &[], r#"{"to": "green"}"#).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    a
+}
+
+/// Saves `text` as the proxy's file the way an editor does (a temporary
+/// file renamed over it), so the watcher never reads half of it.
+fn save(proxy: &TestProxy, text: &str) {
+    let tmp = proxy.path.with_extension("editor-tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &proxy.path).unwrap();
+}
+
+/// Breaks the file of a fresh `commented_proxy`, flips `web` to green and
+/// checks the answer says why the file does not hold the flip.
+async fn flip_on_a_broken_file() -> (TestBackend, TestBackend, TestProxy, String) {
+    let (blue, green, proxy) = commented_proxy().await;
+    let text = commented(&blue, &green, "");
+    save(&proxy, &format!("{text}bogus_key = 1\n"));
+    let c = client();
+    let v = flip_to_green(&proxy).await.json();
+    assert_eq!(v["persisted"], false, "{v}");
+    let why = v["persist_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("holds an edit that is not valid") && why.contains("bogus_key"),
+        "{v}"
+    );
+    assert_eq!(split(&proxy), vec![("green".into(), 100)]);
+    // The status lists the flip as unsaved, with the same reason.
+    let s = get(&c, &proxy.admin_url("/api/v1/status"), &[])
+        .await
+        .json();
+    assert_eq!(s["unsaved"][0]["action"], "flip", "{s}");
+    assert_eq!(s["unsaved"][0]["reason"].as_str(), Some(why), "{s}");
+    (blue, green, proxy, text)
+}
+
+/// Whether `/api/v1/status` lists no unsaved change.
+async fn nothing_unsaved(proxy: &TestProxy) -> bool {
+    let s = get(&client(), &proxy.admin_url("/api/v1/status"), &[])
+        .await
+        .json();
+    s.get("unsaved").is_none()
+}
+
+/// The history's events for action `action`, newest first.
+async fn events_of(proxy: &TestProxy, action: &str) -> Vec<serde_json::Value> {
+    let h = get(&client(), &proxy.admin_url("/api/v1/history"), &[])
+        .await
+        .json();
+    h["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flip_kept_in_memory_is_written_on_top_of_the_fixed_file() {
+    let (_blue, _green, proxy, text) = flip_on_a_broken_file().await;
+    // The operator fixes the file; it still holds the old split.
+    save(&proxy, &format!("{text}# fixed\n"));
+    let written = "split = { blue = 0, green = 100 }   # edit this line";
+    eventually(
+        Duration::from_secs(10),
+        "the flip written to the fixed file",
+        || {
+            let on_disk = std::fs::read_to_string(&proxy.path).unwrap_or_default();
+            async move { on_disk.contains(written) }
+        },
+    )
+    .await;
+    let on_disk = std::fs::read_to_string(&proxy.path).unwrap();
+    assert!(on_disk.contains("# fixed\n"), "{on_disk}");
+    assert!(on_disk.contains("standby = \"blue\""), "{on_disk}");
+    assert!(!on_disk.contains("bogus_key"), "{on_disk}");
+    // The flip is still in force, and nothing is unsaved any more.
+    assert_eq!(split(&proxy), vec![("green".into(), 100)]);
+    eventually(Duration::from_secs(10), "no unsaved change", || {
+        nothing_unsaved(&proxy)
+    })
+    .await;
+    let flips = events_of(&proxy, "flip").await;
+    assert_eq!(flips[0]["result"], "applied", "{flips:?}");
+    assert_eq!(flips[0]["persisted"], true, "{flips:?}");
+    assert!(
+        flips[0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("re-applied"),
+        "{flips:?}"
+    );
+    // A restart from the file comes back flipped.
+    proxy.stop().await;
+    let restarted = TestProxy::start(&on_disk).await;
+    assert_eq!(split(&restarted), vec![("green".into(), 100)]);
+    restarted.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_file_that_sets_a_third_split_wins_and_the_flip_is_rejected() {
+    let (_blue, _green, proxy, text) = flip_on_a_broken_file().await;
+    let fixed = text.replace("{ blue = 100, green = 0 }", "{ blue = 50, green = 50 }");
+    save(&proxy, &fixed);
+    eventually(Duration::from_secs(10), "the file's split in force", || {
+        let now = split(&proxy);
+        async move { now == vec![("blue".into(), 50), ("green".into(), 50)] }
+    })
+    .await;
+    eventually(Duration::from_secs(10), "no unsaved change", || {
+        nothing_unsaved(&proxy)
+    })
+    .await;
+    // The file is not rewritten: the operator's edit stands as saved.
+    assert_eq!(std::fs::read_to_string(&proxy.path).unwrap(), fixed);
+    let flips = events_of(&proxy, "flip").await;
+    assert_eq!(flips[0]["result"], "rejected", "{flips:?}");
+    let detail = flips[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("web.split = blue 50, green 50") && detail.contains("file's edit wins"),
+        "{flips:?}"
+    );
     proxy.stop().await;
 }

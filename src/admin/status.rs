@@ -83,6 +83,8 @@ pub fn status(admin: &Admin) -> Status {
         rollouts: admin.rollouts.all(),
         flips: admin.rollouts.flip_statuses(),
         cluster: super::cluster::status(admin.cluster.as_ref(), &admin.control),
+        // Issue 16: changes in force that the file does not hold yet.
+        unsaved: reload.unsaved,
     }
 }
 

@@ -54,6 +54,7 @@ pub use shadow::{
 pub use status::{
     Applied, BackendStatus, CertStatus, ControllerStatus, Health, LastBackend, LastReload,
     PoolStatus, ProbeAnswer, ProbeCheck, RouteStatus, Status, TakenBy, Takeover, TlsStatus,
+    UnsavedChange,
 };
 
 pub use traffic::{BackendState, PoolTraffic, RolloutPlan, RouteTraffic, Series, Sticky, Traffic};

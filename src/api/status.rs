@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cluster::ClusterStatus;
 use super::rollout::{FlipStatus, RolloutStatus};
-use crate::event::{names, ChangeSource, Split};
+use crate::event::{names, Action, ChangeSource, Split};
 
 /// `GET /api/v1/status`: the routing state in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,29 @@ pub struct Status {
     /// This replica's cluster (`[cluster]`; null without it).
     #[serde(default)]
     pub cluster: Option<ClusterStatus>,
+    /// Changes applied in memory that the configuration file does not
+    /// hold yet, oldest first (left out while there are none). Each is
+    /// written on top of the file by its next successful reload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsaved: Vec<UnsavedChange>,
+}
+
+/// A change in force that the configuration file does not hold yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsavedChange {
+    /// RFC 3339, UTC: when it was applied.
+    pub time: String,
+    pub source: ChangeSource,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// `pool/addr` of a drain or undrain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// What it set, as `key = value` phrases (`web.split = green 100`).
+    pub sets: Vec<String>,
+    /// Why the file does not hold it.
+    pub reason: String,
 }
 
 impl Status {
@@ -139,6 +162,12 @@ pub struct Applied {
     /// Whether the file now holds the change (`None`: nothing to write).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persisted: Option<bool>,
+    /// Why the file does not hold the change when `persisted` is false
+    /// (it holds an invalid edit, kept changing, or is read-only). The
+    /// change is kept and written on top of the file once it can be (see
+    /// `Status::unsaved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist_error: Option<String>,
     /// The route's split after the change, for split/flip/rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
@@ -195,6 +224,7 @@ impl Applied {
             generation,
             changed: false,
             persisted: None,
+            persist_error: None,
             split: None,
             previous_split: None,
             revision: None,

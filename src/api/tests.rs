@@ -96,6 +96,7 @@ fn applied() -> Applied {
         generation: 3,
         changed: true,
         persisted: Some(true),
+        persist_error: None,
         split: Some(split(&[("blue", 0), ("green", 100)])),
         previous_split: Some(split(&[("blue", 100), ("green", 0)])),
         revision: None,
@@ -181,8 +182,11 @@ fn the_status_document_keeps_its_field_names() {
         rollouts: vec![rollout_status()],
         flips: vec![flip_status()],
         cluster: Some(cluster_status()),
+        unsaved: Vec::new(),
     };
     let json = serde_json::to_value(&status).unwrap();
+    // No unsaved change: the key is left out.
+    assert!(json.get("unsaved").is_none(), "{json}");
     // What the integration tests, `ctl` of earlier versions and scripts read.
     assert_eq!(
         json["routes"][0]["split"],
@@ -228,6 +232,23 @@ fn the_status_document_keeps_its_field_names() {
     };
     assert_eq!(serde_json::to_value(&plain).unwrap()["tls"], Value::Null);
     round_trip(&plain, None);
+    let unsaved = Status {
+        unsaved: vec![UnsavedChange {
+            time: "2026-12-02T14:00:00.000Z".into(),
+            source: ChangeSource::Api,
+            action: Action::Flip,
+            route: Some("api".into()),
+            backend: None,
+            sets: vec!["api.split = canary 100".into()],
+            reason: "s.toml holds an invalid edit".into(),
+        }],
+        ..plain
+    };
+    assert_eq!(
+        serde_json::to_value(&unsaved).unwrap()["unsaved"][0]["reason"],
+        "s.toml holds an invalid edit"
+    );
+    round_trip(&unsaved, None);
 }
 
 #[test]
@@ -238,6 +259,17 @@ fn answers_round_trip() {
             "split": {"blue": 0, "green": 100}, "previous_split": {"blue": 100, "green": 0},
             "standby": "blue"})),
     );
+    // Not written: the answer says why.
+    let unsaved = Applied {
+        persisted: Some(false),
+        persist_error: Some("s.toml is read-only".into()),
+        ..applied()
+    };
+    assert_eq!(
+        serde_json::to_value(&unsaved).unwrap()["persist_error"],
+        "s.toml is read-only"
+    );
+    round_trip(&unsaved, None);
     // A drain that left its pool empty says who takes over.
     let drained = Applied {
         last_backend: Some(LastBackend {

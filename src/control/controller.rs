@@ -10,10 +10,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::edit::{self, Edit, EditError};
 use super::history::History;
-use super::persist;
+use super::persist::{self, Persist};
 use super::resolve::{self, Answers, Resolve};
 use super::shared::{Shared, SharedState};
 use super::standby;
+use super::unsaved::Kept;
 use super::{Applied, Change, ChangeError, ChangeSource, Command, ReloadStatus};
 use crate::config::{self, Config};
 use crate::event::{Action, Event, Outcome, Split};
@@ -81,7 +82,7 @@ pub(super) struct Controller {
     registry: Registry,
     /// The table in force; storing one publishes its generation.
     table: Published,
-    status: watch::Sender<ReloadStatus>,
+    pub(super) status: watch::Sender<ReloadStatus>,
     pub(super) history: History,
     /// Per route, the splits in force before each change, newest last.
     previous: HashMap<String, Vec<Vec<(String, u32)>>>,
@@ -101,6 +102,9 @@ pub(super) struct Controller {
     pub(super) clustered: bool,
     pub(super) shared: Option<Arc<dyn Shared>>,
     pub(super) shared_state: watch::Sender<SharedState>,
+    /// Changes in force that the file does not hold (`unsaved`), oldest
+    /// first; put back on top of the file by its next successful reload.
+    pub(super) unsaved: Vec<Kept>,
 }
 
 impl Controller {
@@ -129,6 +133,7 @@ impl Controller {
             error: None,
             at: SystemTime::now(),
             restart_needed: Vec::new(),
+            unsaved: Vec::new(),
         });
         let mut notifier = crate::notify::Notifier::new(telemetry.clone());
         notifier.configure(&config.notify);
@@ -152,6 +157,7 @@ impl Controller {
             answers: Answers::new(),
             telemetry,
             stats,
+            unsaved: Vec::new(),
         };
         (c, watch, status_rx, shared_rx)
     }
@@ -299,6 +305,13 @@ impl Controller {
         };
         if text == self.text {
             tracing::debug!(source = %source, "configuration unchanged");
+            self.all_saved();
+            return Ok(Applied::unchanged(current));
+        }
+        // Changes the file could not take are put back on top of it.
+        let (config, text, carried) = self.carry_unsaved(&path, config, text);
+        if text == self.text {
+            self.record_carried(carried, current);
             return Ok(Applied::unchanged(current));
         }
         let mut revision = None;
@@ -315,10 +328,12 @@ impl Controller {
         tracing::info!(source = %source, generation, file = %path.display(), %changes, "configuration applied");
         self.set_status(generation, source, None);
         self.record_reload(generation, source, changed_splits);
+        self.record_carried(carried, generation);
         Ok(Applied {
             generation,
             changed: true,
             persisted: None,
+            persist_error: None,
             split: None,
             previous_split: None,
             revision,
@@ -408,18 +423,25 @@ impl Controller {
     ) -> Result<Result<Applied, FileMoved>, ChangeError> {
         // Edits saved to the file that the watcher has not delivered yet go
         // first, so this change builds on them instead of overwriting them.
-        let mut may_persist = write || self.clustered;
+        // Why the file must not be written this time, if it must not.
+        let mut blocked = (!write && !self.clustered).then(|| {
+            "the file kept changing while the change was being written to it (3 tries)".to_owned()
+        });
         if self.clustered {
             // Fails fast (503) while the store is unreachable.
             self.store()?;
         }
         if let Some(path) = self.path.clone() {
-            if std::fs::read_to_string(&path).is_ok_and(|t| t != self.text)
-                && self.reload(ChangeSource::File).await.is_err()
-                && !self.clustered
-            {
-                // The file holds an invalid edit in progress: never clobber it.
-                may_persist = false;
+            if std::fs::read_to_string(&path).is_ok_and(|t| t != self.text) {
+                if let Err(e) = self.reload(ChangeSource::File).await {
+                    if !self.clustered {
+                        // The file holds an invalid edit in progress: never clobber it.
+                        blocked = Some(format!(
+                            "{} holds an edit that is not valid (left as it is): {e}",
+                            path.display()
+                        ));
+                    }
+                }
             }
         }
         let current = self.generation();
@@ -474,6 +496,7 @@ impl Controller {
                 generation: current,
                 changed: false,
                 persisted: None,
+                persist_error: None,
                 split: new_split.map(Split),
                 previous_split: old_split.map(Split),
                 revision: None,
@@ -482,19 +505,27 @@ impl Controller {
             }));
         }
         let mut revision = None;
-        let persisted = if self.clustered {
+        let persist = if self.clustered {
             // Stored in the cluster first; the file follows what is stored.
             match self.propose_change(source, &text).await? {
                 Ok(r) => revision = Some(r),
                 Err(moved) => return Ok(Err(moved)),
             }
-            self.write_shared(&self.text, &text)
+            match self.write_shared(&self.text, &text) {
+                None => Persist::NoFile,
+                Some(true) => Persist::Written,
+                // The cluster holds it; the file follows the next revision.
+                Some(false) => Persist::NotWritten(
+                    "the cluster holds the change; this replica's file could not be written".into(),
+                ),
+            }
         } else {
-            match self.write_back(may_persist, &text) {
+            match self.write_back(blocked, &text) {
                 Ok(p) => p,
                 Err(moved) => return Ok(Err(moved)),
             }
         };
+        let persisted = persist.persisted();
         if let (Some(r), Some(old)) = (&route, &old_split) {
             // A standby or maintenance change leaves the split: nothing
             // to roll back to.
@@ -505,6 +536,8 @@ impl Controller {
                 self.remember(r, old.clone());
             }
         }
+        let what = (source, action, route.clone(), backend.clone());
+        self.keep_unsaved(&persist, &edit, what);
         let generation = self.apply(config, text);
         tracing::info!(source = %source, action = %action, route = route.as_deref().unwrap_or(""),
             backend = backend.as_deref().unwrap_or(""), generation, persisted = ?persisted, "change applied");
@@ -529,11 +562,16 @@ impl Controller {
                 "the route's standby pool changed"
             );
         }
+        if let Some(why) = persist.error() {
+            let note = format!("not written to the file: {why}");
+            ev.detail = Some(ev.detail.map_or(note.clone(), |d| format!("{d}; {note}")));
+        }
         self.history.record(ev);
         Ok(Ok(Applied {
             generation,
             changed: true,
             persisted,
+            persist_error: persist.error(),
             split: new_split.map(Split),
             previous_split: old_split.map(Split),
             revision,
@@ -778,25 +816,24 @@ impl Controller {
         generation
     }
 
-    /// Writes the running text to the file; `None` without a file.
-    /// Writes `text` (made from the running text) to the file: whether it
-    /// is there now (`None`: no file), or `FileMoved` when the file no
-    /// longer holds the running text.
-    fn write_back(&self, allowed: bool, text: &str) -> Result<Option<bool>, FileMoved> {
+    /// Writes `text` (made from the running text) to the file unless
+    /// `blocked` says why not: whether it is there now and why not, or
+    /// `FileMoved` when the file no longer holds the running text.
+    fn write_back(&self, blocked: Option<String>, text: &str) -> Result<Persist, FileMoved> {
         let Some(path) = self.path.as_ref() else {
-            return Ok(None);
+            return Ok(Persist::NoFile);
         };
-        if !allowed {
-            tracing::warn!(file = %path.display(),
-                "the file holds an invalid edit, or keeps changing; the change applies in memory only (persisted: false)");
-            return Ok(Some(false));
+        if let Some(why) = blocked {
+            tracing::warn!(file = %path.display(), reason = %why,
+                "the change applies in memory only (persisted: false); it is kept and written on top of the file by its next successful reload");
+            return Ok(Persist::NotWritten(why));
         }
         match persist::write_atomic(path, text, Some(&self.text)) {
-            Ok(()) => Ok(Some(true)),
+            Ok(()) => Ok(Persist::Written),
             Err(persist::PersistError::Changed(_)) => Err(FileMoved),
             Err(e) => {
-                tracing::warn!(error = %e, "change not written back (persisted: false)");
-                Ok(Some(false))
+                tracing::warn!(error = %e, "change not written back (persisted: false); it is kept and written on top of the file by its next successful reload");
+                Ok(Persist::NotWritten(e.to_string()))
             }
         }
     }
@@ -808,6 +845,7 @@ impl Controller {
             error,
             at: SystemTime::now(),
             restart_needed: self.restart_needed.clone(),
+            unsaved: self.unsaved.iter().map(|k| k.view().clone()).collect(),
         });
     }
 

@@ -19,6 +19,7 @@ mod persist;
 mod resolve;
 mod shared;
 mod standby;
+mod unsaved;
 mod watch;
 
 use std::net::SocketAddr;
@@ -171,6 +172,8 @@ pub struct ReloadStatus {
     /// process started with and apply only after a restart
     /// (`config::restart_needed`); empty when none.
     pub restart_needed: Vec<&'static str>,
+    /// Changes in force that the file does not hold yet (`unsaved`).
+    pub unsaved: Vec<crate::api::UnsavedChange>,
 }
 
 type Reply<T> = oneshot::Sender<T>;

@@ -21,6 +21,36 @@ pub enum PersistError {
     },
 }
 
+/// What became of writing a change back to the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Persist {
+    /// No configuration file: nothing to write.
+    NoFile,
+    /// The file holds the change.
+    Written,
+    /// The change applies in memory only, for this reason.
+    NotWritten(String),
+}
+
+impl Persist {
+    /// The answer's `persisted`.
+    pub(super) fn persisted(&self) -> Option<bool> {
+        match self {
+            Persist::NoFile => None,
+            Persist::Written => Some(true),
+            Persist::NotWritten(_) => Some(false),
+        }
+    }
+
+    /// The answer's `persist_error`.
+    pub(super) fn error(&self) -> Option<String> {
+        match self {
+            Persist::NotWritten(why) => Some(why.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Renames `tmp` over `real` if `real` still holds `base`; answers whether
 /// it did. On Linux the two files are exchanged atomically (`renameat2`
 /// with `RENAME_EXCHANGE`) and the content that was replaced is checked

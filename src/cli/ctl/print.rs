@@ -18,8 +18,16 @@ pub fn suffix(a: &Applied) -> String {
     let revision = a
         .revision
         .map_or_else(String::new, |r| format!(", cluster revision {r}"));
+    // Why the file does not hold it, on lines of their own: the reason
+    // can be a whole validation report.
+    let why = a.persist_error.as_ref().map_or_else(String::new, |e| {
+        format!(
+            "\nnot written because: {e}\nkept in memory; written on top of the file at its next \
+             successful reload"
+        )
+    });
     format!(
-        " (generation {}{revision}{changed}{persisted})",
+        " (generation {}{revision}{changed}{persisted}){why}",
         a.generation
     )
 }
@@ -165,6 +173,24 @@ pub fn status(s: &Status) {
     }
     if let Some(c) = &s.cluster {
         cluster(c);
+    }
+    unsaved(s);
+}
+
+/// Changes in force that the file does not hold yet, and why.
+fn unsaved(s: &Status) {
+    if s.unsaved.is_empty() {
+        return;
+    }
+    println!(
+        "{} change(s) in force but NOT in the file (written on top of it at its next \
+         successful reload):",
+        s.unsaved.len()
+    );
+    for u in &s.unsaved {
+        let target = u.route.as_deref().or(u.backend.as_deref()).unwrap_or("");
+        println!("  {} {target}: {}", u.action, u.sets.join(", "));
+        println!("    why: {}", u.reason);
     }
 }
 

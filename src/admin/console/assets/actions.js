@@ -43,7 +43,11 @@ export function initActions(refresh) {
       const a = await api(method, path, body);
       let msg = `${label}: done`;
       if (a && a.generation != null) msg += `, generation ${a.generation}`;
-      if (a && a.persisted === false) msg += ' (in memory only: NOT written to the file)';
+      if (a && a.persisted === false) {
+        msg += ' (in memory only: NOT written to the file';
+        msg += a.persist_error ? `: ${a.persist_error})` : ')';
+        msg += '; it is written on top of the file at its next successful reload';
+      }
       else if (a && a.persisted) msg += ', written to the file';
       if (a && a.changed === false) msg += ' (nothing changed)';
       banner('ok', msg);
