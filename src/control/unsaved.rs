@@ -26,6 +26,7 @@ use crate::event::{Action, ChangeSource, Event, Outcome, Split};
 enum Key {
     Split(String),
     Standby(String),
+    Maintenance(String),
     Drain(String, SocketAddr),
 }
 
@@ -36,7 +37,8 @@ enum Value {
     /// weights do not make a different split.
     Split(Vec<(String, u32)>),
     Standby(Option<String>),
-    Drain(bool),
+    /// `maintenance` and `drain`.
+    Flag(bool),
     /// The route or backend is not in the configuration.
     Missing,
 }
@@ -49,12 +51,15 @@ impl Key {
             Key::Standby(r) => {
                 route(r).map_or(Value::Missing, |x| Value::Standby(x.http.standby.clone()))
             }
+            Key::Maintenance(r) => {
+                route(r).map_or(Value::Missing, |x| Value::Flag(x.http.maintenance))
+            }
             Key::Drain(pool, addr) => config
                 .pools
                 .iter()
                 .find(|p| p.name == *pool)
                 .and_then(|p| p.backends.iter().find(|b| b.addr == *addr))
-                .map_or(Value::Missing, |b| Value::Drain(b.drain)),
+                .map_or(Value::Missing, |b| Value::Flag(b.drain)),
         }
     }
 }
@@ -70,6 +75,7 @@ impl std::fmt::Display for Key {
         match self {
             Key::Split(r) => write!(f, "{r}.split"),
             Key::Standby(r) => write!(f, "{r}.standby"),
+            Key::Maintenance(r) => write!(f, "{r}.maintenance"),
             Key::Drain(p, a) => write!(f, "{p}/{a}.drain"),
         }
     }
@@ -84,7 +90,7 @@ impl std::fmt::Display for Value {
                 f.write_str(&parts.join(", "))
             }
             Value::Standby(p) => f.write_str(p.as_deref().unwrap_or("none")),
-            Value::Drain(d) => write!(f, "{d}"),
+            Value::Flag(d) => write!(f, "{d}"),
             Value::Missing => f.write_str("absent"),
         }
     }
@@ -98,7 +104,10 @@ fn sets(edit: &Edit) -> Vec<(Key, Value)> {
             vec![(Key::Standby(route.clone()), Value::Standby(pool.clone()))]
         }
         Edit::SetDrain { pool, addr, drain } => {
-            vec![(Key::Drain(pool.clone(), *addr), Value::Drain(*drain))]
+            vec![(Key::Drain(pool.clone(), *addr), Value::Flag(*drain))]
+        }
+        Edit::SetMaintenance { route, on } => {
+            vec![(Key::Maintenance(route.clone()), Value::Flag(*on))]
         }
         Edit::Many(edits) => edits.iter().flat_map(sets).collect(),
     }
