@@ -3,15 +3,20 @@
 //! - `publish`: every replica adds each completed second of its
 //!   per-(route, pool) windows to cumulative counts and publishes them
 //!   under its lease at `P/stats/<instance>` four times a second, only
-//!   when they changed (at rest nothing is written);
-//! - `Drive::snapshot`: the leader reads every replica's publication for
-//!   the engine to judge the sum (`rollout::coordinate::delta`);
+//!   when they changed (at rest nothing is written); the shadow windows
+//!   (mirrored, compared, mismatched by kind, …) go the same way;
+//! - `Drive::snapshot` / `shadow_snapshot`: the leader reads every
+//!   replica's publication for the engine to judge the sum
+//!   (`rollout::coordinate::delta`), of a canary step's windows or of the
+//!   shadow step's;
 //! - `Drive::save` / `persist`: the running rollouts' progress at
 //!   `P/rollouts/state`, written by the leader in a fenced transaction, so
 //!   a paused or deposed leader's progress never lands;
 //! - `lead`: when this replica becomes the leader it resumes the rollouts
 //!   stored there at their step; a replica that stops leading stops
-//!   driving (the engine checks `leads` at every tick).
+//!   driving (the engine checks `leads` at every tick);
+//! - every replica follows the stored progress to copy during a shadow
+//!   step (`shadow`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,11 +27,13 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::election::Role;
+use super::shadow::state_key;
 use super::stats::{self, Counts, Publication};
 use super::store::{unix_ms, Store};
 use crate::control::ControlHandle;
 use crate::rollout::coordinate::{BoxFuture, Coordinator, Snapshot};
 use crate::rollout::{Rollouts, Saved};
+use crate::stats::shadow::ShadowStats;
 use crate::stats::window::BUCKETS;
 use crate::stats::{clock, Stats};
 
@@ -52,6 +59,19 @@ fn to_stats(c: &Counts) -> Stats {
     s
 }
 
+impl Drive {
+    /// Every replica's publication now, as (epoch, `pick` of it).
+    async fn read<T>(&self, pick: impl Fn(&Publication) -> T) -> Result<Snapshot<T>, String> {
+        let pubs = stats::collect(&self.store, BUCKETS)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(pubs
+            .iter()
+            .map(|p| (p.instance.clone(), (p.epoch, pick(p))))
+            .collect())
+    }
+}
+
 impl Coordinator for Drive {
     fn leads(&self) -> Result<(), String> {
         match &*self.role.borrow() {
@@ -72,28 +92,20 @@ impl Coordinator for Drive {
         route: &'a str,
         pool: &'a str,
     ) -> BoxFuture<'a, Result<Snapshot, String>> {
-        Box::pin(async move {
-            let pubs = stats::collect(&self.store, BUCKETS)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(pubs
-                .iter()
-                .map(|p| {
-                    let c = p.get(route, pool).map(to_stats).unwrap_or_default();
-                    (p.instance.clone(), (p.epoch, c))
-                })
-                .collect())
-        })
+        Box::pin(self.read(move |p| p.get(route, pool).map(to_stats).unwrap_or_default()))
+    }
+
+    fn shadow_snapshot<'a>(
+        &'a self,
+        route: &'a str,
+        pool: &'a str,
+    ) -> BoxFuture<'a, Result<Snapshot<ShadowStats>, String>> {
+        Box::pin(self.read(move |p| p.shadow_of(route, pool).cloned().unwrap_or_default()))
     }
 
     fn save(&self, state: HashMap<String, Saved>) {
         self.saved.send_replace(Some(state));
     }
-}
-
-/// The key of the rollouts' progress.
-fn state_key(store: &Store) -> String {
-    format!("{}state", store.keys().rollouts())
 }
 
 /// Writes the newest progress `Drive::save` was given, fenced, while this
@@ -134,12 +146,15 @@ pub(super) async fn lead(
     store: Store,
     mut role: watch::Receiver<Role>,
     rollouts: Arc<Rollouts>,
+    control: ControlHandle,
     shutdown: CancellationToken,
 ) {
     let mut leading = false;
     loop {
         let now = matches!(*role.borrow_and_update(), Role::Leader(_));
         if now && !leading {
+            // What this replica copied as a follower is the engine's now.
+            super::shadow::clear(&control.table().load());
             match store.get_key(&state_key(&store)).await {
                 Ok(kv) => {
                     let saved: HashMap<String, Saved> = kv
@@ -170,6 +185,88 @@ pub(super) async fn lead(
     }
 }
 
+/// The seconds of one (route, pool) window not yet added to the
+/// cumulative counts: from the second it was first seen to the last
+/// completed one (`None`: nothing new). Counting starts with the second in
+/// which a (route, pool) is first seen (the epoch, for those at start):
+/// that second is counted once it is complete, so the traffic of a
+/// replica's first second is not lost.
+fn pending(
+    next: &mut HashMap<(String, String), u64>,
+    key: (&str, &str),
+    current: u64,
+) -> Option<(u64, u64)> {
+    let k = (key.0.to_owned(), key.1.to_owned());
+    let from = *next.entry(k.clone()).or_insert(current);
+    if from >= current {
+        return None;
+    }
+    next.insert(k, current);
+    Some((from, current - 1))
+}
+
+/// Cumulative counts since the epoch, by route then pool.
+type Cumulated<T> = BTreeMap<String, BTreeMap<String, T>>;
+
+/// This replica's cumulative counts, grown at every publication tick.
+#[derive(Default)]
+struct Totals {
+    windows: Cumulated<Counts>,
+    shadow: Cumulated<ShadowStats>,
+    /// Per (route, pool): the next second to add, of each kind of window.
+    next: HashMap<(String, String), u64>,
+    next_shadow: HashMap<(String, String), u64>,
+}
+
+impl Totals {
+    /// Adds the windows' completed seconds (the current one is still being
+    /// written, and in the clock's first second none is complete yet).
+    fn grow(&mut self, table: &crate::table::RoutingTable, current: u64) {
+        for route in table.routes() {
+            for pool in table.pools() {
+                let Some(w) = table.window(&route.name, &pool.name) else {
+                    continue;
+                };
+                let key = (&*route.name, &*pool.name);
+                let Some((from, to)) = pending(&mut self.next, key, current) else {
+                    continue;
+                };
+                let s = w.since(from, to);
+                self.windows
+                    .entry(key.0.to_owned())
+                    .or_default()
+                    .entry(key.1.to_owned())
+                    .or_insert_with(|| Counts {
+                        buckets: vec![0; BUCKETS],
+                        ..Counts::default()
+                    })
+                    .add(&Counts {
+                        requests: s.requests,
+                        failures: s.failures,
+                        buckets: s.hist.to_vec(),
+                    });
+            }
+            // The route's mirror and its shadow step's: one window when
+            // they are the same pool (handles are kept per (route, pool)).
+            let Some(m) = route.mirror.as_deref() else {
+                continue;
+            };
+            for t in m.configured().into_iter().chain(m.step()) {
+                let key = (&*route.name, &*t.pool.name);
+                let Some((from, to)) = pending(&mut self.next_shadow, key, current) else {
+                    continue;
+                };
+                self.shadow
+                    .entry(key.0.to_owned())
+                    .or_default()
+                    .entry(key.1.to_owned())
+                    .or_default()
+                    .add(&t.handles.window().since(from, to));
+            }
+        }
+    }
+}
+
 /// Publishes this replica's cumulative counts (see the module doc).
 pub(super) async fn publish(
     store: Store,
@@ -178,10 +275,8 @@ pub(super) async fn publish(
     shutdown: CancellationToken,
 ) {
     let epoch = unix_ms();
-    let mut counts: BTreeMap<String, BTreeMap<String, Counts>> = BTreeMap::new();
-    // Per (route, pool): the next second to add to `counts`.
-    let mut next: HashMap<(String, String), u64> = HashMap::new();
-    let mut last_sent: Option<BTreeMap<String, BTreeMap<String, Counts>>> = None;
+    let mut totals = Totals::default();
+    let mut last_sent: Option<(Cumulated<Counts>, Cumulated<ShadowStats>)> = None;
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -189,56 +284,26 @@ pub(super) async fn publish(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // Only completed seconds: the current one is still being written
-        // (and in the clock's first second none is complete yet).
         let current = clock::secs(tokio::time::Instant::now());
+        totals.grow(&control.table().load(), current);
+        if last_sent
+            .as_ref()
+            .is_some_and(|(w, s)| *w == totals.windows && *s == totals.shadow)
         {
-            let table = control.table().load();
-            for route in table.routes() {
-                for pool in table.pools() {
-                    let Some(w) = table.window(&route.name, &pool.name) else {
-                        continue;
-                    };
-                    let key = (route.name.to_string(), pool.name.to_string());
-                    // Counting starts with the second in which a (route,
-                    // pool) is first seen (the epoch, for those at start):
-                    // that second is counted once it is complete, so the
-                    // traffic of a replica's first second is not lost.
-                    let from = *next.entry(key.clone()).or_insert(current);
-                    if from >= current {
-                        continue;
-                    }
-                    let s = w.since(from, current - 1);
-                    next.insert(key.clone(), current);
-                    let c = counts
-                        .entry(key.0)
-                        .or_default()
-                        .entry(key.1)
-                        .or_insert_with(|| Counts {
-                            buckets: vec![0; BUCKETS],
-                            ..Counts::default()
-                        });
-                    c.add(&Counts {
-                        requests: s.requests,
-                        failures: s.failures,
-                        buckets: s.hist.to_vec(),
-                    });
-                }
-            }
-        }
-        if last_sent.as_ref() == Some(&counts) {
             continue;
         }
+        let now = (totals.windows.clone(), totals.shadow.clone());
         let Some(id) = *lease.borrow() else { continue };
         let p = Publication {
             instance: store.instance().to_owned(),
             epoch,
             at_ms: unix_ms(),
             buckets: BUCKETS,
-            windows: counts.clone(),
+            windows: now.0.clone(),
+            shadow: now.1.clone(),
         };
         match stats::publish(&store, &p, id).await {
-            Ok(()) => last_sent = Some(counts.clone()),
+            Ok(()) => last_sent = Some(now),
             Err(e) => tracing::debug!(error = %e, "statistics not published"),
         }
     }

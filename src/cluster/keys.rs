@@ -7,7 +7,7 @@
 //! | `P/leader` | the leader's instance name | leader's |
 //! | `P/members/<instance>` | `Member` (applied revision, last seen) | member's |
 //! | `P/stats/<instance>` | `Publication` (per-(route, pool) windows) | member's |
-//! | `P/rollouts/<route>` | rollout progress, written by the leader only | — |
+//! | `P/rollouts/state` | running rollouts' progress (`rollout::Saved` by route), written by the leader only, followed by every replica (its shadow step) | — |
 //! | `P/history/<ms>-<instance>-<n>` | one history event | — |
 
 /// The keys of the cluster at one prefix.

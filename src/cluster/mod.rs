@@ -9,6 +9,7 @@
 //!            ├─ election (election.rs): P/leader under the lease → Role, Fence
 //!            ├─ watch (watch.rs): seed, then every revision of P/config → Document
 //!            ├─ stats (stats.rs): P/stats/<instance> under the lease; the leader sums
+//!            ├─ shadow (shadow.rs): follows P/rollouts/state, copies in a shadow step
 //!            └─ history (history.rs): P/history/…, the cluster's events
 //! ```
 //!
@@ -31,6 +32,7 @@ mod history;
 mod keys;
 mod lease;
 mod members;
+mod shadow;
 mod stats;
 mod store;
 mod watch;
@@ -269,7 +271,8 @@ impl Cluster {
 
     /// From now on `rollouts` run only while this replica leads, judge
     /// every replica's traffic and keep their progress in the cluster;
-    /// this replica's own traffic is published for the leader (`drive`).
+    /// this replica's own traffic is published for the leader (`drive`),
+    /// and it copies during the leader's shadow steps (`shadow`).
     pub fn drive(
         &mut self,
         control: crate::control::ControlHandle,
@@ -281,9 +284,22 @@ impl Cluster {
             role: self.role.clone(),
             saved,
         }));
+        let (state, state_rx) = chan::channel(None);
+        self.tasks.spawn(shadow::watch_state(
+            self.store.clone(),
+            state,
+            self.lease_ttl,
+            self.shutdown.clone(),
+        ));
+        self.tasks.spawn(shadow::follow(
+            state_rx,
+            self.role.clone(),
+            control.clone(),
+            self.shutdown.clone(),
+        ));
         self.tasks.spawn(drive::publish(
             self.store.clone(),
-            control,
+            control.clone(),
             self.lease.clone(),
             self.shutdown.clone(),
         ));
@@ -297,6 +313,7 @@ impl Cluster {
             self.store.clone(),
             self.role.clone(),
             rollouts,
+            control,
             self.shutdown.clone(),
         ));
     }

@@ -11,6 +11,12 @@
 //! `current − baseline` over the replicas; a replica that restarted (new
 //! epoch) or joined since counts from zero. Cumulative counters make a
 //! lost or late publication harmless: the next one carries everything.
+//!
+//! The shadow windows travel the same way (`Publication::shadow`: mirrored,
+//! compared, mismatched by kind, errors, mirror 5xx, dropped, both latency
+//! histograms per (route, mirror pool)), so the leader judges a shadow
+//! step on every replica's copies. Mismatch samples are not published:
+//! each replica keeps its own.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ClusterError;
 use super::store::Store;
+use crate::stats::shadow::ShadowStats;
 
 /// Counts of one (route, pool) on one replica.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,11 +84,21 @@ pub struct Publication {
     pub buckets: usize,
     /// Counts by route, then pool.
     pub windows: BTreeMap<String, BTreeMap<String, Counts>>,
+    /// Shadow counts by route, then mirror pool (the same cumulative
+    /// scheme; absent from a replica of an older version, which then
+    /// counts as having mirrored nothing).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shadow: BTreeMap<String, BTreeMap<String, ShadowStats>>,
 }
 
 impl Publication {
     pub fn get(&self, route: &str, pool: &str) -> Option<&Counts> {
         self.windows.get(route)?.get(pool)
+    }
+
+    /// The shadow counts of `route` mirrored to `pool`.
+    pub fn shadow_of(&self, route: &str, pool: &str) -> Option<&ShadowStats> {
+        self.shadow.get(route)?.get(pool)
     }
 }
 

@@ -344,6 +344,15 @@ impl Store {
         let resp = rpc(c.get(key, None)).await?;
         Ok(resp.kvs().first().cloned())
     }
+
+    /// The value at `key`, if any, and the store's revision at the read
+    /// (a watch from the next one misses nothing).
+    pub async fn get_key_at(&self, key: &str) -> Result<(Option<KeyValue>, i64), ClusterError> {
+        let mut c = self.client.clone();
+        let resp = rpc(c.get(key, None)).await?;
+        let at = resp.header().map_or(0, |h| h.revision());
+        Ok((resp.kvs().first().cloned(), at))
+    }
 }
 
 fn first_kv(ops: &[TxnOpResponse]) -> Option<KeyValue> {

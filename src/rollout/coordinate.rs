@@ -9,20 +9,23 @@
 //! one when it starts and judges `delta(now, base)`: a replica that
 //! restarted (new epoch) or joined since counts from zero, one that left
 //! drops out, and a late or lost publication is harmless (the next one
-//! carries everything).
+//! carries everything). The shadow step is judged the same way on every
+//! replica's shadow counts (`Coordinator::shadow_snapshot`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 
 use super::Saved;
+use crate::stats::shadow::ShadowStats;
 use crate::stats::Stats;
 
 /// A boxed future (the trait is used as `dyn`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Per replica: (epoch, cumulative counts) of one (route, pool).
-pub type Snapshot = BTreeMap<String, (u64, Stats)>;
+/// Per replica: (epoch, cumulative counts) of one (route, pool): the
+/// canary windows' `Stats`, or the shadow step's `ShadowStats`.
+pub type Snapshot<T = Stats> = BTreeMap<String, (u64, T)>;
 
 /// What the rollout engine needs of a cluster.
 pub trait Coordinator: Send + Sync + 'static {
@@ -37,25 +40,60 @@ pub trait Coordinator: Send + Sync + 'static {
         pool: &'a str,
     ) -> BoxFuture<'a, Result<Snapshot, String>>;
 
+    /// Every replica's shadow counts of `route` mirrored to `pool` now
+    /// (the shadow step's; `Err` as for `snapshot`).
+    fn shadow_snapshot<'a>(
+        &'a self,
+        route: &'a str,
+        pool: &'a str,
+    ) -> BoxFuture<'a, Result<Snapshot<ShadowStats>, String>>;
+
     /// Stores the running rollouts' progress in the cluster (the newest
     /// call wins; fenced: only while this replica leads).
     fn save(&self, state: HashMap<String, Saved>);
 }
 
-/// The counts of `now` since `base`, summed over the replicas.
-pub fn delta(now: &Snapshot, base: &Snapshot) -> Stats {
-    let mut total = Stats::default();
-    for (instance, (epoch, counts)) in now {
-        let mut d = counts.clone();
-        if let Some((e, b)) = base.get(instance) {
-            if e == epoch {
-                d.requests = d.requests.saturating_sub(b.requests);
-                d.failures = d.failures.saturating_sub(b.failures);
-                for (x, y) in d.hist.iter_mut().zip(b.hist.iter()) {
-                    *x = x.saturating_sub(*y);
-                }
-            }
+/// Cumulative counts that can be summed and taken from a baseline.
+pub trait Cumulative: Clone + Default {
+    fn add(&mut self, other: &Self);
+    /// `self − base`, saturating.
+    fn minus(&self, base: &Self) -> Self;
+}
+
+impl Cumulative for Stats {
+    fn add(&mut self, other: &Self) {
+        Stats::add(self, other);
+    }
+
+    fn minus(&self, base: &Self) -> Self {
+        let mut d = self.clone();
+        d.requests = d.requests.saturating_sub(base.requests);
+        d.failures = d.failures.saturating_sub(base.failures);
+        for (x, y) in d.hist.iter_mut().zip(base.hist.iter()) {
+            *x = x.saturating_sub(*y);
         }
+        d
+    }
+}
+
+impl Cumulative for ShadowStats {
+    fn add(&mut self, other: &Self) {
+        ShadowStats::add(self, other);
+    }
+
+    fn minus(&self, base: &Self) -> Self {
+        ShadowStats::minus(self, base)
+    }
+}
+
+/// The counts of `now` since `base`, summed over the replicas.
+pub fn delta<T: Cumulative>(now: &Snapshot<T>, base: &Snapshot<T>) -> T {
+    let mut total = T::default();
+    for (instance, (epoch, counts)) in now {
+        let d = match base.get(instance) {
+            Some((e, b)) if e == epoch => counts.minus(b),
+            _ => counts.clone(),
+        };
         total.add(&d);
     }
     total

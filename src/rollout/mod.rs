@@ -108,7 +108,10 @@ pub enum RolloutError {
 const ACT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One route's progress in the state file.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// With `[cluster]` the leader stores the same at `P/rollouts/state`, and
+/// every replica follows it: `shadow` turns its mirroring for the shadow
+/// step on and off (`cluster::shadow`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Saved {
     pub step: usize,
     pub step_started_ms: u64,
@@ -116,6 +119,9 @@ pub struct Saved {
     /// In the shadow step (a restart runs it again, from its start).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadow: bool,
+    /// The share the shadow step copies, in percent (while `shadow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_percent: Option<f64>,
 }
 
 pub(super) struct Entry {
@@ -263,6 +269,7 @@ impl Rollouts {
             step_started_ms: unix_ms(SystemTime::now()),
             paused: false,
             shadow: false,
+            shadow_percent: None,
         };
         self.spawn(route.to_owned(), &cfg, saved)
     }

@@ -66,6 +66,7 @@ impl Rollouts {
                     step_started_ms: s.step_started_ms,
                     paused: s.phase == Phase::Paused,
                     shadow: s.shadow.is_some(),
+                    shadow_percent: s.shadow.as_ref().map(|p| p.percent),
                 };
                 (r.clone(), saved)
             })

@@ -6,7 +6,8 @@
 //! buckets of the rollout windows (`window`). Written by the data plane
 //! with relaxed atomics (after the client's answer, off its path), read by
 //! the rollout's shadow step and the admin API, summed across replicas
-//! with `ShadowStats::add` like `Stats`.
+//! with `ShadowStats::add` like `Stats` (`[cluster]`: each replica publishes
+//! its cumulative totals, the leader judges `minus` a baseline).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -278,6 +279,27 @@ impl ShadowStats {
             mirror_p99_ms: ms(&self.mirror),
             p99_latency_ratio: self.latency_ratio(Q),
         }
+    }
+
+    /// `self − base`, counter by counter (saturating): a replica's
+    /// cumulative counts since a baseline of the same epoch.
+    pub fn minus(&self, base: &ShadowStats) -> ShadowStats {
+        let sub = |to: &mut [u64], from: &[u64]| {
+            for (t, f) in to.iter_mut().zip(from) {
+                *t = t.saturating_sub(*f);
+            }
+        };
+        let mut d = self.clone();
+        d.mirrored = d.mirrored.saturating_sub(base.mirrored);
+        d.compared = d.compared.saturating_sub(base.compared);
+        d.errors = d.errors.saturating_sub(base.errors);
+        d.mirror_5xx = d.mirror_5xx.saturating_sub(base.mirror_5xx);
+        d.body_skipped = d.body_skipped.saturating_sub(base.body_skipped);
+        sub(&mut d.mismatched, &base.mismatched);
+        sub(&mut d.dropped, &base.dropped);
+        sub(&mut d.primary, &base.primary);
+        sub(&mut d.mirror, &base.mirror);
+        d
     }
 
     /// Adds `other` (another replica's window of the same seconds).

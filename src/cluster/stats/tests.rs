@@ -19,6 +19,7 @@ fn publication(instance: &str, epoch: u64, canary: Counts) -> Publication {
         at_ms: 0,
         buckets: 3,
         windows,
+        shadow: BTreeMap::new(),
     }
 }
 
@@ -62,4 +63,28 @@ fn counts_round_trip_through_json() {
     let p = publication("a", 1, counts(3, 1));
     let json = serde_json::to_vec(&p).unwrap();
     assert_eq!(serde_json::from_slice::<Publication>(&json).unwrap(), p);
+}
+
+#[test]
+fn shadow_counts_travel_with_the_publication_and_an_older_one_has_none() {
+    use crate::stats::shadow::ShadowStats;
+    let mut p = publication("a", 1, counts(3, 1));
+    let s = ShadowStats {
+        mirrored: 7,
+        compared: 6,
+        errors: 1,
+        ..ShadowStats::default()
+    };
+    p.shadow
+        .entry("api".into())
+        .or_default()
+        .insert("green".into(), s.clone());
+    let json = serde_json::to_vec(&p).unwrap();
+    let back = serde_json::from_slice::<Publication>(&json).unwrap();
+    assert_eq!(back.shadow_of("api", "green"), Some(&s));
+    // A replica of an older version publishes no shadow counts.
+    let old = serde_json::to_vec(&publication("b", 1, counts(3, 1))).unwrap();
+    assert!(!String::from_utf8_lossy(&old).contains("shadow"));
+    let back = serde_json::from_slice::<Publication>(&old).unwrap();
+    assert_eq!(back.shadow_of("api", "green"), None);
 }

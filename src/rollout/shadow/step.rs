@@ -13,6 +13,13 @@
 //! `on_insufficient_traffic = "hold"` and end it otherwise. The status
 //! carries the step's progress (`RolloutStatus::shadow`) and the state
 //! file that the rollout is in it, so a restart runs the step again.
+//!
+//! `[cluster]`: only the leader runs this; the stored state says the
+//! rollout is in its shadow step, so every replica copies too
+//! (`cluster::shadow`), and the step judges the sum of every replica's
+//! shadow counts since it began (`Coordinator::shadow_snapshot`), as a
+//! canary step does. The mismatch samples quoted are the leader's own:
+//! samples stay with the replica that took them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +32,7 @@ use crate::api::ShadowProgress;
 use crate::config::{RolloutConfig, ShadowStepConfig};
 use crate::control::ChangeError;
 use crate::event::Action;
+use crate::rollout::coordinate::{delta, Snapshot};
 use crate::rollout::judge::Verdict;
 use crate::rollout::state::unix_ms;
 use crate::rollout::{Command, Phase, Rollouts};
@@ -133,7 +141,11 @@ impl Rollouts {
             started_ms: unix_ms(std::time::SystemTime::now()),
             paused,
             failed: 0,
+            base: None,
         };
+        // [cluster]: every replica's counts as the step starts (the
+        // replicas begin copying once they read the stored state below).
+        self.shadow_counts(&mut step).await;
         self.update(route, |e| {
             e.status.phase = if paused { Phase::Paused } else { Phase::Shadow };
             e.status.canary_weight = 0;
@@ -204,10 +216,10 @@ impl Rollouts {
             if step.paused {
                 continue;
             }
-            let stats = step
-                .handles
-                .window()
-                .since(clock::secs(step.started), clock::secs(Instant::now()));
+            let Some(stats) = self.shadow_counts(step).await else {
+                // The cluster's counts cannot be read: the step holds.
+                continue;
+            };
             let progress = step.progress(&stats);
             self.update_shadow(route, progress);
             let check = check(step.step_cfg, &stats);
@@ -259,6 +271,27 @@ impl Rollouts {
     }
 }
 
+impl Rollouts {
+    /// The step's pairs since it began: this replica's shadow window, or
+    /// with `[cluster]` the sum over every replica since `step.base` (the
+    /// first reading is the baseline, counted as nothing yet; `None`: the
+    /// store cannot be read).
+    async fn shadow_counts(&self, step: &mut Shadowing<'_>) -> Option<ShadowStats> {
+        let Some(c) = self.coordinator() else {
+            let now = clock::secs(Instant::now());
+            return Some(step.handles.window().since(clock::secs(step.started), now));
+        };
+        let now = c.shadow_snapshot(step.route, &step.cfg.canary).await.ok()?;
+        match &step.base {
+            Some(base) => Some(delta(&now, base)),
+            None => {
+                step.base = Some(now);
+                Some(ShadowStats::default())
+            }
+        }
+    }
+}
+
 /// One shadow step between two wake-ups of its task.
 struct Shadowing<'a> {
     route: &'a str,
@@ -271,6 +304,8 @@ struct Shadowing<'a> {
     paused: bool,
     /// Failed checks in a row (`failure_threshold`).
     failed: u32,
+    /// `[cluster]`: every replica's shadow counts when the step began.
+    base: Option<Snapshot<ShadowStats>>,
 }
 
 impl Shadowing<'_> {
@@ -280,6 +315,7 @@ impl Shadowing<'_> {
         self.started = Instant::now();
         self.started_ms = unix_ms(std::time::SystemTime::now());
         self.failed = 0;
+        self.base = None;
     }
 
     /// What the status shows of the step with `stats` since it began.

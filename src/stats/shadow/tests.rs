@@ -140,3 +140,23 @@ fn labels_are_stable() {
     let d: Vec<&str> = Dropped::ALL.iter().map(|d| d.as_str()).collect();
     assert_eq!(d, ["in_flight", "body_too_big"]);
 }
+
+#[test]
+fn a_later_total_minus_its_baseline_is_what_came_in_between() {
+    let w = ShadowWindow::default();
+    w.mirrored(3);
+    w.compared(3, &outcome(Some(Kind::Status), false), 200, MS(5), MS(6));
+    let base = w.since(0, 3);
+    w.mirrored(4);
+    w.error(4);
+    w.compared(4, &outcome(Some(Kind::Body), true), 503, MS(5), MS(60));
+    let d = w.since(0, 4).minus(&base);
+    assert_eq!(d, w.last(4, 1));
+    assert_eq!(
+        (d.mirrored, d.compared, d.errors, d.mirror_5xx),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(d.mismatched, [0, 0, 1]);
+    // A baseline bigger than the total (another epoch's) saturates at 0.
+    assert_eq!(base.minus(&w.since(0, 4)), ShadowStats::default());
+}
