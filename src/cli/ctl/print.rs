@@ -447,3 +447,28 @@ pub fn shadow(a: &ShadowAnswer, width: Option<usize>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_not_written_says_why() {
+        let mut a = Applied::unchanged(4);
+        a.changed = true;
+        a.persisted = Some(false);
+        a.persist_error = Some("s.toml is read-only".into());
+        let s = suffix(&a);
+        assert!(
+            s.starts_with(" (generation 4, NOT written to the file (in memory only))\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("not written because: s.toml is read-only\n"),
+            "{s}"
+        );
+        a.persisted = Some(true);
+        a.persist_error = None;
+        assert_eq!(suffix(&a), " (generation 4, written to the file)");
+    }
+}
