@@ -167,7 +167,7 @@ fn the_status_document_keeps_its_field_names() {
             source: Some(ChangeSource::File),
             error: None,
         },
-        restart_needed: vec!["server.hsts".into()],
+        restart_needed: vec!["server.listen".into()],
         tls: Some(TlsStatus {
             certificates: vec![CertStatus {
                 hosts: vec!["*.example.com".into()],
@@ -204,7 +204,7 @@ fn the_status_document_keeps_its_field_names() {
     // The console reads `standby` as a pool name.
     assert_eq!(json["routes"][0]["standby"], "green");
     assert_eq!(json["routes"][0]["standby_active"], false);
-    assert_eq!(json["restart_needed"], json!(["server.hsts"]));
+    assert_eq!(json["restart_needed"], json!(["server.listen"]));
     assert_eq!(json["tls"]["certificates"][0]["hosts"][0], "*.example.com");
     assert_eq!(json["rollouts"][0]["last"]["check"]["result"], "fail");
     assert_eq!(json["rollouts"][0]["last"]["check"]["metric"], "error_rate");

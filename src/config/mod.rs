@@ -72,7 +72,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         match toml::from_str(&current) {
             Ok(raw) => break raw,
             Err(e) => {
-                diags.push(serde_diagnostic(&current, &e));
+                let mut d = serde_diagnostic(&current, &e);
+                // Several unknown keys of one table: list its keys once.
+                if d.hint
+                    .as_deref()
+                    .is_some_and(|h| h.starts_with("known keys"))
+                    && diags.iter().any(|p: &Diagnostic| p.hint == d.hint)
+                {
+                    d.hint = Some("known keys: as listed above".into());
+                }
+                diags.push(d);
                 let next = e
                     .span()
                     .filter(|_| e.message().contains("unknown field `"))

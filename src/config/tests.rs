@@ -437,3 +437,14 @@ fn every_unknown_key_is_reported_in_one_run() {
     let shown = e.to_string();
     assert_eq!(shown.matches("upstream_idle_timeout").count(), 1, "{shown}");
 }
+
+#[test]
+fn unknown_keys_of_one_table_list_its_keys_once() {
+    let text = "[server]\nbogus = 1\nother = 2\n";
+    let e = parse(text, Path::new("t.toml")).unwrap_err();
+    let keys: Vec<&str> = e.diagnostics().iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys[..2], ["server.bogus", "server.other"], "{e}");
+    let shown = e.to_string();
+    assert_eq!(shown.matches("upstream_idle_timeout").count(), 1, "{shown}");
+    assert!(shown.contains("as listed above"), "{shown}");
+}
