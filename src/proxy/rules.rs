@@ -53,40 +53,35 @@ pub(crate) enum Kind {
     StrictTransport,
 }
 
-/// The kind of a header name.
+/// The kind of a header name: the length picks the one or two names it
+/// can be (most names a request carries match none), then one
+/// case-insensitive comparison decides. Called for every header of every
+/// head on the lean path.
 pub(crate) fn kind(name: &[u8]) -> Kind {
-    const NAMES: &[(&[u8], Kind)] = &[
-        (b"host", Kind::Host),
-        (b"content-length", Kind::ContentLength),
-        (b"transfer-encoding", Kind::TransferEncoding),
-        (b"connection", Kind::Connection),
-        (b"upgrade", Kind::Upgrade),
-        (b"expect", Kind::Expect),
-        (b"te", Kind::Hop),
-        (b"trailer", Kind::Hop),
-        (b"keep-alive", Kind::Hop),
-        (b"proxy-connection", Kind::Hop),
-        (b"http2-settings", Kind::Hop),
-        (b"x-forwarded-for", Kind::XForwardedFor),
-        (b"x-forwarded-proto", Kind::Ours),
-        (b"x-forwarded-host", Kind::Ours),
-        (b"x-switchyard-pool", Kind::Ours),
-        (b"x-switchyard-bucket", Kind::Ours),
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 if is(b"te") => Kind::Hop,
+        4 if is(b"host") => Kind::Host,
+        6 if is(b"cookie") => Kind::Cookie,
+        6 if is(b"expect") => Kind::Expect,
+        7 if is(b"upgrade") => Kind::Upgrade,
+        7 if is(b"trailer") => Kind::Hop,
+        10 if is(b"connection") => Kind::Connection,
+        10 if is(b"keep-alive") => Kind::Hop,
+        12 if is(b"x-request-id") => Kind::XRequestId,
+        14 if is(b"content-length") => Kind::ContentLength,
+        14 if is(b"http2-settings") => Kind::Hop,
+        15 if is(b"x-forwarded-for") => Kind::XForwardedFor,
+        16 if is(b"x-forwarded-host") => Kind::Ours,
+        16 if is(b"proxy-connection") => Kind::Hop,
+        17 if is(b"transfer-encoding") => Kind::TransferEncoding,
+        17 if is(b"x-forwarded-proto") || is(b"x-switchyard-pool") => Kind::Ours,
         // Sent by a route with `strip_prefix`, never passed on from a client.
-        (b"x-forwarded-prefix", Kind::Ours),
-        (b"x-request-id", Kind::XRequestId),
-        (b"cookie", Kind::Cookie),
-        (b"strict-transport-security", Kind::StrictTransport),
-    ];
-    for (n, k) in NAMES {
-        if n.len() == name.len() && n.eq_ignore_ascii_case(name) {
-            return *k;
-        }
-    }
-    if name.contains(&b'_') {
-        Kind::Underscore
-    } else {
-        Kind::Other
+        18 if is(b"x-forwarded-prefix") => Kind::Ours,
+        19 if is(b"x-switchyard-bucket") => Kind::Ours,
+        25 if is(b"strict-transport-security") => Kind::StrictTransport,
+        _ if name.contains(&b'_') => Kind::Underscore,
+        _ => Kind::Other,
     }
 }
 
@@ -385,6 +380,43 @@ impl<'a> Nominated<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_kinds_by_name_in_any_case() {
+        for (name, want) in [
+            ("Host", Kind::Host),
+            ("content-LENGTH", Kind::ContentLength),
+            ("Transfer-Encoding", Kind::TransferEncoding),
+            ("Connection", Kind::Connection),
+            ("Upgrade", Kind::Upgrade),
+            ("Expect", Kind::Expect),
+            ("TE", Kind::Hop),
+            ("Trailer", Kind::Hop),
+            ("Keep-Alive", Kind::Hop),
+            ("Proxy-Connection", Kind::Hop),
+            ("HTTP2-Settings", Kind::Hop),
+            ("X-Forwarded-For", Kind::XForwardedFor),
+            ("X-Forwarded-Proto", Kind::Ours),
+            ("X-Forwarded-Host", Kind::Ours),
+            ("X-Forwarded-Prefix", Kind::Ours),
+            ("X-Switchyard-Pool", Kind::Ours),
+            ("X-Switchyard-Bucket", Kind::Ours),
+            ("X-Request-Id", Kind::XRequestId),
+            ("Cookie", Kind::Cookie),
+            ("Strict-Transport-Security", Kind::StrictTransport),
+            ("Content_Length", Kind::Underscore),
+            ("X_Api_Key", Kind::Underscore),
+            // Same lengths as known names, not them.
+            ("Accept", Kind::Other),
+            ("ts", Kind::Other),
+            ("Hostx", Kind::Other),
+            ("Content-Lengtx", Kind::Other),
+            ("User-Agent", Kind::Other),
+            ("", Kind::Other),
+        ] {
+            assert_eq!(kind(name.as_bytes()), want, "{name}");
+        }
+    }
 
     fn scan(minor: u8, fields: &[(&str, &str)]) -> Result<Verdict, Refusal> {
         let mut s = RequestScan::default();
