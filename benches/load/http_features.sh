@@ -21,6 +21,8 @@
 #   real-ip      trusted_proxies = ["127.0.0.0/8"], X-Forwarded-For with three hops
 #   respond      respond = { status = 200 } (no backend: what a fixed answer costs)
 #   all          strip + rewrite + both header rules + rate limit + real IP
+#   mirror       mirror = { pool = "green", percent = 10 } (green: the same
+#                two backends; each copy is a second upstream request)
 #
 # The PROXY protocol costs once per connection (one peek and one read), which
 # keep-alive load does not show; it is measured by the callgrind script.
@@ -31,7 +33,7 @@ DURATION=${DURATION:-5}
 REPEATS=${REPEATS:-6}
 CONNECTIONS=${CONNECTIONS:-50}
 HTTP1=${HTTP1:-}
-VARIANTS=(${VARIANTS:-plain default body-limit strip rewrite req-headers resp-headers rate-limit real-ip respond all})
+VARIANTS=(${VARIANTS:-plain default body-limit strip rewrite req-headers resp-headers rate-limit real-ip mirror respond all})
 command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)" >&2; exit 1; }
 [ -x "$SWITCHYARD" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 # shellcheck source=benches/load/common.sh
@@ -74,6 +76,7 @@ route_keys() {
     req-headers) printf '%s%s' "$split" "$req" ;;
     resp-headers) printf '%s%s' "$split" "$resp" ;;
     rate-limit) printf '%s%s' "$split" "$rl" ;;
+    mirror) printf '%s%s' "$split" $'mirror = { pool = "green", percent = 10 }\n' ;;
     respond) printf 'respond = { status = 200, body = "{\\"ok\\":true}" }\n' ;;
     all) printf '%s%s%s%s%s' "$split" "$req" "$resp" "$rl" $'rewrite = { from = "^/v1/(.*)", to = "/v2/$1" }\npath_prefix = "/api"\nstrip_prefix = true\n' ;;
   esac
@@ -95,6 +98,7 @@ for r in $(seq "$REPEATS"); do
       printf '[server]\nlisten = "127.0.0.1:%s"\n%s' "$P" "$(server_keys "$v")"
       printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$A"
       printf '[pools.blue]\nbackends = ["127.0.0.1:%s", "127.0.0.1:%s"]\n' "$B1" "$B2"
+      [ "$v" = mirror ] && printf '[pools.green]\nbackends = ["127.0.0.1:%s", "127.0.0.1:%s"]\n' "$B1" "$B2"
       printf '[[routes]]\nname = "r"\n%s' "$(route_keys "$v")"
     } > "$TMP/$v.toml"
     wrk_args "$v"

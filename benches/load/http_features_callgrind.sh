@@ -16,7 +16,7 @@ SWITCHYARD=${SWITCHYARD:-target/release/switchyard}
 N1=${N1:-200}
 N2=${N2:-1200}
 HTTP1=${HTTP1:-}
-VARIANTS=(${VARIANTS:-plain default body-limit strip rewrite req-headers resp-headers rate-limit real-ip respond all per-conn proxy-protocol})
+VARIANTS=(${VARIANTS:-plain default body-limit strip rewrite req-headers resp-headers rate-limit real-ip mirror respond all per-conn proxy-protocol})
 command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 [ -x "$SWITCHYARD" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 # shellcheck source=benches/load/common.sh
@@ -82,6 +82,7 @@ ir() { # variant n -> total instructions of a run serving n requests
     [ "$v" = proxy-protocol ] && printf 'proxy_protocol = true\ntrusted_proxies = ["127.0.0.0/8"]\n'
     printf '\n[admin]\nlisten = "127.0.0.1:%s"\n[health]\nenabled = false\n' "$a"
     printf '[pools.blue]\nbackends = ["127.0.0.1:%s", "127.0.0.1:%s"]\n' "$B1" "$B2"
+    [ "$v" = mirror ] && printf '[pools.green]\nbackends = ["127.0.0.1:%s", "127.0.0.1:%s"]\n' "$B1" "$B2"
     printf '[[routes]]\nname = "r"\n%s' "$(route_keys "$rv")"
   } > "$cfg"
   RUST_LOG=error valgrind --tool=callgrind --callgrind-out-file="$out" \

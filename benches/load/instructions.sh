@@ -33,6 +33,16 @@ if (($#)); then CONTENDERS=$(printf 'bin:%s ' "$@"); fi
 REQUESTS=${REQUESTS:-20000}
 CONNECTIONS=${CONNECTIONS:-50}
 ACCESS_LOG=${ACCESS_LOG:-0}
+# FEATURES="plain strip ...": instead of CONTENDERS, the lean engine once
+# per issue-14 feature (http_features.sh's variants: plain default
+# body-limit strip rewrite req-headers resp-headers rate-limit real-ip
+# mirror respond all), each reported as a ratio to the first.
+FEATURES=${FEATURES:-}
+if [[ -n $FEATURES ]]; then
+  CONTENDERS=$(printf 'feature:%s ' $FEATURES)
+  HTTP1=""
+  eval "$(sed -n '/^server_keys() {/,/^}/p;/^route_keys() {/,/^}/p' benches/load/http_features.sh)"
+fi
 # MIRROR=PCT: switchyard's route also mirrors PCT % of requests to a pool
 # `green` on the same backends (shadow traffic, issue 15; 0 = no mirror).
 MIRROR=${MIRROR:-0}
@@ -107,6 +117,28 @@ EOF
       # whose exec of switchyard leaves valgrind behind (no --trace-children),
       # so the proxy ran natively and counted 0. RUST_LOG is set on valgrind.
       echo "$bin" run --config "$dir/cfg" ;;
+    feature:*)
+      local v=${1#feature:}
+      [[ $v == mirror ]] && green="[pools.green]
+backends = [\"127.0.0.1:${B[0]}\", \"127.0.0.1:${B[1]}\", \"127.0.0.1:${B[2]}\"]"
+      cat >"$dir/cfg" <<EOF
+[server]
+listen = "127.0.0.1:$p"
+workers = 1
+$(server_keys "$v")
+[admin]
+listen = "127.0.0.1:$(port)"
+[health]
+enabled = false
+[pools.blue]
+backends = ["127.0.0.1:${B[0]}", "127.0.0.1:${B[1]}", "127.0.0.1:${B[2]}"]
+balance = "round_robin"
+$green
+[[routes]]
+name = "r"
+$(route_keys "$v")
+EOF
+      echo "$bin" run --config "$dir/cfg" ;;
     nginx)
       cat >"$dir/cfg" <<EOF
 daemon off; master_process off; worker_processes 1; error_log $dir/error.log; pid $dir/pid;
@@ -152,15 +184,24 @@ measure() { # name; prints "name process_ir busiest_thread_ir"
     "${cmd[@]}" >"$dir/stdout" 2>"$dir/valgrind.log" &
   pid=$!
   PIDS+=("$pid")
-  wait_ok "http://127.0.0.1:$p/" 120
+  # A feature's request: its path, and a header or body it reads.
+  local path=/ extra=()
+  case $name in
+    feature:strip | feature:rewrite | feature:all) path=/api/v1/items ;;
+    feature:body-limit)
+      head -c 1024 /dev/zero | tr '\0' x >"$dir/body"
+      extra=(-d "$dir/body") ;;
+    feature:real-ip) extra=(-H "X-Forwarded-For: 203.0.113.7, 10.0.0.2") ;;
+  esac
+  wait_ok "http://127.0.0.1:$p$path" 120
   # Warm the upstream pools, then count exactly the measured requests.
-  h2load --h1 -n 2000 -c "$CONNECTIONS" -t 1 "http://127.0.0.1:$p/" >/dev/null
+  h2load --h1 -n 2000 -c "$CONNECTIONS" -t 1 "${extra[@]}" "http://127.0.0.1:$p$path" >/dev/null
   # callgrind_control talks to the valgrind in process $pid; if the program
   # runs natively (an exec it did not follow), nothing answers and the count
   # would silently be 0.
   callgrind_control -i on "$pid" >"$dir/control.log" 2>&1 ||
     { echo "$name: callgrind_control -i on $pid failed: $(tail -n 2 "$dir/control.log")" >&2; }
-  h2load --h1 -n "$REQUESTS" -c "$CONNECTIONS" -t 1 "http://127.0.0.1:$p/" >"$dir/h2load.txt"
+  h2load --h1 -n "$REQUESTS" -c "$CONNECTIONS" -t 1 "${extra[@]}" "http://127.0.0.1:$p$path" >"$dir/h2load.txt"
   callgrind_control -i off "$pid" >>"$dir/control.log" 2>&1 || true
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -192,6 +233,14 @@ done
 ratio() { # contender reference: whole-process ratio, or - without the reference
   if [[ -n ${IR[$2]:-} ]]; then python3 -c "print(f'{${IR[$1]}/${IR[$2]}:.3f}')"; else echo -; fi
 }
+if [[ -n $FEATURES ]]; then
+  echo "| feature | instructions / request | vs ${MEASURED[0]#feature:} |"
+  echo "| --- | ---: | ---: |"
+  for c in "${MEASURED[@]}"; do
+    echo "| ${c#feature:} | $((IR[$c] / REQUESTS)) | $(ratio "$c" "${MEASURED[0]}") |"
+  done
+  exit 0
+fi
 echo "| contender | instructions / request | busiest thread / request | vs nginx | vs haproxy |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 for c in "${MEASURED[@]}"; do
