@@ -80,6 +80,10 @@ pub struct Log {
 struct State {
     log: Log,
     script: Vec<Reply>,
+    /// Cases begun so far: a request whose first bytes arrived in an
+    /// earlier case (a proxy still forwarding the last case's request
+    /// when the next began) is answered but not logged in this one.
+    epoch: u64,
 }
 
 /// A running conformance backend.
@@ -111,6 +115,7 @@ impl RawBackend {
     pub fn begin(&self, script: &[Reply]) {
         let mut s = self.state.lock().expect("backend state");
         s.log = Log::default();
+        s.epoch += 1;
         s.script = script.iter().rev().copied().collect();
     }
 
@@ -123,6 +128,8 @@ const ECHO_MAX: usize = 1 << 20;
 
 async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    // The case in which the request being read began.
+    let mut began = 0u64;
     loop {
         // Frame one request out of what has arrived, reading more as needed.
         let (got, used, early) = loop {
@@ -135,7 +142,7 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
                 }
                 Framed::More => {}
             }
-            if !read_more(&mut tcp, &mut buf, &state).await || buf.len() > ECHO_MAX {
+            if !read_more(&mut tcp, &mut buf, &state, &mut began).await || buf.len() > ECHO_MAX {
                 return;
             }
         };
@@ -145,7 +152,7 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
             }
             // Discard the rest until the proxy gives up on the connection.
             buf.clear();
-            while read_more(&mut tcp, &mut buf, &state).await {
+            while read_more(&mut tcp, &mut buf, &state, &mut began).await {
                 buf.clear();
             }
             return;
@@ -159,7 +166,7 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
             } else {
                 s.script.pop().unwrap_or(Reply::Echo)
             };
-            if !probe {
+            if !probe && began == s.epoch {
                 s.log.requests.push(got.clone());
             }
             reply
@@ -213,7 +220,12 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
     }
 }
 
-async fn read_more(tcp: &mut TcpStream, buf: &mut Vec<u8>, state: &Mutex<State>) -> bool {
+async fn read_more(
+    tcp: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    state: &Mutex<State>,
+    began: &mut u64,
+) -> bool {
     let mut chunk = [0u8; 8192];
     match tcp.read(&mut chunk).await {
         Ok(0) | Err(_) => false,
@@ -221,6 +233,7 @@ async fn read_more(tcp: &mut TcpStream, buf: &mut Vec<u8>, state: &Mutex<State>)
             let mut s = state.lock().expect("backend state");
             if buf.is_empty() {
                 s.log.starts += 1;
+                *began = s.epoch;
             }
             buf.extend_from_slice(&chunk[..n]);
             s.log.raw.extend_from_slice(&chunk[..n]);
